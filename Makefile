@@ -1,0 +1,31 @@
+# The two commands a newcomer needs:
+#   make demo   export the tiny model, start Triton, generate a video through gRPC (outputs/demo.mp4)
+#   make test   lint and run the test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build; on a GPU host use e.g. `make TORCH=torch==2.13.0 ...` from PyTorch's CUDA index.
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint install clean
+
+demo: $(VENV)/.installed
+	$(BIN)/i2v demo
+
+test: $(VENV)/.installed lint
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+clean:
+	rm -rf $(VENV) models outputs model_repository/*/

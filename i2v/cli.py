@@ -1,0 +1,205 @@
+"""The `i2v` command: export, serve, generate, demo.
+
+Heavy imports (torch, diffusers, tritonserver) happen inside the subcommands, so `i2v generate` works on a
+client-only install and `i2v --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from i2v.params import DECODE_CHUNK_RANGE, FPS_RANGE, GUIDANCE_RANGE, NUM_FRAMES_RANGE, STEPS_RANGE
+
+DEFAULT_REPOSITORY = Path("model_repository")
+DEFAULT_URL = "localhost:8001"
+EXAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "examples" / "lighthouse.png"
+EXAMPLE_PROMPT = "A lighthouse on a cliff, waves rolling in, clouds drifting by"
+
+# Exit codes that mean something to scripts.
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_OVERLOADED, EXIT_CANCELLED = 0, 1, 2, 3, 4, 5
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show every default except None (those say in their help what happens when omitted)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="i2v", description="I2VGen-XL image-to-video on Triton.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    fmt = _DefaultsFormatter
+
+    export = commands.add_parser("export", help="export a model to ONNX and write a Triton model repository",
+                                 formatter_class=fmt)
+    export.add_argument("--model", default="tiny",
+                        help="'tiny' (random weights, built locally), a diffusers folder or a hub id")
+    export.add_argument("--output", type=Path, default=DEFAULT_REPOSITORY, help="model repository to write")
+    export.add_argument("--skip-check", action="store_true", help="do not compare the ONNX graphs with PyTorch")
+    export.set_defaults(run=run_export)
+
+    serve = commands.add_parser("serve", help="run the embedded Triton server on a model repository",
+                                formatter_class=fmt)
+    serve.add_argument("--model-repository", type=Path, default=DEFAULT_REPOSITORY, help="written by `i2v export`")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for all)")
+    serve.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (the client's)")
+    serve.add_argument("--http-port", type=int, default=8000, help="HTTP port (health, metadata)")
+    serve.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port")
+    serve.add_argument("--log-file", type=Path, default=None, help="server log; a temporary file when omitted")
+    serve.set_defaults(run=run_serve)
+
+    generate = commands.add_parser("generate", help="generate a video through gRPC", formatter_class=fmt)
+    generate.add_argument("--image", type=Path, required=True, help="PNG, JPEG or WebP picture")
+    generate.add_argument("--prompt", required=True, help="what should happen in the video")
+    generate.add_argument("-o", "--output", type=Path, default=Path("outputs/video.mp4"),
+                          help="MP4 to write; its metadata goes beside it as .json")
+    add_connection_args(generate)
+    add_generation_args(generate)
+    generate.set_defaults(run=run_generate)
+
+    demo = commands.add_parser(
+        "demo", formatter_class=fmt,
+        help="export the tiny model if needed, start Triton, generate a video from the example image, stop",
+    )
+    demo.add_argument("--model-repository", type=Path, default=DEFAULT_REPOSITORY,
+                      help="exported here first if it holds no model")
+    demo.add_argument("--image", type=Path, default=EXAMPLE_IMAGE, help="input picture")
+    demo.add_argument("--prompt", default=EXAMPLE_PROMPT, help="what should happen in the video")
+    demo.add_argument("-o", "--output", type=Path, default=Path("outputs/demo.mp4"), help="MP4 to write")
+    add_generation_args(demo)
+    demo.set_defaults(run=run_demo)
+    return parser
+
+
+def add_connection_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=DEFAULT_URL, help="Triton gRPC address")
+    parser.add_argument("--api-key", default=None, help="key for a server that restricts inference")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds before the request is cancelled")
+
+
+def add_generation_args(parser: argparse.ArgumentParser) -> None:
+    """Generation parameters; omitted ones take the served model's defaults (reported in the metadata JSON)."""
+    group = parser.add_argument_group("generation (default: the served model's own)")
+    group.add_argument("--negative-prompt", default=None, help="what the video should avoid")
+    group.add_argument("--height", type=int, default=None, help="pixels, a multiple of the model's size step")
+    group.add_argument("--width", type=int, default=None, help="pixels, a multiple of the model's size step")
+    group.add_argument("--num-frames", type=int, default=None, help="{} to {}".format(*NUM_FRAMES_RANGE))
+    group.add_argument("--fps", type=int, default=None, help="{} to {}, also a model condition".format(*FPS_RANGE))
+    group.add_argument("--steps", dest="num_inference_steps", type=int, default=None,
+                       help="denoising steps, {} to {}".format(*STEPS_RANGE))
+    group.add_argument("--guidance", dest="guidance_scale", type=float, default=None,
+                       help="classifier-free guidance scale, {:g} to {:g}".format(*GUIDANCE_RANGE))
+    group.add_argument("--seed", type=int, default=None, help="random when omitted; the one used is reported")
+    group.add_argument("--decode-chunk-size", type=int, default=None,
+                       help="frames per VAE decode call, {} to {}".format(*DECODE_CHUNK_RANGE))
+
+
+GENERATION_ARGS = ("negative_prompt", "height", "width", "num_frames", "fps", "num_inference_steps",
+                   "guidance_scale", "seed", "decode_chunk_size")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from i2v.export.pipeline import export_model_repository
+
+    export_model_repository(args.model, args.output, check=not args.skip_check)
+    print(f"model repository written to {args.output}")
+    return EXIT_OK
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from i2v.serving.triton_server import EmbeddedTritonServer, serve_forever
+
+    if not (args.model_repository / "i2vgen_xl" / "config.pbtxt").exists():
+        print(f"error: no model repository at {args.model_repository}: run `i2v export` first", file=sys.stderr)
+        return EXIT_INVALID
+    server = EmbeddedTritonServer(
+        args.model_repository, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,
+        metrics_port=args.metrics_port, log_file=args.log_file,
+    )
+    return serve_forever(server)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from i2v.client import errors
+
+    try:
+        result = generate_with_progress(args, args.url)
+    except errors.InvalidInputError as exc:
+        return _fail(f"invalid input: {exc}", EXIT_INVALID)
+    except errors.ServerUnavailableError as exc:
+        return _fail(f"server unavailable: {exc}", EXIT_UNAVAILABLE)
+    except errors.OverloadedError as exc:
+        return _fail(f"server overloaded: {exc}", EXIT_OVERLOADED)
+    except errors.CancelledError as exc:
+        return _fail(f"cancelled: {exc}", EXIT_CANCELLED)
+    except errors.I2VError as exc:
+        return _fail(f"generation failed: {exc}", EXIT_FAILED)
+    except ValueError as exc:  # client-side parameter checks
+        return _fail(f"invalid input: {exc}", EXIT_INVALID)
+    print(f"wrote {args.output} (seed {result.seed}, {result.timings['total']:.2f} s on the server)")
+    return EXIT_OK
+
+
+def generate_with_progress(args: argparse.Namespace, url: str):
+    """Send one request, draw a progress bar from the streamed steps, save MP4 + metadata JSON."""
+    from tqdm import tqdm
+
+    from i2v.client.grpc_client import I2VClient
+    from i2v.client.types import GenerationRequest
+
+    if not args.image.is_file():
+        raise ValueError(f"image file not found: {args.image}")
+    params = {name: getattr(args, name) for name in GENERATION_ARGS if getattr(args, name) is not None}
+    request = GenerationRequest.from_file(args.image, args.prompt, **params)
+    with I2VClient(url, api_key=getattr(args, "api_key", None), timeout_s=getattr(args, "timeout", None)) as client:
+        client.wait_until_ready()
+        with tqdm(total=None, desc="denoising", unit="step") as bar:
+            def on_progress(step: int, total: int) -> None:
+                bar.total = total
+                bar.update(step - bar.n)
+            result = client.generate(request, on_progress=on_progress)
+    result.save(args.output)
+    return result
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """The README's main job: tiny model → ONNX → Triton → gRPC → MP4, on this machine."""
+    from i2v.serving.triton_server import EmbeddedTritonServer
+
+    if not (args.model_repository / "i2vgen_xl" / "config.pbtxt").exists():
+        from i2v.export.pipeline import export_model_repository
+
+        print(f"exporting the tiny model to {args.model_repository} ...")
+        export_model_repository("tiny", args.model_repository, check=True)
+    print("starting Triton ...")
+    with EmbeddedTritonServer(args.model_repository) as server:
+        endpoints = server.endpoints
+        print(f"Triton ready: gRPC {endpoints.grpc_url}, HTTP {endpoints.http_url}, metrics {endpoints.metrics_url}")
+        args.api_key, args.timeout = None, None
+        result = generate_with_progress(args, endpoints.grpc_url)
+    meta = result.metadata
+    print(f"wrote {args.output}: {meta['frames']} frames {meta['width']}x{meta['height']}, seed {result.seed}, "
+          f"{meta['timings']['total']:.2f} s on the server; metadata in {args.output.with_suffix('.json')}")
+    if meta["model"] == "tiny":
+        print("note: the tiny model has random weights, so its video is noise; export real weights for real videos")
+    return EXIT_OK
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Triton Python model `i2vgen_xl`: the whole image-to-video request, part models called through BLS.
+
+`execute` reads like the pipeline it serves: read and validate the request, decode the image, run the
+`VideoGenerator` loop (each part is a BLS call to the Triton model of that name, whatever runtime serves it),
+stream one progress response per denoising step, encode the MP4, send the final response. A bad request gets
+an error naming the problem; the model keeps serving the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import triton_python_backend_utils as pb_utils
+
+from i2v.export.parts import OUTPUT_NAMES
+from i2v.params import GenerationParams, InvalidParameterError
+from i2v.serving.generator import GenerationCancelled, VideoGenerator
+from i2v.serving.preprocess import InvalidImageError, decode_image
+from i2v.video import encode_mp4
+
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+INT_PARAMS = ("height", "width", "num_frames", "fps", "num_inference_steps", "decode_chunk_size", "seed")
+
+
+class PartError(RuntimeError):
+    """A part model answered with an error."""
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        use_gpu = args["model_instance_kind"] == "GPU" and torch.cuda.is_available()
+        self.device = torch.device(f"cuda:{args['model_instance_device_id']}" if use_gpu else "cpu")
+        pipeline_dir = Path(args["model_repository"]) / args["model_version"] / "pipeline"
+        self.generator = VideoGenerator(pipeline_dir, run_part=self.run_part, device=self.device)
+
+    def execute(self, requests):
+        for request in requests:
+            sender = request.get_response_sender()
+            try:
+                response = self.generate(request, sender)
+                sender.send(response, flags=FINAL)
+            except GenerationCancelled:
+                sender.send(flags=FINAL)
+            except (InvalidParameterError, InvalidImageError) as exc:
+                sender.send(_error(f"invalid input: {exc}", "INVALID_ARG"), flags=FINAL)
+            except Exception as exc:  # report, keep serving
+                pb_utils.Logger.log_error(f"i2vgen_xl: request failed: {type(exc).__name__}: {exc}")
+                sender.send(_error(f"generation failed: {type(exc).__name__}: {exc}", "INTERNAL"), flags=FINAL)
+        return None
+
+    def generate(self, request, sender) -> pb_utils.InferenceResponse:
+        start = time.perf_counter()
+        image_bytes = _read_bytes(request, "image")
+        if image_bytes is None:
+            raise InvalidImageError("image is required: send the bytes of a PNG, JPEG or WebP file")
+        params, return_frames = self.read_params(request)
+        image = decode_image(image_bytes)
+
+        def on_step(step: int, total: int) -> None:
+            progress = pb_utils.Tensor("progress", np.array([step, total], dtype=np.int32))
+            sender.send(pb_utils.InferenceResponse(output_tensors=[progress]))
+
+        video = self.generator(image, params, on_step=on_step, is_cancelled=request.is_cancelled)
+        encode_start = time.perf_counter()
+        mp4 = encode_mp4(video.frames, fps=params.fps)
+        timings = {**video.timings, "mp4_encode": time.perf_counter() - encode_start}
+        timings["total"] = time.perf_counter() - start
+        metadata = {
+            "parameters": params.to_dict(),
+            "seed": params.seed,
+            "model": self.generator.info.source,
+            "frames": int(video.frames.shape[0]),
+            "height": int(video.frames.shape[1]),
+            "width": int(video.frames.shape[2]),
+            "timings": {k: round(v, 6) for k, v in timings.items()},
+        }
+        outputs = [
+            pb_utils.Tensor("video", np.array([mp4], dtype=np.object_)),
+            pb_utils.Tensor("metadata", np.array([json.dumps(metadata).encode()], dtype=np.object_)),
+        ]
+        if return_frames:
+            outputs.append(pb_utils.Tensor("frames", video.frames))
+        return pb_utils.InferenceResponse(output_tensors=outputs)
+
+    def read_params(self, request) -> tuple[GenerationParams, bool]:
+        """Request tensors → validated parameters; omitted ones take this model's defaults, the seed a random one."""
+        prompt = _read_text(request, "prompt")
+        if prompt is None:
+            raise InvalidParameterError("prompt is required")
+        params = self.generator.default_params(prompt)
+        negative = _read_text(request, "negative_prompt")
+        if negative is not None:
+            params.negative_prompt = negative
+        for name in INT_PARAMS:
+            value = _read_scalar(request, name)
+            if value is not None:
+                setattr(params, name, int(value))
+        guidance = _read_scalar(request, "guidance_scale")
+        if guidance is not None:
+            params.guidance_scale = float(guidance)
+        if _read_scalar(request, "seed") is None:
+            params.seed = secrets.randbelow(2**32)
+        return_frames = bool(_read_scalar(request, "return_frames") or False)
+        return params.validate(self.generator.info.size_multiple), return_frames
+
+    def run_part(self, name: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One BLS call; tensors stay on the GPU when there is one (DLPack), else go as numpy."""
+        tensors = [_to_triton(key, value) for key, value in inputs.items()]
+        request = pb_utils.InferenceRequest(
+            model_name=name, requested_output_names=list(OUTPUT_NAMES[name]), inputs=tensors
+        )
+        response = request.exec()
+        if response.has_error():
+            raise PartError(f"{name}: {response.error().message()}")
+        return {t.name(): _to_torch(t, self.device) for t in response.output_tensors()}
+
+
+def _to_triton(name: str, value: torch.Tensor):
+    value = value.contiguous()
+    if value.is_cuda:
+        return pb_utils.Tensor.from_dlpack(name, torch.utils.dlpack.to_dlpack(value))
+    return pb_utils.Tensor(name, value.numpy())
+
+
+def _to_torch(tensor, device: torch.device) -> torch.Tensor:
+    if tensor.is_cpu():
+        return torch.from_numpy(tensor.as_numpy().copy()).to(device)
+    return torch.from_dlpack(tensor.to_dlpack())
+
+
+def _read_scalar(request, name: str):
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return None
+    array = tensor.as_numpy()
+    if array.size != 1:
+        raise InvalidParameterError(f"{name} must hold exactly one value, got shape {list(array.shape)}")
+    value = array.reshape(-1)[0].item()
+    if isinstance(value, float) and name != "guidance_scale":
+        raise InvalidParameterError(f"{name} must be an integer, got {value}")
+    return value
+
+
+def _read_bytes(request, name: str) -> bytes | None:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return None
+    array = tensor.as_numpy().reshape(-1)
+    if array.size != 1:
+        raise InvalidParameterError(f"{name} must hold exactly one element, got {array.size}")
+    value = array[0]
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _read_text(request, name: str) -> str | None:
+    data = _read_bytes(request, name)
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidParameterError(f"{name} must be UTF-8 text ({exc})") from exc
+
+
+def _error(message: str, code: str):
+    try:
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, getattr(pb_utils.TritonError, code)))
+    except (AttributeError, TypeError):  # older backends: message only
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))

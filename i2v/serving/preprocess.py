@@ -1,0 +1,60 @@
+"""Image decoding and the two crops I2VGen-XL feeds its encoders, exactly as diffusers' pipeline makes them.
+
+`center_crop_wide` and `resize_bilinear` reproduce the private helpers of diffusers' (deprecated)
+`pipeline_i2vgen_xl.py`, so the serving loop does not import the deprecated pipeline.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+from PIL import Image, ImageOps
+
+# Refuse images beyond this many pixels before decoding them (decompression bombs, accidental 100 MP uploads).
+MAX_IMAGE_PIXELS = 40_000_000
+MIN_IMAGE_SIDE = 8
+
+
+class InvalidImageError(ValueError):
+    """The image bytes are missing, corrupt, or of a size the server refuses."""
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """Decode uploaded bytes to an RGB image, as `diffusers.utils.load_image` does (EXIF rotation applied)."""
+    if not data:
+        raise InvalidImageError("image is empty: send the bytes of a PNG, JPEG or WebP file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise InvalidImageError(
+                    f"image is too large: {width}x{height} pixels, at most {MAX_IMAGE_PIXELS:,} allowed"
+                )
+            image.load()
+    except InvalidImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidImageError(f"image is too large: {exc}") from exc
+    except Exception as exc:  # PIL raises many types for corrupt data
+        raise InvalidImageError(f"image could not be decoded ({type(exc).__name__}: {exc})") from exc
+    if min(image.size) < MIN_IMAGE_SIDE:
+        raise InvalidImageError(
+            f"image is too small: {image.width}x{image.height}, each side must be at least {MIN_IMAGE_SIDE}"
+        )
+    return ImageOps.exif_transpose(image).convert("RGB")
+
+
+def center_crop_wide(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Scale (box filter) so the image covers `size` = (width, height), then crop the center."""
+    scale = min(image.size[0] / size[0], image.size[1] / size[1])
+    image = image.resize((round(image.width // scale), round(image.height // scale)), resample=Image.BOX)
+    x1 = (image.width - size[0]) // 2
+    y1 = (image.height - size[1]) // 2
+    return image.crop((x1, y1, x1 + size[0], y1 + size[1]))
+
+
+def resize_bilinear(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    return image.resize(size, Image.BILINEAR)

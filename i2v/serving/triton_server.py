@@ -1,0 +1,506 @@
+"""Run NVIDIA's own `tritonserver` from the nvidia-pytriton wheel, without Docker.
+
+The wheel ships the server binary, the Python backend, one backend stub per Python version and the shared
+libraries they need; PyTriton's own Python API is not used. What it takes to run it (TRITON_EMBEDDED notes):
+
+- a backend directory holding `backends/python` with the stub for *this* Python next to `libtriton_python.so`
+  (a stub for another version makes model loading hang with no error);
+- `LD_LIBRARY_PATH` with the wheel's `nvidia_pytriton.libs` (the copied files lose their relative RPATH);
+- this environment's `bin` first on `PATH`, so the stub's embedded Python uses this environment's packages;
+- numpy < 2 in this environment (with numpy 2 the Python backend silently receives empty tensors).
+
+The server runs in its own session, so a Ctrl-C in the terminal reaches our code, which stops it cleanly
+(SIGTERM, then SIGKILL to the whole process group, stubs included).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes.util
+import http.client
+import importlib.metadata
+import importlib.util
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+INSTALL_HINT = "pip install 'i2v-serving[server]'"
+STUB_NAME = "triton_python_backend_stub"
+
+
+class TritonServerError(RuntimeError):
+    """The embedded server cannot be found, prepared, started or kept running."""
+
+
+@dataclass(frozen=True)
+class TritonEndpoints:
+    """Where clients reach a running server (loopback addresses when it listens on all interfaces)."""
+
+    grpc_url: str  # "127.0.0.1:PORT", as tritonclient.grpc wants it
+    http_url: str  # "127.0.0.1:PORT", as tritonclient.http wants it
+    metrics_url: str  # "http://127.0.0.1:PORT/metrics"
+
+
+@dataclass(frozen=True)
+class TritonInstall:
+    """The parts of the nvidia-pytriton wheel the server needs, for one Python version."""
+
+    binary: Path  # pytriton/tritonserver/bin/tritonserver
+    python_backend_dir: Path  # pytriton/tritonserver/backends/python (libtriton_python.so, utils)
+    stub: Path  # pytriton/tritonserver/python_backend_stubs/X.Y/triton_python_backend_stub
+    libs_dir: Path  # site-packages/nvidia_pytriton.libs
+    python_version: str  # "X.Y" the stub is built for
+    libpython: str  # the libpythonX.Y.so.1.0 the stub will link: a path, or a soname the system linker knows
+
+
+def find_tritonserver(python_version: tuple[int, int] | None = None) -> TritonInstall:
+    """Locate the server, the Python backend and the stub for this interpreter (or `python_version`).
+
+    Fails with a message naming the missing part, because every one of them otherwise shows up as a hang or
+    a cryptic loader error inside the server log.
+    """
+    major, minor = python_version or sys.version_info[:2]
+    version = f"{major}.{minor}"
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise TritonServerError(f"nvidia-pytriton is not installed: {INSTALL_HINT}")
+    package_dir = Path(next(iter(spec.submodule_search_locations)))
+    root = package_dir / "tritonserver"
+    binary = root / "bin" / "tritonserver"
+    python_backend_dir = root / "backends" / "python"
+    libs_dir = package_dir.parent / "nvidia_pytriton.libs"
+    for path, what in ((binary, "the tritonserver binary"), (python_backend_dir / "libtriton_python.so",
+                       "the Python backend"), (libs_dir, "the bundled shared libraries")):
+        if not path.exists():
+            raise TritonServerError(f"nvidia-pytriton is incomplete: {what} is missing ({path}); "
+                                    f"reinstall it: {INSTALL_HINT}")
+    stubs_dir = root / "python_backend_stubs"
+    stub = stubs_dir / version / STUB_NAME
+    if not stub.is_file():
+        found = stubs_dir.iterdir() if stubs_dir.is_dir() else ()
+        available = sorted(p.name for p in found if (p / STUB_NAME).is_file())
+        raise TritonServerError(
+            f"nvidia-pytriton has no Python-backend stub for Python {version} (it has: "
+            f"{', '.join(available) or 'none'}); run the server from one of those Python versions"
+        )
+    return TritonInstall(binary, python_backend_dir, stub, libs_dir, version, _find_libpython(version))
+
+
+def _find_libpython(version: str) -> str:
+    """The stub links libpythonX.Y.so.1.0 dynamically: a static-only Python cannot run it."""
+    name = f"libpython{version}.so.1.0"
+    if version == "{}.{}".format(*sys.version_info[:2]):
+        own = Path(sysconfig.get_config_var("LIBDIR") or "") / name
+        if own.is_file():
+            return str(own)
+    found = ctypes.util.find_library(f"python{version}")
+    if found:
+        return found
+    raise TritonServerError(
+        f"the Python-backend stub for Python {version} needs {name}, which is neither in this interpreter's "
+        f"lib directory nor known to the system linker: install it (Debian/Ubuntu: apt-get install "
+        f"libpython{version}) or use a Python built with --enable-shared"
+    )
+
+
+def check_numpy() -> None:
+    """numpy 2 in the stub's environment makes the Python backend receive empty tensors, without an error."""
+    try:
+        numpy_version = importlib.metadata.version("numpy")
+    except importlib.metadata.PackageNotFoundError:
+        message = f"numpy is not installed; the Python backend needs numpy<2: {INSTALL_HINT}"
+        raise TritonServerError(message) from None
+    if int(numpy_version.split(".")[0]) >= 2:
+        raise TritonServerError(
+            f"numpy {numpy_version} is installed, but tritonserver 2.51's Python backend needs numpy<2 (with "
+            f"numpy 2 models silently receive empty tensors): pip install 'numpy<2'"
+        )
+
+
+# Strong references: a started server must not be dropped, and stopped, by garbage collection alone.
+_LIVE_SERVERS: set[EmbeddedTritonServer] = set()
+
+
+@atexit.register
+def _stop_live_servers() -> None:
+    """The server runs in its own session, so nothing else stops it when this interpreter exits."""
+    for server in list(_LIVE_SERVERS):
+        server.stop(timeout_s=10)
+
+
+class EmbeddedTritonServer:
+    """One `tritonserver` process on a model repository, with its own backend directory and log.
+
+    Ports left as None are picked free when the object is made, so `endpoints` is known before `start()`.
+    """
+
+    def __init__(
+        self,
+        model_repository: Path,
+        *,
+        grpc_port: int | None = None,
+        http_port: int | None = None,
+        metrics_port: int | None = None,
+        host: str = "127.0.0.1",
+        log_file: Path | None = None,
+        extra_args: Sequence[str] = (),
+        startup_timeout_s: float = 120.0,
+        log_verbose: int = 0,
+    ) -> None:
+        self.model_repository = Path(model_repository).resolve()
+        self.host = host
+        self.extra_args = tuple(extra_args)
+        self.startup_timeout_s = startup_timeout_s
+        self.log_verbose = log_verbose
+        ports = _pick_ports(host, (grpc_port, http_port, metrics_port))
+        self.grpc_port, self.http_port, self.metrics_port = ports
+        if log_file is None:
+            fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
+            os.close(fd)
+            log_file = Path(name)
+        self.log_path = Path(log_file)
+        client_host = _client_host(host)
+        self.endpoints = TritonEndpoints(
+            grpc_url=f"{client_host}:{self.grpc_port}",
+            http_url=f"{client_host}:{self.http_port}",
+            metrics_url=f"http://{client_host}:{self.metrics_port}/metrics",
+        )
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_handle: IO[bytes] | None = None
+        self._backend_dir: Path | None = None
+        self._returncode: int | None = None
+        self._interrupt = threading.Event()  # set by serve_forever's signal handler to abandon start-up
+        self._shm_prefix = ""
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def start(self) -> TritonEndpoints:
+        """Start the server and wait until it reports ready (all models loaded)."""
+        if self._process is not None:
+            raise TritonServerError("the server is already started; stop() it first")
+        if not self.model_repository.is_dir():
+            raise TritonServerError(f"model repository not found: {self.model_repository}")
+        check_numpy()
+        install = find_tritonserver()
+        self._interrupt.clear()
+        try:
+            self._launch(install)
+            self._wait_until_ready()
+        except BaseException:
+            self.stop(timeout_s=5)
+            raise
+        return self.endpoints
+
+    def stop(self, timeout_s: float = 30) -> None:
+        """SIGTERM (Triton unloads models and ends its stubs); SIGKILL to the process group after `timeout_s`.
+
+        Safe to call twice or before start().
+        """
+        process = self._process
+        if process is not None:
+            try:
+                if not self._has_exited():
+                    process.send_signal(signal.SIGTERM)
+                    if not self._wait_exited(timeout_s):
+                        _kill_group(process.pid)
+                # The leader is not reaped yet, so its group id cannot be reused: stubs left behind are ours.
+                deadline = time.monotonic() + 2.0
+                while _group_members(process.pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if _group_members(process.pid):
+                    _kill_group(process.pid)
+            finally:
+                self._returncode = process.wait()
+                self._process = None
+                _LIVE_SERVERS.discard(self)
+                _remove_shm_regions(self._shm_prefix)
+        if self._log_handle is not None:
+            self._log_handle.close()
+            self._log_handle = None
+        if self._backend_dir is not None:
+            shutil.rmtree(self._backend_dir, ignore_errors=True)
+            self._backend_dir = None
+
+    def is_running(self) -> bool:
+        return self._process is not None and not self._has_exited()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        """The server's exit status once stopped (negative: killed by that signal); None before."""
+        return self._returncode
+
+    def __enter__(self) -> EmbeddedTritonServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def log_tail(self, n: int = 40) -> str:
+        """The last `n` lines of the server log: where Triton says why a model did not load."""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(0, os.SEEK_END)
+                log.seek(max(0, log.tell() - 256 * 1024))
+                data = log.read()
+        except OSError:
+            return ""
+        return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-n:])
+
+    def command(self, binary: Path, backend_dir: Path) -> list[str]:
+        """The server command line; `extra_args` come last so they can override anything before them."""
+        args = [
+            str(binary),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={backend_dir}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.grpc_port}",
+            f"--http-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={self.metrics_port}",
+            "--disable-auto-complete-config",
+            f"--log-verbose={self.log_verbose}",
+            # Our own prefix, so stop() can remove the regions a killed server leaves in /dev/shm.
+            f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
+        ]
+        return args + list(self.extra_args)
+
+    # -- internals ---------------------------------------------------------------------------------------
+
+    def _launch(self, install: TritonInstall) -> None:
+        self._backend_dir = _prepare_backend_dir(install)
+        self._shm_prefix = f"i2v_triton_{os.getpid()}_{secrets.token_hex(4)}_"
+        self._log_handle = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the server
+        self._returncode = None
+        self._process = subprocess.Popen(
+            self.command(install.binary, self._backend_dir),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+            env=_server_env(install),
+            start_new_session=True,  # Ctrl-C goes to us, not straight to the server and its stubs
+        )
+        _LIVE_SERVERS.add(self)
+
+    def _wait_until_ready(self) -> None:
+        url = f"http://{_client_host(self.host)}:{self.http_port}/v2/health/ready"
+        # An http_proxy in the environment must not see loopback health checks.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        deadline = time.monotonic() + self.startup_timeout_s
+        while True:
+            if self._has_exited():
+                what = f"tritonserver exited with code {self._peek_returncode()} during start-up"
+                raise TritonServerError(self._failure_message(what))
+            if self._interrupt.is_set():
+                raise TritonServerError("start-up interrupted by a signal")
+            try:
+                with opener.open(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (OSError, http.client.HTTPException):
+                pass  # not listening yet, or listening but models still loading (HTTP 400)
+            if time.monotonic() > deadline:
+                raise TritonServerError(self._failure_message(
+                    f"tritonserver did not become ready within {self.startup_timeout_s:g} s"))
+            time.sleep(0.1)
+
+    def _failure_message(self, what: str) -> str:
+        """The server's own reasons first (buried in a 60-line banner otherwise), then the log's tail."""
+        reasons = _error_lines(self.log_tail(400))
+        summary = "".join(f"\n  {reason}" for reason in reasons)
+        summary = summary or " (no error line in the log)"
+        return f"{what}:{summary}\nlog: {self.log_path}; last lines:\n{self.log_tail(40)}"
+
+    def _has_exited(self) -> bool:
+        return self._peek_returncode() is not None
+
+    def _peek_returncode(self) -> int | None:
+        """Exit status without reaping: the group id stays ours until stop() has killed leftover stubs."""
+        process = self._process
+        if process is None or process.returncode is not None:
+            return process.returncode if process is not None else self._returncode
+        try:
+            info = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return 1  # reaped by someone else's wait(): gone, status unknown
+        if info is None:
+            return None
+        return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
+    def _wait_exited(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not self._has_exited():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+
+def _prepare_backend_dir(install: TritonInstall) -> Path:
+    """A private `<backends>/python` with the stub for this Python next to libtriton_python.so."""
+    backends = Path(tempfile.mkdtemp(prefix="i2v-triton-backends-"))
+    python_dir = backends / "python"
+    shutil.copytree(install.python_backend_dir, python_dir, ignore=shutil.ignore_patterns("__pycache__"))
+    stub = python_dir / STUB_NAME
+    shutil.copy2(install.stub, stub)
+    stub.chmod(0o755)
+    return backends
+
+
+def _server_env(install: TritonInstall) -> dict[str, str]:
+    """Bundled libraries and this interpreter's libpython first; this environment's python3 first on PATH."""
+    env = dict(os.environ)
+    lib_dirs = [str(install.libs_dir)]
+    own_lib = sysconfig.get_config_var("LIBDIR")
+    if own_lib and Path(own_lib).is_dir():
+        lib_dirs.append(own_lib)
+    if env.get("LD_LIBRARY_PATH"):
+        lib_dirs.append(env["LD_LIBRARY_PATH"])
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(lib_dirs)
+    # Not resolved: a venv's bin/python is a symlink, and the venv is found through the link's location.
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bin_dir, env["PATH"]]) if env.get("PATH") else bin_dir
+    return env
+
+
+# Triton's error lines: E1124 21:10:55.752447 4771 model_lifecycle.cc:642] "failed to load 'b' ..."
+_ERROR_LINE = re.compile(r'^E\d{4} [\d:.]+\s+\d+ \S+\] "(?P<message>.*)"$')
+_HARMLESS = ("CudaDriverHelper", "NVML", "DCGM")  # seen on every machine without a GPU
+
+
+def _error_lines(log_text: str) -> list[str]:
+    """First line of each distinct error Triton logged, plus its final `error: ...` line."""
+    reasons: list[str] = []
+    for line in log_text.splitlines():
+        match = _ERROR_LINE.match(line)
+        message = match["message"] if match else line if line.startswith("error: ") else None
+        if message is None or any(word in message for word in _HARMLESS):
+            continue
+        message = message.split("\\n", 1)[0].strip()
+        if message and message not in reasons:
+            reasons.append(message)
+    return reasons
+
+
+def _client_host(host: str) -> str:
+    """Where a local client connects: loopback for the wildcard addresses."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _pick_ports(host: str, wanted: Sequence[int | None]) -> list[int]:
+    """Free ports for the None entries, all distinct: each probe socket stays bound until all are picked."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    ports = list(wanted)
+    held: list[socket.socket] = []
+    try:
+        for index in range(len(ports)):
+            while ports[index] is None:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                held.append(sock)
+                sock.bind((host or "0.0.0.0", 0))
+                candidate = sock.getsockname()[1]
+                if candidate not in ports:
+                    ports[index] = candidate
+    finally:
+        for sock in held:
+            sock.close()
+    return [int(port) for port in ports if port is not None]
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live processes in the group, the leader excluded (the stubs, if any outlived the server)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == pgid:
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def _remove_shm_regions(prefix: str) -> None:
+    """A server killed or failing during start-up leaves its Python-backend regions (1 MiB and up) behind."""
+    if not prefix:
+        return
+    for region in Path("/dev/shm").glob(f"{prefix}*"):
+        with contextlib.suppress(OSError):
+            region.unlink()
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def serve_forever(server: EmbeddedTritonServer) -> int:
+    """Run the server in the foreground until SIGINT/SIGTERM or until it exits by itself.
+
+    Returns 0 when stopped by a signal (also during start-up), 1 when it could not start, otherwise the
+    server's own exit status (128 + N when it was killed by signal N).
+    """
+    requested: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        # Only record: raising here could land inside stop(). A second Ctrl-C changes nothing, since
+        # stop() escalates to SIGKILL by itself.
+        requested.append(signum)
+        server._interrupt.set()
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        endpoints = server.start()
+        print(f"Triton ready (pid {server.pid}), model repository {server.model_repository}")
+        print(f"  gRPC     {endpoints.grpc_url}")
+        print(f"  HTTP     {endpoints.http_url}")
+        print(f"  metrics  {endpoints.metrics_url}")
+        print(f"  log      {server.log_path}")
+        print("Press Ctrl-C to stop.", flush=True)
+        while server.is_running() and not requested:
+            time.sleep(0.2)
+    except TritonServerError as exc:
+        if not requested:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    finally:
+        if requested:
+            print(f"stopping Triton ({signal.Signals(requested[0]).name}) ...", flush=True)
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if requested:
+        print("Triton stopped.", flush=True)
+        return 0
+    code = server.returncode if server.returncode is not None else 1
+    print(f"Triton exited by itself with code {code}; log: {server.log_path}", file=sys.stderr)
+    return 128 - code if code < 0 else code

@@ -1,0 +1,67 @@
+"""H.264 MP4 in memory with PyAV: what the server returns, and how tests and clients read it back.
+
+yuv420p, a browser-safe profile and `+faststart` (the index before the media data) make the file play in a
+`<video>` element as it downloads.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+@dataclass
+class DecodedVideo:
+    frames: np.ndarray  # uint8 [frames, height, width, 3] RGB
+    fps: float
+    codec: str
+    pix_fmt: str
+
+
+def encode_mp4(frames: np.ndarray, fps: int, *, crf: int = 18, preset: str = "medium") -> bytes:
+    """uint8 RGB frames [F, H, W, 3] → MP4 bytes (H.264, yuv420p, exact frame rate `fps`)."""
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be a uint8 numpy array, got {getattr(frames, 'dtype', type(frames))}")
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
+        raise ValueError(f"frames must have shape [frames, height, width, 3], got {list(frames.shape)}")
+    height, width = frames.shape[1:3]
+    if height % 2 or width % 2:
+        raise ValueError(f"height and width must be even for yuv420p, got {height}x{width}")
+    # faststart rewrites the file to move the index to the front, which needs a real file, not a buffer.
+    with tempfile.TemporaryDirectory(prefix="i2v-mp4-") as folder:
+        path = Path(folder) / "video.mp4"
+        _write_mp4(path, frames, int(fps), crf, preset)
+        return path.read_bytes()
+
+
+def _write_mp4(path: Path, frames: np.ndarray, fps: int, crf: int, preset: str) -> None:
+    height, width = frames.shape[1:3]
+    with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps, 1))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = Fraction(1, fps)
+        stream.options = {"crf": str(crf), "preset": preset, "profile": "high"}
+        for index, frame in enumerate(frames):
+            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            video_frame.pts = index
+            container.mux(stream.encode(video_frame))
+        container.mux(stream.encode())
+
+
+def decode_mp4(data: bytes) -> DecodedVideo:
+    """MP4 bytes → every frame as uint8 RGB, with the stream's rate, codec and pixel format."""
+    with av.open(io.BytesIO(data), mode="r") as container:
+        stream = container.streams.video[0]
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+        return DecodedVideo(
+            frames=np.stack(frames),
+            fps=float(stream.average_rate),
+            codec=stream.codec_context.name,
+            pix_fmt=stream.codec_context.pix_fmt,
+        )

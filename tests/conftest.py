@@ -1,0 +1,77 @@
+"""Shared fixtures: the tiny model built and exported once per session, a real Triton server on loopback."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+EXAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "examples" / "lighthouse.png"
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    from i2v.export.sources import save_tiny_pipeline
+
+    return save_tiny_pipeline(tmp_path_factory.mktemp("models") / "i2vgen-xl-tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tiny_dir):
+    """The tiny model read back with `from_pretrained`, the production loading path."""
+    from i2v.export.sources import load_pipeline
+
+    return load_pipeline(str(tiny_dir))
+
+
+@pytest.fixture(scope="session")
+def onnx_paths(tiny_pipeline, tmp_path_factory) -> dict[str, Path]:
+    from i2v.export.onnx_export import export_all
+
+    return export_all(tiny_pipeline, tmp_path_factory.mktemp("onnx"), progress=False)
+
+
+@pytest.fixture(scope="session")
+def model_repository(tiny_pipeline, onnx_paths, tmp_path_factory) -> Path:
+    from i2v.export.repository import write_model_repository
+
+    return write_model_repository(
+        tiny_pipeline, onnx_paths, tmp_path_factory.mktemp("repository"), source="tiny"
+    )
+
+
+@pytest.fixture(scope="session")
+def triton(model_repository, tmp_path_factory):
+    from i2v.serving.triton_server import EmbeddedTritonServer
+
+    log = tmp_path_factory.mktemp("triton") / "server.log"
+    with EmbeddedTritonServer(model_repository, log_file=log) as server:
+        yield server
+
+
+@pytest.fixture
+def client(triton):
+    from i2v.client.grpc_client import I2VClient
+
+    with I2VClient(triton.endpoints.grpc_url) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def photo() -> Image.Image:
+    """A non-square RGB picture with structure (so crops and resizes matter)."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:120, 0:180]
+    base = np.stack([x / 180 * 255, y / 120 * 255, (x + y) % 64 * 4], axis=-1)
+    noise = rng.integers(0, 40, size=base.shape)
+    return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="session")
+def photo_png(photo) -> bytes:
+    buffer = io.BytesIO()
+    photo.save(buffer, format="PNG")
+    return buffer.getvalue()

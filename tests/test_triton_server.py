@@ -1,0 +1,310 @@
+"""The embedded Triton launcher against the real server from the nvidia-pytriton wheel (no mocks)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from i2v.serving.triton_server import (
+    EmbeddedTritonServer,
+    TritonServerError,
+    check_numpy,
+    find_tritonserver,
+)
+
+DOUBLE_CONFIG = """\
+name: "double"
+backend: "python"
+max_batch_size: 0
+input [ { name: "X", data_type: TYPE_FP32, dims: [ -1 ] } ]
+output [ { name: "Y", data_type: TYPE_FP32, dims: [ -1 ] } ]
+"""
+
+DOUBLE_MODEL = """\
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "X").as_numpy()
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("Y", 2 * x)]))
+        return responses
+"""
+
+BROKEN_REASON = "weights file missing on purpose"
+
+BROKEN_MODEL = f"""\
+class TritonPythonModel:
+    def initialize(self, args):
+        raise RuntimeError("{BROKEN_REASON}")
+
+    def execute(self, requests):
+        return []
+"""
+
+SLOW_MODEL = """\
+import time
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        time.sleep(60)
+"""
+
+
+def write_python_model(repository: Path, name: str, model_py: str) -> None:
+    (repository / name / "1").mkdir(parents=True)
+    (repository / name / "config.pbtxt").write_text(DOUBLE_CONFIG.replace('"double"', f'"{name}"'))
+    (repository / name / "1" / "model.py").write_text(model_py)
+
+
+def process_state(pid: int) -> str | None:
+    """The /proc state letter, or None when the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[0]
+
+
+def is_alive(pid: int) -> bool:
+    return process_state(pid) not in (None, "Z")
+
+
+def process_group(pgid: int) -> list[int]:
+    """Live processes of a process group: the server and its Python-backend stubs."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line contains `text` (a model repository path names server and stubs)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline and is_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def our_shm_regions() -> set[str]:
+    """Python-backend shared-memory regions of servers started by this process (named after our pid)."""
+    return {name for name in os.listdir("/dev/shm") if name.startswith(f"i2v_triton_{os.getpid()}_")}
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not a listener
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def double_with_grpc(url: str, values: np.ndarray) -> np.ndarray:
+    import tritonclient.grpc as grpcclient
+
+    with grpcclient.InferenceServerClient(url) as client:
+        tensor = grpcclient.InferInput("X", list(values.shape), "FP32")
+        tensor.set_data_from_numpy(values)
+        return client.infer("double", [tensor]).as_numpy("Y")
+
+
+@pytest.fixture(scope="module")
+def double_repository(tmp_path_factory) -> Path:
+    repository = tmp_path_factory.mktemp("double_repository")
+    write_python_model(repository, "double", DOUBLE_MODEL)
+    return repository
+
+
+@pytest.fixture(scope="module")
+def double_server(double_repository, tmp_path_factory):
+    log = tmp_path_factory.mktemp("triton_log") / "server.log"
+    with EmbeddedTritonServer(double_repository, log_file=log, startup_timeout_s=60) as server:
+        yield server
+
+
+def test_find_tritonserver_picks_the_stub_for_the_running_python():
+    install = find_tritonserver()
+    version = "{}.{}".format(*sys.version_info[:2])
+    assert install.python_version == version
+    assert install.stub.name == "triton_python_backend_stub"
+    assert install.stub.parent.name == version
+    assert install.stub.is_file()
+    assert os.access(install.binary, os.X_OK)
+    assert (install.python_backend_dir / "libtriton_python.so").is_file()
+    assert install.libs_dir.is_dir()
+
+
+def test_find_tritonserver_names_a_python_version_without_stub():
+    with pytest.raises(TritonServerError, match=r"no Python-backend stub for Python 3\.99 \(it has: .*3\.1"):
+        find_tritonserver(python_version=(3, 99))
+
+
+def test_environment_has_numpy_below_2_for_the_python_backend():
+    check_numpy()  # numpy 2 makes models receive empty tensors silently: fail loudly here instead
+
+
+def test_server_starts_on_free_loopback_ports(double_server):
+    endpoints = double_server.endpoints
+    assert double_server.is_running()
+    assert endpoints.grpc_url == f"127.0.0.1:{double_server.grpc_port}"
+    assert endpoints.http_url == f"127.0.0.1:{double_server.http_port}"
+    assert endpoints.metrics_url == f"http://127.0.0.1:{double_server.metrics_port}/metrics"
+    assert len({double_server.grpc_port, double_server.http_port, double_server.metrics_port}) == 3
+    assert "successfully loaded 'double'" in double_server.log_path.read_text()
+
+
+def test_grpc_inference_runs_the_python_model(double_server):
+    values = np.array([0.5, -1.0, 3.0, 7.25], dtype=np.float32)
+    np.testing.assert_array_equal(double_with_grpc(double_server.endpoints.grpc_url, values), 2 * values)
+
+
+def test_metrics_count_inferences(double_server):
+    double_with_grpc(double_server.endpoints.grpc_url, np.ones(2, dtype=np.float32))
+    with urllib.request.urlopen(double_server.endpoints.metrics_url, timeout=10) as response:
+        metrics = response.read().decode()
+    counts = [line for line in metrics.splitlines() if line.startswith('nv_inference_count{model="double"')]
+    assert counts, metrics[:2000]
+    assert float(counts[0].rsplit(" ", 1)[-1]) >= 1
+
+
+def test_stop_ends_server_and_stubs_and_releases_ports(double_repository, tmp_path):
+    server = EmbeddedTritonServer(double_repository, log_file=tmp_path / "server.log", startup_timeout_s=60)
+    server.start()
+    group = process_group(server.pid)
+    stubs = [pid for pid in group if pid != server.pid]
+    assert server.pid in group and stubs, "expected the server and one Python-backend stub"
+    ports = (server.grpc_port, server.http_port, server.metrics_port)
+
+    server.stop()
+
+    assert not server.is_running()
+    assert server.returncode == 0, server.log_tail()  # SIGTERM is a graceful shutdown
+    assert [pid for pid in group if is_alive(pid)] == []
+    assert all(port_is_free(port) for port in ports)
+    server.stop()  # idempotent
+
+
+def test_broken_model_fails_start_with_the_server_reason(tmp_path):
+    repository = tmp_path / "repository"
+    write_python_model(repository, "broken", BROKEN_MODEL)
+    server = EmbeddedTritonServer(repository, extra_args=["--exit-on-error=true"], startup_timeout_s=60)
+
+    with pytest.raises(TritonServerError) as failure:
+        server.start()
+
+    message = str(failure.value)
+    assert "exited with code" in message
+    assert BROKEN_REASON in message
+    assert str(server.log_path) in message
+    assert not server.is_running()
+
+
+SERVE_SCRIPT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from i2v.serving.triton_server import EmbeddedTritonServer, serve_forever
+    sys.exit(serve_forever(EmbeddedTritonServer(Path(sys.argv[1]), startup_timeout_s=60)))
+""")
+
+
+def start_serve(repository: Path) -> subprocess.Popen[str]:
+    """`serve_forever` in its own interpreter, as `i2v serve` runs it."""
+    return subprocess.Popen([sys.executable, "-c", SERVE_SCRIPT, str(repository)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_serve_forever_stops_cleanly_on_sigint(double_repository):
+    process = start_serve(double_repository)
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+        output = "".join(lines)
+        assert "Triton ready (pid " in output, output
+        server_pid = int(output.split("Triton ready (pid ", 1)[1].split(")", 1)[0])
+        assert "gRPC     127.0.0.1:" in output and "metrics  http://127.0.0.1:" in output
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=40) == 0, output + process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not is_alive(server_pid)
+
+
+def test_slow_start_times_out_and_leaves_no_process(tmp_path):
+    repository = tmp_path / "repository"
+    write_python_model(repository, "slow", SLOW_MODEL)
+    regions_before = our_shm_regions()
+    server = EmbeddedTritonServer(repository, startup_timeout_s=2)
+
+    with pytest.raises(TritonServerError, match="did not become ready within 2 s") as failure:
+        server.start()
+
+    assert "loading: slow:1" in str(failure.value)
+    assert not server.is_running()
+    assert processes_mentioning(str(repository)) == []  # the server and the stub stuck in initialize
+    assert our_shm_regions() == regions_before  # a killed stub's region is not left in /dev/shm
+
+
+def test_port_in_use_fails_start_with_the_server_reason(double_repository):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        regions_before = our_shm_regions()
+        server = EmbeddedTritonServer(double_repository, grpc_port=port, startup_timeout_s=60)
+        with pytest.raises(TritonServerError, match=f"Socket '127.0.0.1:{port}' already in use"):
+            server.start()
+    assert our_shm_regions() == regions_before
+
+
+def test_serve_forever_stops_on_sigterm_during_start_up(tmp_path):
+    repository = tmp_path / "repository"
+    write_python_model(repository, "slow", SLOW_MODEL)
+    process = start_serve(repository)
+    try:
+        deadline = time.monotonic() + 30
+        while not processes_mentioning(str(repository / "slow" / "1" / "model.py")):  # the stub is loading
+            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+            time.sleep(0.1)
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "stopping Triton (SIGTERM)" in process.stdout.read()
+    assert processes_mentioning(str(repository)) == []
+
