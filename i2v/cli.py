@@ -79,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--output", type=Path, default=Path("outputs/demo.mp4"), help="MP4 to write")
     add_generation_args(demo)
     demo.set_defaults(run=run_demo)
+
+    # Subcommands that live with their code; their modules import nothing heavy at import time.
+    from i2v.benchmarks.command import add_bench_command
+    from i2v.ui.command import add_ui_command
+
+    add_ui_command(commands, fmt)
+    add_bench_command(commands, fmt)
     return parser
 
 

@@ -15,20 +15,20 @@ import pytest
 import torch
 from torch import nn
 
-from i2v.export.onnx_export import ExactAdaptiveAvgPool2d, export_all, part_inputs
+from i2v.export.onnx_export import ExactAdaptiveAvgPool2d, part_inputs
 from i2v.export.parts import PART_NAMES, specs_for_pipeline
-from i2v.export.sources import load_pipeline
 from i2v.export.validate import CHECK_SHAPES, TOLERANCES, ExportCheckError, check_all, check_part
 
 
 @pytest.fixture(scope="module")
-def pipe(tmp_path_factory):
-    return load_pipeline("tiny", cache_dir=tmp_path_factory.mktemp("models") / "i2vgen-xl-tiny")
+def pipe(tiny_pipeline):
+    return tiny_pipeline
 
 
 @pytest.fixture(scope="module")
-def exported(pipe, tmp_path_factory) -> dict[str, Path]:
-    return export_all(pipe, tmp_path_factory.mktemp("onnx"), progress=False)
+def exported(onnx_paths) -> dict[str, Path]:
+    """The session's export (conftest.py): the same graphs the served tests use."""
+    return onnx_paths
 
 
 def _dims(value: onnx.ValueInfoProto) -> tuple[int | str, ...]:
