@@ -1,0 +1,42 @@
+"""gRPC client for the `i2vgen_xl` Triton model: `I2VClient` (blocking) and `AsyncI2VClient` (asyncio)."""
+
+from i2v.client.errors import (
+    CancelledError,
+    GenerationError,
+    GenerationTimeoutError,
+    I2VError,
+    InvalidInputError,
+    OverloadedError,
+    ServerUnavailableError,
+    UnauthorizedError,
+)
+from i2v.client.types import GenerationRequest, GenerationResult, Progress
+
+__all__ = [
+    "AsyncI2VClient",
+    "CancelledError",
+    "GenerationError",
+    "GenerationRequest",
+    "GenerationResult",
+    "GenerationTimeoutError",
+    "I2VClient",
+    "I2VError",
+    "InvalidInputError",
+    "OverloadedError",
+    "Progress",
+    "ServerUnavailableError",
+    "UnauthorizedError",
+]
+
+
+def __getattr__(name: str):
+    """Import the gRPC clients on first use, so `import i2v.client` stays light."""
+    if name == "I2VClient":
+        from i2v.client.grpc_client import I2VClient
+
+        return I2VClient
+    if name == "AsyncI2VClient":
+        from i2v.client.aio_client import AsyncI2VClient
+
+        return AsyncI2VClient
+    raise AttributeError(name)

@@ -27,6 +27,10 @@ class UnauthorizedError(I2VError):
     """The server needs an API key, or refused the one sent."""
 
 
+class GenerationTimeoutError(I2VError, TimeoutError):
+    """The request ran past the client's timeout and was cancelled."""
+
+
 class GenerationError(I2VError):
     """The server accepted the request but failed while generating."""
 
@@ -40,6 +44,8 @@ def error_from_server(message: str) -> I2VError:
         return OverloadedError(message)
     if "protocol is restricted" in text or "api-key" in text or "unauthenticated" in text:
         return UnauthorizedError(message)
+    if "deadline" in text:
+        return GenerationTimeoutError(message)
     if "cancel" in text:
         return CancelledError(message)
     if "unavailable" in text or "failed to connect" in text or "not ready" in text or "unknown model" in text:

@@ -16,12 +16,12 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from i2v.client.errors import CancelledError, ServerUnavailableError, error_from_server
-from i2v.client.types import GenerationRequest, GenerationResult
+from i2v.client.errors import CancelledError, I2VError, ServerUnavailableError, error_from_server
+from i2v.client.types import GenerationRequest, GenerationResult, Progress
 
 MODEL_NAME = "i2vgen_xl"
 API_KEY_HEADER = "triton-grpc-protocol-api-key"
-ProgressCallback = Callable[[int, int], None]
+ProgressCallback = Callable[[int, int], None]  # (step, total)
 
 _INPUT_TYPES = {
     "negative_prompt": ("BYTES", np.object_),
@@ -57,8 +57,43 @@ def build_inputs(request: GenerationRequest) -> list[grpcclient.InferInput]:
     return inputs
 
 
+def stream_request(request: GenerationRequest) -> dict:
+    """The keyword arguments of one streamed inference call for `request` (validated first)."""
+    request.validate()
+    return {
+        "inputs": build_inputs(request),
+        "request_id": uuid.uuid4().hex,
+        "enable_empty_final_response": True,
+    }
+
+
+def client_error(error: Exception) -> I2VError:
+    """A Triton or gRPC error → the typed exception a caller can act on, with the server's message."""
+    if isinstance(error, InferenceServerException):
+        status = error.status()
+        return error_from_server(f"{error.message()} ({status})" if status else error.message())
+    return error_from_server(str(error))
+
+
+def read_response(result) -> Progress | GenerationResult | None:
+    """One streamed response → a progress event, the final result, or None (nothing to report)."""
+    progress = result.as_numpy("progress")
+    if progress is not None:
+        return Progress(int(progress[0]), int(progress[1]))
+    if not result.get_response().parameters["triton_final_response"].bool_param:
+        return None
+    video = result.as_numpy("video")
+    if video is None:
+        raise CancelledError("the server ended the request without a video (cancelled)")
+    return GenerationResult(
+        video=bytes(video[0]),
+        metadata=json.loads(bytes(result.as_numpy("metadata")[0])),
+        frames=result.as_numpy("frames"),
+    )
+
+
 class I2VClient:
-    """Generate videos on a Triton server that serves `i2vgen_xl`."""
+    """Generate videos on a Triton server that serves `i2vgen_xl` (blocking calls; see `AsyncI2VClient`)."""
 
     def __init__(
         self,
@@ -85,6 +120,7 @@ class I2VClient:
         self.close()
 
     def wait_until_ready(self) -> None:
+        """Raise `ServerUnavailableError` unless the server answers and the model is loaded."""
         try:
             ready = self._client.is_model_ready(self.model_name, headers=self.headers)
         except InferenceServerException as exc:
@@ -93,14 +129,13 @@ class I2VClient:
             raise ServerUnavailableError(f"model {self.model_name!r} is not ready on {self.url}")
 
     def cancel(self) -> None:
-        """Cancel the request in flight (from another thread); `generate` then raises `CancelledError`."""
+        """Cancel the request in flight (call from another thread); `generate` then raises `CancelledError`."""
         self._cancelled.set()
         self._client.stop_stream(cancel_requests=True)
 
-    def generate(
-        self, request: GenerationRequest, on_progress: ProgressCallback | None = None
-    ) -> GenerationResult:
-        request.validate()
+    def generate(self, request: GenerationRequest, on_progress: ProgressCallback | None = None) -> GenerationResult:
+        """Send one request and block until its video arrives; `on_progress` sees every step."""
+        call = stream_request(request)
         self._cancelled.clear()
         responses: queue.Queue = queue.Queue()
         self._client.start_stream(
@@ -108,40 +143,29 @@ class I2VClient:
             stream_timeout=self.timeout_s,
             headers=self.headers,
         )
-        progress: list[tuple[int, int]] = []
+        progress: list[Progress] = []
         try:
-            self._client.async_stream_infer(
-                self.model_name,
-                build_inputs(request),
-                request_id=uuid.uuid4().hex,
-                enable_empty_final_response=True,
-            )
+            try:
+                self._client.async_stream_infer(self.model_name, **call)
+            except InferenceServerException as exc:  # the stream broke; its reason went to the callback
+                try:
+                    error = responses.get(timeout=5)[1] or exc
+                except queue.Empty:
+                    error = exc
+                raise client_error(error) from exc
             while True:
                 result, error = responses.get()
                 if self._cancelled.is_set():
                     raise CancelledError("the request was cancelled")
                 if error is not None:
-                    message = error.message() if isinstance(error, InferenceServerException) else str(error)
-                    status = error.status() if isinstance(error, InferenceServerException) else None
-                    raise error_from_server(f"{message} ({status})" if status else message)
-                if result.as_numpy("progress") is not None:
-                    step, total = (int(v) for v in result.as_numpy("progress"))
-                    progress.append((step, total))
+                    raise client_error(error)
+                event = read_response(result)
+                if isinstance(event, Progress):
+                    progress.append(event)
                     if on_progress is not None:
-                        on_progress(step, total)
-                if result.get_response().parameters["triton_final_response"].bool_param:
-                    return self._final_result(result, progress)
+                        on_progress(event.step, event.total)
+                elif isinstance(event, GenerationResult):
+                    event.progress = progress
+                    return event
         finally:
             self._client.stop_stream()
-
-    @staticmethod
-    def _final_result(result, progress) -> GenerationResult:
-        video = result.as_numpy("video")
-        if video is None:
-            raise CancelledError("the server ended the request without a video (cancelled)")
-        return GenerationResult(
-            video=bytes(video[0]),
-            metadata=json.loads(bytes(result.as_numpy("metadata")[0])),
-            frames=result.as_numpy("frames"),
-            progress=progress,
-        )

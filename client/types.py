@@ -49,12 +49,20 @@ class GenerationRequest:
         return self
 
 
+@dataclass(frozen=True)
+class Progress:
+    """One denoising step done: `step` of `total`."""
+
+    step: int
+    total: int
+
+
 @dataclass
 class GenerationResult:
     video: bytes  # H.264 MP4
     metadata: dict  # parameters used, seed, per-stage timings
     frames: np.ndarray | None = None  # uint8 [frames, height, width, 3] when requested
-    progress: list[tuple[int, int]] = field(default_factory=list)  # every (step, total) received
+    progress: list[Progress] = field(default_factory=list)  # every step reported, in order
 
     @property
     def seed(self) -> int:

@@ -22,6 +22,9 @@ from i2v.serving.model_info import ModelInfo
 BLS_MODEL = "i2vgen_xl"
 TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32"}
 
+# Requests that may wait while one is generated; beyond that the server refuses at once.
+DEFAULT_MAX_QUEUE_SIZE = 4
+
 # Small defaults for the tiny model, which serves on CPU; real weights get diffusers' defaults.
 TINY_DEFAULTS = {"height": 64, "width": 96, "num_frames": 16, "num_inference_steps": 25}
 
@@ -44,7 +47,13 @@ def model_info_for(pipe, source: str) -> ModelInfo:
 
 
 def write_model_repository(
-    pipe, onnx_paths: dict[str, Path], repository: Path, *, source: str, instance_kind: str = "KIND_CPU"
+    pipe,
+    onnx_paths: dict[str, Path],
+    repository: Path,
+    *,
+    source: str,
+    instance_kind: str = "KIND_CPU",
+    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
 ) -> Path:
     """Write every model of the repository for the embedded server's ONNX Runtime runtime."""
     repository = Path(repository)
@@ -66,7 +75,7 @@ def write_model_repository(
     pipe.scheduler.save_pretrained(pipeline_dir / "scheduler")
     model_info_for(pipe, source).save(pipeline_dir)
     (version / "model.py").write_text(_shim("i2v.serving.bls", "I2VGen-XL BLS: the whole generation loop"))
-    (repository / BLS_MODEL / "config.pbtxt").write_text(bls_config())
+    (repository / BLS_MODEL / "config.pbtxt").write_text(bls_config(max_queue_size))
     return repository
 
 
@@ -106,9 +115,14 @@ def part_config(spec: PartSpec, instance_kind: str = "KIND_CPU") -> str:
     )
 
 
-def bls_config() -> str:
+def bls_config(max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE) -> str:
     """config.pbtxt of the BLS: decoupled, so it can stream one progress response per step."""
-    return '''# I2VGen-XL image-to-video: the whole loop (preprocess, encoders, denoising, VAE decode, MP4).
+    if max_queue_size < 1:
+        raise ValueError(f"max_queue_size must be at least 1, got {max_queue_size}")
+    return BLS_CONFIG.replace("MAX_QUEUE_SIZE", str(max_queue_size))
+
+
+BLS_CONFIG = '''# I2VGen-XL image-to-video: the whole loop (preprocess, encoders, denoising, VAE decode, MP4).
 # Decoupled: one response per denoising step carries `progress` ([step, total]); the last carries
 # `video` (H.264 MP4 bytes), `metadata` (JSON: parameters used, seed, timings) and, on request, `frames`.
 # Omitted optional inputs take the model's defaults (see 1/pipeline/model_info.json).
@@ -116,6 +130,11 @@ name: "i2vgen_xl"
 backend: "python"
 max_batch_size: 0
 model_transaction_policy { decoupled: true }
+# A bounded queue: a request beyond it is refused at once ("Exceeds maximum queue size") instead of waiting
+# behind minutes of work. One instance generates one video at a time; raise `count` on bigger machines.
+dynamic_batching {
+  default_queue_policy { max_queue_size: MAX_QUEUE_SIZE, timeout_action: REJECT }
+}
 input [
   { name: "image", data_type: TYPE_STRING, dims: [ 1 ] },  # encoded PNG / JPEG / WebP bytes
   { name: "prompt", data_type: TYPE_STRING, dims: [ 1 ] },

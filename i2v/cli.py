@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="'tiny' (random weights, built locally), a diffusers folder or a hub id")
     export.add_argument("--output", type=Path, default=DEFAULT_REPOSITORY, help="model repository to write")
     export.add_argument("--skip-check", action="store_true", help="do not compare the ONNX graphs with PyTorch")
+    export.add_argument("--max-queue-size", type=int, default=4,
+                        help="requests that may wait while one generates; more are refused at once")
     export.set_defaults(run=run_export)
 
     serve = commands.add_parser("serve", help="run the embedded Triton server on a model repository",
@@ -59,11 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-file", type=Path, default=None, help="server log; a temporary file when omitted")
     serve.set_defaults(run=run_serve)
 
-    generate = commands.add_parser("generate", help="generate a video through gRPC", formatter_class=fmt)
-    generate.add_argument("--image", type=Path, required=True, help="PNG, JPEG or WebP picture")
-    generate.add_argument("--prompt", required=True, help="what should happen in the video")
+    generate = commands.add_parser(
+        "generate", formatter_class=fmt,
+        help="generate a video (or a batch: a folder of images or a JSONL of requests) through gRPC",
+    )
+    source = generate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", type=Path, help="PNG, JPEG or WebP picture")
+    source.add_argument("--batch", type=Path,
+                        help='a folder of images (all with --prompt), or a JSONL file of {"image", "prompt", ...}')
+    generate.add_argument("--prompt", help="what should happen in the video (JSONL lines may set their own)")
     generate.add_argument("-o", "--output", type=Path, default=Path("outputs/video.mp4"),
-                          help="MP4 to write; its metadata goes beside it as .json")
+                          help="MP4 to write (single image); its metadata goes beside it as .json")
+    generate.add_argument("--output-dir", type=Path, default=Path("outputs/batch"),
+                          help="folder for a batch's videos and manifest.json")
     add_connection_args(generate)
     add_generation_args(generate)
     generate.set_defaults(run=run_generate)
@@ -119,7 +129,7 @@ GENERATION_ARGS = ("negative_prompt", "height", "width", "num_frames", "fps", "n
 def run_export(args: argparse.Namespace) -> int:
     from i2v.export.pipeline import export_model_repository
 
-    export_model_repository(args.model, args.output, check=not args.skip_check)
+    export_model_repository(args.model, args.output, check=not args.skip_check, max_queue_size=args.max_queue_size)
     print(f"model repository written to {args.output}")
     return EXIT_OK
 
@@ -141,6 +151,10 @@ def run_generate(args: argparse.Namespace) -> int:
     from i2v.client import errors
 
     try:
+        if args.batch is not None:
+            return run_batch(args)
+        if not args.prompt:
+            raise ValueError("--prompt is required with --image")
         result = generate_with_progress(args, args.url)
     except errors.InvalidInputError as exc:
         return _fail(f"invalid input: {exc}", EXIT_INVALID)
@@ -156,6 +170,36 @@ def run_generate(args: argparse.Namespace) -> int:
         return _fail(f"invalid input: {exc}", EXIT_INVALID)
     print(f"wrote {args.output} (seed {result.seed}, {result.timings['total']:.2f} s on the server)")
     return EXIT_OK
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    """One video per item, a progress bar over the items, a manifest; exit 1 if any item failed."""
+    from tqdm import tqdm
+
+    from i2v.client import batch
+    from i2v.client.grpc_client import I2VClient
+
+    params = {name: getattr(args, name) for name in GENERATION_ARGS if getattr(args, name) is not None}
+    if args.batch.is_dir():
+        if not args.prompt:
+            raise ValueError("--prompt is required with a folder of images")
+        items = batch.items_from_folder(args.batch, args.prompt, params)
+    elif args.batch.is_file():
+        items = batch.items_from_jsonl(args.batch, {"prompt": args.prompt, **params} if args.prompt else params)
+    else:
+        raise ValueError(f"batch input not found: {args.batch}")
+    failed = 0
+    with I2VClient(args.url, api_key=args.api_key, timeout_s=args.timeout) as client:
+        client.wait_until_ready()
+        with tqdm(total=len(items), desc="videos", unit="video") as bar:
+            for record in batch.run_batch(client, items, args.output_dir):
+                if record["status"] != "ok":
+                    failed += 1
+                    tqdm.write(f"failed: {record['name']}: {record['error']}", file=sys.stderr)
+                bar.update()
+    print(f"{len(items) - failed} of {len(items)} videos written to {args.output_dir}; "
+          f"manifest: {args.output_dir / batch.MANIFEST}")
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def generate_with_progress(args: argparse.Namespace, url: str):

@@ -49,3 +49,36 @@ def test_generate_against_no_server_says_unavailable(tmp_path, photo_png):
 def test_help_shows_defaults():
     run = i2v("serve", "--help")
     assert run.returncode == 0 and "(default: 8001)" in run.stdout
+
+
+def test_batch_of_three_with_one_corrupt_image_writes_two_videos_and_a_manifest(triton, tmp_path, photo_png):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(photo_png)
+    (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (folder / "c.png").write_bytes(photo_png)
+    out = tmp_path / "videos"
+    run = i2v("generate", "--url", triton.endpoints.grpc_url, "--batch", str(folder), "--prompt", "waves",
+              "--steps", "10", "--num-frames", "8", "--output-dir", str(out))
+    assert run.returncode == 1, run.stderr  # one item failed
+    manifest = json.loads((out / "manifest.json").read_text())["items"]
+    assert [(item["name"], item["status"]) for item in manifest] == [("a", "ok"), ("b", "failed"), ("c", "ok")]
+    assert "image could not be decoded" in manifest[1]["error"]
+    assert manifest[1]["error_type"] == "InvalidInputError"
+    for item in (manifest[0], manifest[2]):
+        assert decode_mp4((out / item["video"]).read_bytes()).frames.shape[0] == 8
+        assert item["seed"] == item["metadata"]["seed"]
+
+
+def test_batch_from_jsonl_sets_parameters_per_line(triton, tmp_path, photo_png):
+    (tmp_path / "in.png").write_bytes(photo_png)
+    lines = [{"image": "in.png", "prompt": "waves", "num_frames": 8, "seed": 1},
+             {"image": "in.png", "prompt": "storm", "num_frames": 16, "seed": 2}]
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    run = i2v("generate", "--url", triton.endpoints.grpc_url, "--batch", str(jobs), "--steps", "10",
+              "--output-dir", str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())["items"]
+    assert [item["metadata"]["parameters"]["num_frames"] for item in manifest] == [8, 16]
+    assert [item["metadata"]["parameters"]["prompt"] for item in manifest] == ["waves", "storm"]

@@ -80,7 +80,7 @@ def test_progress_arrives_once_per_step_in_order_before_the_video(client, photo_
                                 height=64, width=64)
     result = client.generate(request, on_progress=lambda step, total: seen.append((step, total)))
     assert seen == [(step, 12) for step in range(1, 13)]
-    assert result.progress == seen
+    assert [(p.step, p.total) for p in result.progress] == seen
     assert result.video  # the final response came after every progress response
 
 

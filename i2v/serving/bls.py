@@ -44,7 +44,8 @@ class TritonPythonModel:
             try:
                 response = self.generate(request, sender)
                 sender.send(response, flags=FINAL)
-            except GenerationCancelled:
+            except GenerationCancelled as exc:
+                pb_utils.Logger.log_info(f"i2vgen_xl: request '{request.request_id()}' {exc}")
                 sender.send(flags=FINAL)
             except (InvalidParameterError, InvalidImageError) as exc:
                 sender.send(_error(f"invalid input: {exc}", "INVALID_ARG"), flags=FINAL)

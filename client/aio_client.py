@@ -1,0 +1,94 @@
+"""asyncio gRPC client: the same request as `I2VClient`, progress as an async iterator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import tritonclient.grpc.aio as grpcaio
+from tritonclient.utils import InferenceServerException
+
+from i2v.client.errors import CancelledError, ServerUnavailableError
+from i2v.client.grpc_client import (
+    API_KEY_HEADER,
+    MODEL_NAME,
+    ProgressCallback,
+    client_error,
+    read_response,
+    stream_request,
+)
+from i2v.client.types import GenerationRequest, GenerationResult, Progress
+
+
+class AsyncI2VClient:
+    """`async for event in client.stream(request)` yields `Progress` per step, then the `GenerationResult`."""
+
+    def __init__(
+        self,
+        url: str = "localhost:8001",
+        *,
+        api_key: str | None = None,
+        model_name: str = MODEL_NAME,
+        timeout_s: float | None = None,
+    ):
+        self.url = url
+        self.model_name = model_name
+        self.timeout_s = timeout_s
+        self.headers = {API_KEY_HEADER: api_key} if api_key else None
+        self._client = grpcaio.InferenceServerClient(url)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def __aenter__(self) -> AsyncI2VClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def wait_until_ready(self) -> None:
+        try:
+            ready = await self._client.is_model_ready(self.model_name, headers=self.headers)
+        except InferenceServerException as exc:
+            raise ServerUnavailableError(f"Triton at {self.url} is unreachable: {exc.message()}") from exc
+        if not ready:
+            raise ServerUnavailableError(f"model {self.model_name!r} is not ready on {self.url}")
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Progress | GenerationResult]:
+        """Progress events in order, then the result. Leaving the loop early cancels the request on the server."""
+        call = {"model_name": self.model_name, **stream_request(request)}
+
+        async def one_request():
+            yield call
+
+        responses = self._client.stream_infer(one_request(), stream_timeout=self.timeout_s, headers=self.headers)
+        progress: list[Progress] = []
+        try:
+            async for result, error in responses:
+                if error is not None:
+                    raise client_error(error)
+                event = read_response(result)
+                if isinstance(event, Progress):
+                    progress.append(event)
+                    yield event
+                elif isinstance(event, GenerationResult):
+                    event.progress = progress
+                    yield event
+                    return
+        except InferenceServerException as exc:
+            raise client_error(exc) from exc
+        except asyncio.CancelledError as exc:
+            raise CancelledError("the request was cancelled") from exc
+        finally:
+            responses.cancel()  # no-op once the stream has ended; otherwise the server sees the cancellation
+
+    async def generate(
+        self, request: GenerationRequest, on_progress: ProgressCallback | None = None
+    ) -> GenerationResult:
+        """Await the video; cancelling the awaiting task cancels the request on the server."""
+        async for event in self.stream(request):
+            if isinstance(event, GenerationResult):
+                return event
+            if on_progress is not None:
+                on_progress(event.step, event.total)
+        raise CancelledError("the stream ended without a video")

@@ -1,0 +1,82 @@
+"""Many videos in one run: a folder of images or a JSONL of requests → one MP4 each plus a manifest.
+
+A failed item is recorded in the manifest with its error and the run goes on; the exit code then says that
+something failed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from i2v.client.errors import I2VError
+from i2v.client.grpc_client import I2VClient, ProgressCallback
+from i2v.client.types import GenerationRequest
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class BatchItem:
+    """One line of work: an image file, a prompt, parameters (None = server default)."""
+
+    image: Path
+    prompt: str
+    params: dict = field(default_factory=dict)
+    name: str = ""
+
+
+def items_from_folder(folder: Path, prompt: str, params: dict) -> list[BatchItem]:
+    """Every image in `folder` (sorted by name), all with the same prompt and parameters."""
+    images = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise ValueError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    return [BatchItem(image, prompt, dict(params), image.stem) for image in images]
+
+
+def items_from_jsonl(path: Path, defaults: dict) -> list[BatchItem]:
+    """One JSON object a line: {"image": path (relative to the file), "prompt": ..., any parameter}."""
+    items = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            image = Path(entry.pop("image"))
+            prompt = entry.pop("prompt", defaults.get("prompt"))
+        except (json.JSONDecodeError, KeyError, AttributeError) as exc:
+            raise ValueError(f"{path}:{number}: expected a JSON object with 'image' and 'prompt' ({exc})") from exc
+        params = {**{k: v for k, v in defaults.items() if k != "prompt"}, **entry}
+        image = image if image.is_absolute() else Path(path).parent / image
+        items.append(BatchItem(image, prompt, params, f"{number:04d}-{image.stem}"))
+    return items
+
+
+def run_batch(
+    client: I2VClient,
+    items: list[BatchItem],
+    output_dir: Path,
+    on_progress: ProgressCallback | None = None,
+) -> Iterator[dict]:
+    """Generate each item in turn; yields its manifest record as it finishes and writes the manifest at the end."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    records = []
+    for item in items:
+        record = {"name": item.name, "image": str(item.image), "prompt": item.prompt, "parameters": item.params}
+        start = time.perf_counter()
+        try:
+            request = GenerationRequest.from_file(item.image, item.prompt, **item.params)
+            result = client.generate(request, on_progress=on_progress)
+            video = result.save(output_dir / f"{item.name}.mp4")
+            record.update(status="ok", video=video.name, seed=result.seed, metadata=result.metadata)
+        except (I2VError, ValueError, OSError) as exc:
+            record.update(status="failed", error_type=type(exc).__name__, error=str(exc))
+        record["seconds"] = round(time.perf_counter() - start, 3)
+        records.append(record)
+        yield record
+    (output_dir / MANIFEST).write_text(json.dumps({"items": records}, indent=2) + "\n")

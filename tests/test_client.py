@@ -1,0 +1,157 @@
+"""The client library against the real server: success, streaming, cancel, overload, auth, unreachable."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from i2v.client import (
+    AsyncI2VClient,
+    CancelledError,
+    GenerationRequest,
+    GenerationResult,
+    GenerationTimeoutError,
+    I2VClient,
+    OverloadedError,
+    Progress,
+    ServerUnavailableError,
+    UnauthorizedError,
+)
+
+PROMPT = "a lighthouse"
+
+
+def small(photo_png, **params) -> GenerationRequest:
+    return GenerationRequest(image=photo_png, prompt=PROMPT, **{"num_inference_steps": 10, "num_frames": 8,
+                                                                  "height": 64, "width": 64, **params})
+
+
+def test_async_client_streams_progress_then_the_result(triton, photo_png):
+    async def collect():
+        async with AsyncI2VClient(triton.endpoints.grpc_url) as client:
+            await client.wait_until_ready()
+            return [event async for event in client.stream(small(photo_png, seed=3))]
+
+    events = asyncio.run(collect())
+    assert events[:-1] == [Progress(step, 10) for step in range(1, 11)]
+    assert isinstance(events[-1], GenerationResult) and events[-1].seed == 3 and events[-1].video
+
+
+def test_sync_and_async_clients_give_the_same_video(triton, client, photo_png):
+    async def generate():
+        async with AsyncI2VClient(triton.endpoints.grpc_url) as aio:
+            return await aio.generate(small(photo_png, seed=11, return_frames=True))
+
+    sync_frames = client.generate(small(photo_png, seed=11, return_frames=True)).frames
+    assert (asyncio.run(generate()).frames == sync_frames).all()
+
+
+def test_cancel_mid_run_stops_the_server_at_the_next_step_and_frees_it(triton, client, photo_png):
+    steps_seen: list[int] = []
+
+    def cancel_after_three(step, total):
+        steps_seen.append(step)
+        if step == 3:
+            threading.Thread(target=client.cancel).start()
+
+    with pytest.raises(CancelledError):
+        client.generate(small(photo_png, num_inference_steps=100, num_frames=16, width=96),
+                        on_progress=cancel_after_three)
+    assert max(steps_seen) < 100
+    deadline = time.monotonic() + 30
+    while "cancelled before step" not in triton.log_tail(200) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "cancelled before step" in triton.log_tail(200), "the server did not stop the cancelled request"
+    assert client.generate(small(photo_png)).video  # the slot is free again
+
+
+def test_async_cancel_by_leaving_the_stream(triton, photo_png):
+    async def leave_early():
+        async with AsyncI2VClient(triton.endpoints.grpc_url) as client:
+            async for event in client.stream(small(photo_png, num_inference_steps=100)):
+                if isinstance(event, Progress) and event.step == 2:
+                    break
+            return await client.generate(small(photo_png))
+
+    assert asyncio.run(leave_early()).video
+
+
+def test_timeout_raises_its_own_error(triton, photo_png):
+    with I2VClient(triton.endpoints.grpc_url, timeout_s=0.5) as client, pytest.raises(GenerationTimeoutError):
+        client.generate(small(photo_png, num_inference_steps=100, num_frames=16, width=96))
+
+
+def test_overloaded_server_refuses_the_excess_at_once_and_serves_the_rest(triton, photo_png):
+    """Queue of 4 plus 1 running: of 15 requests sent at once, some are refused immediately, the rest complete."""
+    outcomes: list[object] = []
+
+    def one():
+        with I2VClient(triton.endpoints.grpc_url) as client:
+            start = time.monotonic()
+            try:
+                client.generate(small(photo_png, num_inference_steps=25, num_frames=16, width=96))
+                outcomes.append("ok")
+            except OverloadedError as exc:
+                outcomes.append((exc, time.monotonic() - start))
+
+    threads = [threading.Thread(target=one) for _ in range(15)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    refused = [o for o in outcomes if o != "ok"]
+    assert len(outcomes) == 15
+    assert refused, "no request was refused"
+    assert all("Exceeds maximum queue size" in str(exc) for exc, _ in refused)
+    assert outcomes.count("ok") >= 5  # one running + a full queue
+
+
+def test_unreachable_server_raises_unavailable():
+    with I2VClient("127.0.0.1:1") as client:
+        with pytest.raises(ServerUnavailableError, match="unreachable"):
+            client.wait_until_ready()
+        with pytest.raises(ServerUnavailableError):
+            client.generate(GenerationRequest(image=b"x", prompt=PROMPT))
+
+
+@pytest.fixture(scope="module")
+def keyed_triton(model_repository, tmp_path_factory):
+    from i2v.serving.triton_server import EmbeddedTritonServer
+
+    args = ["--grpc-restricted-protocol=inference:api-key=s3cret"]
+    with EmbeddedTritonServer(model_repository, extra_args=args,
+                              log_file=tmp_path_factory.mktemp("keyed") / "server.log") as server:
+        yield server
+
+
+@pytest.mark.parametrize("key", [None, "wrong"])
+def test_missing_or_wrong_key_is_unauthorized(keyed_triton, photo_png, key):
+    with I2VClient(keyed_triton.endpoints.grpc_url, api_key=key) as client:
+        client.wait_until_ready()  # health stays open
+        with pytest.raises(UnauthorizedError, match="restricted"):
+            client.generate(small(photo_png))
+
+
+def test_right_key_is_served(keyed_triton, photo_png):
+    with I2VClient(keyed_triton.endpoints.grpc_url, api_key="s3cret") as client:
+        assert client.generate(small(photo_png)).video
+
+
+def test_client_import_does_not_pull_torch():
+    code = "import sys, i2v.client, i2v.client.grpc_client, i2v.client.aio_client; print('torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "False"
+
+
+def test_base_install_does_not_depend_on_torch():
+    from pathlib import Path
+
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert not any(dep.split("[")[0].split(">")[0].split("=")[0].strip() == "torch" for dep in project["dependencies"])
