@@ -7,6 +7,7 @@ client-only install and `i2v --help` is instant.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -31,7 +32,7 @@ class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Show every default except None (those say in their help what happens when omitted)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is None or action.default is False:
+        if action.default is None or action.default is False or action.dest == "api_key":  # never print a key
             return action.help or ""
         return super()._get_help_string(action)
 
@@ -59,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-port", type=int, default=8000, help="HTTP port (health, metadata)")
     serve.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port")
     serve.add_argument("--log-file", type=Path, default=None, help="server log; a temporary file when omitted")
+    serve.add_argument("--api-key", default=os.environ.get("I2V_API_KEY"),
+                       help="require this key for inference and model control (env I2V_API_KEY); "
+                            "health and metrics stay open")
     serve.set_defaults(run=run_serve)
 
     generate = commands.add_parser(
@@ -77,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_connection_args(generate)
     add_generation_args(generate)
     generate.set_defaults(run=run_generate)
+
+    models = commands.add_parser("models", help="list, load or unload models on a running server",
+                                 formatter_class=fmt)
+    models.add_argument("action", choices=["list", "load", "unload"])
+    models.add_argument("names", nargs="*", help="models to load or unload (load also picks up new versions)")
+    add_connection_args(models)
+    models.set_defaults(run=run_models)
 
     demo = commands.add_parser(
         "demo", formatter_class=fmt,
@@ -101,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_connection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=DEFAULT_URL, help="Triton gRPC address")
-    parser.add_argument("--api-key", default=None, help="key for a server that restricts inference")
+    parser.add_argument("--api-key", default=os.environ.get("I2V_API_KEY"),
+                        help="key for a server that restricts inference (env I2V_API_KEY)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds before the request is cancelled")
 
 
@@ -142,7 +154,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     server = EmbeddedTritonServer(
         args.model_repository, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,
-        metrics_port=args.metrics_port, log_file=args.log_file,
+        metrics_port=args.metrics_port, log_file=args.log_file, api_key=args.api_key,
     )
     return serve_forever(server)
 
@@ -222,6 +234,28 @@ def generate_with_progress(args: argparse.Namespace, url: str):
             result = client.generate(request, on_progress=on_progress)
     result.save(args.output)
     return result
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from i2v.client import errors
+    from i2v.client.model_control import ModelControl
+
+    if args.action != "list" and not args.names:
+        return _fail(f"name the models to {args.action}", EXIT_INVALID)
+    try:
+        with ModelControl(args.url, api_key=args.api_key) as control:
+            for name in args.names:
+                (control.load if args.action == "load" else control.unload)(name)
+                print(f"{args.action}ed {name}")
+            if args.action == "list":
+                for model in control.list():
+                    reason = f"  ({model.reason})" if model.reason else ""
+                    print(f"{model.name:<16} {model.version or '-':>3}  {model.state}{reason}")
+    except errors.ServerUnavailableError as exc:
+        return _fail(f"server unavailable: {exc}", EXIT_UNAVAILABLE)
+    except errors.I2VError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    return EXIT_OK
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import zlib
+
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from PIL import Image
 
 from i2v.client.errors import InvalidInputError
 from i2v.client.grpc_client import MODEL_NAME, build_inputs
@@ -51,6 +56,28 @@ def png(photo_png):
     return ("BYTES", np.array([photo_png], dtype=np.object_))
 
 
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A small valid PNG whose header claims another size (CRC fixed), as a hostile upload would."""
+    data = bytearray(png_bytes(Image.new("RGB", (16, 16))))
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def image_input(data: bytes):
+    return ("BYTES", np.array([data], dtype=np.object_))
+
+
+def text_input(data: bytes):
+    return ("BYTES", np.array([data], dtype=np.object_))
+
+
 BAD_REQUESTS = {
     "missing image": (lambda png: tensors(image=None), "image is required"),
     "corrupt image": (lambda png: tensors(image=("BYTES", np.array([b"\x89PNG not really"], dtype=np.object_))),
@@ -68,6 +95,35 @@ BAD_REQUESTS = {
                               "height must be a multiple of 16, got 72"),
     "prompt not UTF-8": (lambda png: tensors(image=png, prompt=("BYTES", np.array([b"\xff\xfe"], dtype=np.object_))),
                          "prompt must be UTF-8 text"),
+    "empty image bytes": (lambda png: tensors(image=image_input(b"")), "image is empty"),
+    "text instead of an image": (lambda png: tensors(image=image_input(b"hello, world")),
+                                 "image could not be decoded"),
+    "truncated PNG": (lambda png: tensors(image=image_input(png[1][0][: len(png[1][0]) // 2])),
+                      "image could not be decoded"),
+    "1x1 image": (lambda png: tensors(image=image_input(png_bytes(Image.new("RGB", (1, 1))))), "image is too small"),
+    "header claims 100000x100000": (lambda png: tensors(image=image_input(png_claiming_size(100_000, 100_000))),
+                                    "image is too large"),
+    "decompression bomb 7000x7000": (lambda png: tensors(image=image_input(png_bytes(Image.new("L", (7000, 7000))))),
+                                     "image is too large: 7000x7000 pixels"),
+    "negative num_frames": (lambda png: tensors(image=png, num_frames=scalar("INT32", -4, np.int32)),
+                            "num_frames must be between 8 and 32, got -4"),
+    "negative seed": (lambda png: tensors(image=png, seed=scalar("INT64", -1, np.int64)), "seed must be between 0"),
+    "guidance infinite": (lambda png: tensors(image=png, guidance_scale=scalar("FP32", np.inf, np.float32)),
+                          "guidance_scale must be between 1 and 20, got inf"),
+    "guidance negative": (lambda png: tensors(image=png, guidance_scale=scalar("FP32", -3, np.float32)),
+                          "guidance_scale must be between 1 and 20, got -3.0"),
+    "fps zero": (lambda png: tensors(image=png, fps=scalar("INT32", 0, np.int32)),
+                 "fps must be between 4 and 24, got 0"),
+    "steps 1000": (lambda png: tensors(image=png, num_inference_steps=scalar("INT32", 1000, np.int32)),
+                   "num_inference_steps must be between 10 and 100, got 1000"),
+    "width too large": (lambda png: tensors(image=png, width=scalar("INT32", 4096, np.int32)),
+                        "width must be between 64 and 1280, got 4096"),
+    "decode chunk zero": (lambda png: tensors(image=png, decode_chunk_size=scalar("INT32", 0, np.int32)),
+                          "decode_chunk_size must be between 1 and 32, got 0"),
+    "oversized prompt": (lambda png: tensors(image=png, prompt=text_input(b"x" * 2001)),
+                         "prompt must be at most 2000 characters, got 2001"),
+    "negative prompt not UTF-8": (lambda png: tensors(image=png, negative_prompt=text_input(b"\xc3\x28")),
+                                  "negative_prompt must be UTF-8 text"),
 }
 
 
@@ -85,6 +141,11 @@ def test_bad_request_is_refused_with_a_clear_error_and_the_next_is_served(triton
 def test_wrong_data_type_is_refused_by_the_server(triton):
     message = send_raw(triton, tensors(num_frames=scalar("FP32", 16.0, np.float32)))
     assert "num_frames" in message and "data-type is 'FP32'" in message
+
+
+def test_wrong_shape_is_refused_by_the_server(triton):
+    message = send_raw(triton, tensors(num_frames=("INT32", np.array([8, 16], dtype=np.int32))))
+    assert "num_frames" in message and "shape" in message
 
 
 def test_client_checks_parameters_before_sending(client, photo_png):

@@ -123,8 +123,7 @@ def test_unreachable_server_raises_unavailable():
 def keyed_triton(model_repository, tmp_path_factory):
     from i2v.serving.triton_server import EmbeddedTritonServer
 
-    args = ["--grpc-restricted-protocol=inference:api-key=s3cret"]
-    with EmbeddedTritonServer(model_repository, extra_args=args,
+    with EmbeddedTritonServer(model_repository, api_key="s3cret",
                               log_file=tmp_path_factory.mktemp("keyed") / "server.log") as server:
         yield server
 

@@ -20,7 +20,9 @@ import triton_python_backend_utils as pb_utils
 from i2v.export.parts import OUTPUT_NAMES
 from i2v.params import GenerationParams, InvalidParameterError
 from i2v.serving.generator import GenerationCancelled, VideoGenerator
+from i2v.serving.metrics import BlsMetrics
 from i2v.serving.preprocess import InvalidImageError, decode_image
+from i2v.serving.request_log import RequestLog
 from i2v.video import encode_mp4
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -37,24 +39,41 @@ class TritonPythonModel:
         self.device = torch.device(f"cuda:{args['model_instance_device_id']}" if use_gpu else "cpu")
         pipeline_dir = Path(args["model_repository"]) / args["model_version"] / "pipeline"
         self.generator = VideoGenerator(pipeline_dir, run_part=self.run_part, device=self.device)
+        self.metrics = BlsMetrics(args["model_name"])
+        self.request_log = RequestLog()
 
     def execute(self, requests):
         for request in requests:
-            sender = request.get_response_sender()
+            self.metrics.in_flight.increment(1)
             try:
-                response = self.generate(request, sender)
-                sender.send(response, flags=FINAL)
-            except GenerationCancelled as exc:
-                pb_utils.Logger.log_info(f"i2vgen_xl: request '{request.request_id()}' {exc}")
-                sender.send(flags=FINAL)
-            except (InvalidParameterError, InvalidImageError) as exc:
-                sender.send(_error(f"invalid input: {exc}", "INVALID_ARG"), flags=FINAL)
-            except Exception as exc:  # report, keep serving
-                pb_utils.Logger.log_error(f"i2vgen_xl: request failed: {type(exc).__name__}: {exc}")
-                sender.send(_error(f"generation failed: {type(exc).__name__}: {exc}", "INTERNAL"), flags=FINAL)
+                self.serve(request)
+            finally:
+                self.metrics.in_flight.increment(-1)
         return None
 
-    def generate(self, request, sender) -> pb_utils.InferenceResponse:
+    def serve(self, request) -> None:
+        """Answer one request completely: progress, then the video or an error; log and count its outcome."""
+        sender = request.get_response_sender()
+        record: dict = {}
+        try:
+            response, record = self.generate(request, sender)
+            sender.send(response, flags=FINAL)
+            outcome = "ok"
+        except GenerationCancelled as exc:
+            sender.send(flags=FINAL)
+            outcome, record["error"] = "cancelled", str(exc)
+        except (InvalidParameterError, InvalidImageError) as exc:
+            sender.send(_error(f"invalid input: {exc}", "INVALID_ARG"), flags=FINAL)
+            outcome, record["error"] = "invalid_input", str(exc)
+        except Exception as exc:  # report, keep serving
+            sender.send(_error(f"generation failed: {type(exc).__name__}: {exc}", "INTERNAL"), flags=FINAL)
+            outcome, record["error"] = "internal", f"{type(exc).__name__}: {exc}"
+        self.metrics.finish(outcome)
+        line = self.request_log.record(request.request_id(), outcome, **record)
+        log = pb_utils.Logger.log_error if outcome == "internal" else pb_utils.Logger.log_info
+        log(f"i2vgen_xl request {line}")
+
+    def generate(self, request, sender) -> tuple[pb_utils.InferenceResponse, dict]:
         start = time.perf_counter()
         image_bytes = _read_bytes(request, "image")
         if image_bytes is None:
@@ -65,12 +84,14 @@ class TritonPythonModel:
         def on_step(step: int, total: int) -> None:
             progress = pb_utils.Tensor("progress", np.array([step, total], dtype=np.int32))
             sender.send(pb_utils.InferenceResponse(output_tensors=[progress]))
+            self.metrics.steps.increment(1)
 
         video = self.generator(image, params, on_step=on_step, is_cancelled=request.is_cancelled)
         encode_start = time.perf_counter()
         mp4 = encode_mp4(video.frames, fps=params.fps)
         timings = {**video.timings, "mp4_encode": time.perf_counter() - encode_start}
         timings["total"] = time.perf_counter() - start
+        self.metrics.record_stages(timings)
         metadata = {
             "parameters": params.to_dict(),
             "seed": params.seed,
@@ -86,7 +107,9 @@ class TritonPythonModel:
         ]
         if return_frames:
             outputs.append(pb_utils.Tensor("frames", video.frames))
-        return pb_utils.InferenceResponse(output_tensors=outputs)
+        stored = self.request_log.store(mp4, metadata)
+        record = {**metadata, "video_bytes": len(mp4), "stored": str(stored) if stored else None}
+        return pb_utils.InferenceResponse(output_tensors=outputs), record
 
     def read_params(self, request) -> tuple[GenerationParams, bool]:
         """Request tensors → validated parameters; omitted ones take this model's defaults, the seed a random one."""

@@ -158,11 +158,15 @@ class EmbeddedTritonServer:
         metrics_port: int | None = None,
         host: str = "127.0.0.1",
         log_file: Path | None = None,
+        api_key: str | None = None,
+        env: dict[str, str] | None = None,
         extra_args: Sequence[str] = (),
         startup_timeout_s: float = 120.0,
         log_verbose: int = 0,
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
+        self.api_key = api_key
+        self.env = dict(env or {})  # added to this process's environment for the server and its models
         self.host = host
         self.extra_args = tuple(extra_args)
         self.startup_timeout_s = startup_timeout_s
@@ -279,10 +283,17 @@ class EmbeddedTritonServer:
             f"--metrics-address={self.host}",
             f"--metrics-port={self.metrics_port}",
             "--disable-auto-complete-config",
+            # Explicit model control: every model loaded at start, then loaded/unloaded on request only.
+            "--model-control-mode=explicit",
+            "--load-model=*",
             f"--log-verbose={self.log_verbose}",
             # Our own prefix, so stop() can remove the regions a killed server leaves in /dev/shm.
             f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
         ]
+        if self.api_key:
+            # Inference and model control need the key; health, metadata and metrics stay open.
+            restricted = f"inference,model-repository:api-key={self.api_key}"
+            args += [f"--grpc-restricted-protocol={restricted}", f"--http-restricted-api={restricted}"]
         return args + list(self.extra_args)
 
     # -- internals ---------------------------------------------------------------------------------------
@@ -297,7 +308,7 @@ class EmbeddedTritonServer:
             stdin=subprocess.DEVNULL,
             stdout=self._log_handle,
             stderr=subprocess.STDOUT,
-            env=_server_env(install),
+            env={**_server_env(install), **self.env},
             start_new_session=True,  # Ctrl-C goes to us, not straight to the server and its stubs
         )
         _LIVE_SERVERS.add(self)

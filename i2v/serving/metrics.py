@@ -1,0 +1,44 @@
+"""The BLS's own Prometheus metrics, served by Triton on its metrics port beside the nv_* families.
+
+Counters rather than histograms: rates and ratios (steps/s, seconds per stage per request) come from PromQL,
+and Triton's own request-duration metrics already give latency.
+"""
+
+from __future__ import annotations
+
+import triton_python_backend_utils as pb_utils
+
+STAGES = ("text_encoder", "image_encoder", "vae_encoder", "unet", "vae_decoder", "mp4_encode")
+OUTCOMES = ("ok", "invalid_input", "cancelled", "internal")
+
+
+class BlsMetrics:
+    def __init__(self, model: str):
+        labels = {"model": model}
+
+        self.families = []  # a MetricFamily must outlive its Metrics: keep them all here
+
+        def family(name: str, description: str, kind):
+            self.families.append(pb_utils.MetricFamily(name=name, description=description, kind=kind))
+            return self.families[-1]
+
+        counter, gauge = pb_utils.MetricFamily.COUNTER, pb_utils.MetricFamily.GAUGE
+        self.in_flight = family("i2v_requests_in_flight", "Requests being generated now", gauge).Metric(labels)
+        self.steps = family("i2v_denoise_steps_total", "Denoising steps completed", counter).Metric(labels)
+        stage_seconds = family("i2v_stage_seconds", "Seconds spent per pipeline stage", counter)
+        self.stage_seconds = {s: stage_seconds.Metric({**labels, "stage": s}) for s in STAGES}
+        requests = family("i2v_requests_total", "Finished requests by outcome", counter)
+        self.requests = {o: requests.Metric({**labels, "outcome": o}) for o in OUTCOMES}
+        errors = family("i2v_request_errors_total", "Failed requests by kind", counter)
+        self.errors = {o: errors.Metric({**labels, "kind": o}) for o in OUTCOMES if o != "ok"}
+
+    def record_stages(self, timings: dict[str, float]) -> None:
+        for stage, metric in self.stage_seconds.items():
+            seconds = timings.get("unet_total" if stage == "unet" else stage)
+            if seconds is not None:
+                metric.increment(seconds)
+
+    def finish(self, outcome: str) -> None:
+        self.requests[outcome].increment(1)
+        if outcome != "ok":
+            self.errors[outcome].increment(1)
