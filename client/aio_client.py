@@ -8,10 +8,9 @@ from collections.abc import AsyncIterator
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
-from i2v.client.errors import CancelledError, ServerUnavailableError
+from i2v.client.errors import CancelledError
 from i2v.client.grpc_client import (
-    API_KEY_HEADER,
-    MODEL_NAME,
+    ClientBase,
     ProgressCallback,
     client_error,
     read_response,
@@ -20,21 +19,11 @@ from i2v.client.grpc_client import (
 from i2v.client.types import GenerationRequest, GenerationResult, Progress
 
 
-class AsyncI2VClient:
+class AsyncI2VClient(ClientBase):
     """`async for event in client.stream(request)` yields `Progress` per step, then the `GenerationResult`."""
 
-    def __init__(
-        self,
-        url: str = "localhost:8001",
-        *,
-        api_key: str | None = None,
-        model_name: str = MODEL_NAME,
-        timeout_s: float | None = None,
-    ):
-        self.url = url
-        self.model_name = model_name
-        self.timeout_s = timeout_s
-        self.headers = {API_KEY_HEADER: api_key} if api_key else None
+    def __init__(self, url: str = "localhost:8001", **settings):
+        super().__init__(url, **settings)
         self._client = grpcaio.InferenceServerClient(url)
 
     async def close(self) -> None:
@@ -50,9 +39,8 @@ class AsyncI2VClient:
         try:
             ready = await self._client.is_model_ready(self.model_name, headers=self.headers)
         except InferenceServerException as exc:
-            raise ServerUnavailableError(f"Triton at {self.url} is unreachable: {exc.message()}") from exc
-        if not ready:
-            raise ServerUnavailableError(f"model {self.model_name!r} is not ready on {self.url}")
+            raise self._unreachable(exc) from exc
+        self._check_ready(ready)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Progress | GenerationResult]:
         """Progress events in order, then the result. Leaving the loop early cancels the request on the server."""

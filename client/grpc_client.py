@@ -92,8 +92,8 @@ def read_response(result) -> Progress | GenerationResult | None:
     )
 
 
-class I2VClient:
-    """Generate videos on a Triton server that serves `i2vgen_xl` (blocking calls; see `AsyncI2VClient`)."""
+class ClientBase:
+    """Where the server is and how to talk to it; shared by `I2VClient` and `AsyncI2VClient`."""
 
     def __init__(
         self,
@@ -107,6 +107,20 @@ class I2VClient:
         self.model_name = model_name
         self.timeout_s = timeout_s
         self.headers = {API_KEY_HEADER: api_key} if api_key else None
+
+    def _unreachable(self, exc: InferenceServerException) -> ServerUnavailableError:
+        return ServerUnavailableError(f"Triton at {self.url} is unreachable: {exc.message()}")
+
+    def _check_ready(self, ready: bool) -> None:
+        if not ready:
+            raise ServerUnavailableError(f"model {self.model_name!r} is not ready on {self.url}")
+
+
+class I2VClient(ClientBase):
+    """Generate videos on a Triton server that serves `i2vgen_xl` (blocking calls; see `AsyncI2VClient`)."""
+
+    def __init__(self, url: str = "localhost:8001", **settings):
+        super().__init__(url, **settings)
         self._client = grpcclient.InferenceServerClient(url)
         self._cancelled = threading.Event()
 
@@ -124,9 +138,8 @@ class I2VClient:
         try:
             ready = self._client.is_model_ready(self.model_name, headers=self.headers)
         except InferenceServerException as exc:
-            raise ServerUnavailableError(f"Triton at {self.url} is unreachable: {exc.message()}") from exc
-        if not ready:
-            raise ServerUnavailableError(f"model {self.model_name!r} is not ready on {self.url}")
+            raise self._unreachable(exc) from exc
+        self._check_ready(ready)
 
     def cancel(self) -> None:
         """Cancel the request in flight (call from another thread); `generate` then raises `CancelledError`."""
