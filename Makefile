@@ -7,13 +7,20 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install clean
+.PHONY: demo test test-tools lint install clean
 
 demo: $(VENV)/.installed
 	$(BIN)/i2v demo
 
-test: $(VENV)/.installed lint
+test: $(VENV)/.installed lint test-tools
 	$(BIN)/pytest
+
+# System tools some tests use (they skip, saying why, where these are missing): promtool checks the
+# Prometheus config and alert rules. Installed with apt where we are root on Debian, as in CI.
+test-tools:
+	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	   prometheus >/dev/null) || echo "note: promtool not installed; its tests will be skipped"; }
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

