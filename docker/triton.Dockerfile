@@ -1,5 +1,5 @@
 # Triton from NVIDIA's image (tritonserver 2.51 = NGC 24.10), plus what the Python models import:
-# the i2v package with its server extra (torch, diffusers, transformers, onnxruntime, PyAV).
+# the i2v package with its server extra (torch, diffusers, transformers, onnxruntime, PyAV) and the UI's.
 FROM nvcr.io/nvidia/tritonserver:24.10-py3
 WORKDIR /opt/i2v
 COPY pyproject.toml README.md ./
@@ -8,4 +8,4 @@ COPY export ./export
 COPY client ./client
 COPY ui ./ui
 COPY benchmarks ./benchmarks
-RUN pip install --no-cache-dir ".[server]"
+RUN pip install --no-cache-dir ".[server,ui]"

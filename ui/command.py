@@ -1,9 +1,28 @@
-"""`i2v ui`: registered by i2v/cli.py (placeholder until the UI lands)."""
+"""`i2v ui`: the Gradio page, pointed at a Triton server. Gradio is imported only when the page starts."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_ui_command(commands, formatter_class: type[argparse.HelpFormatter]) -> None:
     """Add the `ui` subcommand to the `i2v` parser."""
+    ui = commands.add_parser("ui", help="start the Gradio web page", formatter_class=formatter_class)
+    ui.add_argument("--url", default=os.environ.get("I2V_TRITON_URL", "localhost:8001"),
+                    help="Triton gRPC address (env I2V_TRITON_URL)")
+    ui.add_argument("--api-key", default=os.environ.get("I2V_API_KEY"),
+                    help="key for a server that restricts inference (env I2V_API_KEY)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to serve the page on (0.0.0.0 for all)")
+    ui.add_argument("--port", type=int, default=7860, help="port of the page")
+    ui.add_argument("--concurrency", type=int, default=2, help="videos generated at once for all visitors")
+    ui.set_defaults(run=run_ui)
+
+
+def run_ui(args: argparse.Namespace) -> int:
+    from i2v.ui.app import build_app
+
+    app = build_app(args.url, api_key=args.api_key, concurrency=args.concurrency)
+    print(f"UI on http://{args.host}:{args.port} (Triton at {args.url}); Ctrl-C to stop")
+    app.launch(server_name=args.host, server_port=args.port, show_error=True)
+    return 0

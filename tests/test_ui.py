@@ -1,0 +1,122 @@
+"""The Gradio page end to end in a real headless Chromium, against the real server."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from i2v.params import InvalidParameterError
+
+gr = pytest.importorskip("gradio", reason="the UI needs gradio: pip install 'i2v-serving[ui]'")
+playwright = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no chromium (Debian: apt-get install chromium)")
+
+from i2v.ui.app import CUSTOM, MODEL_DEFAULT, build_app, build_request  # noqa: E402
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lighthouse.png"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def fields(**overrides):
+    values = dict(image_path=str(EXAMPLE), prompt="waves", negative_prompt="", resolution=MODEL_DEFAULT,
+                  height=512, width=512, num_frames=16, fps=16, steps=50, guidance=9.0, seed=0, randomize_seed=True)
+    return {**values, **overrides}
+
+
+def test_page_fields_become_a_request_with_model_defaults_left_out():
+    request = build_request(**fields())
+    assert (request.height, request.width, request.seed, request.negative_prompt) == (None, None, None, None)
+    assert (request.num_frames, request.num_inference_steps, request.guidance_scale) == (16, 50, 9.0)
+    custom = build_request(**fields(resolution=CUSTOM, height=64, width=96, randomize_seed=False, seed=7))
+    assert (custom.height, custom.width, custom.seed) == (64, 96, 7)
+    wide = build_request(**fields(resolution="512p-wide"))
+    assert (wide.height, wide.width) == (512, 896)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [({"image_path": None}, "add a picture first"), ({"prompt": "  "}, "write a prompt"),
+     ({"steps": 5}, "num_inference_steps must be between 10 and 100, got 5")],
+)
+def test_bad_fields_are_explained_in_plain_words(overrides, message):
+    with pytest.raises(InvalidParameterError, match=message):
+        build_request(**fields(**overrides))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def page_url(triton):
+    port = free_port()
+    app = build_app(triton.endpoints.grpc_url)
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}"
+    app.close()
+
+
+@pytest.fixture
+def page(page_url):
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(page_url, wait_until="networkidle")
+        yield page
+        browser.close()
+
+
+def fill_small_settings(page, steps: int) -> None:
+    page.get_by_text("Advanced").click()
+    page.locator("#resolution input").click()
+    page.get_by_role("option", name=CUSTOM).click()
+    page.locator("#height input").fill("64")
+    page.locator("#width input").fill("96")
+    for name, value in (("steps", steps), ("frames", 8)):
+        page.locator(f"#{name} input[type=number]").fill(str(value))
+        page.locator(f"#{name} input[type=number]").press("Enter")
+
+
+@needs_chromium
+def test_upload_generate_and_a_playable_video_appears_with_progress(page, tmp_path):
+    page.locator("#image input[type=file]").set_input_files(str(EXAMPLE))
+    page.locator("#prompt textarea").fill("waves rolling in")
+    fill_small_settings(page, steps=20)
+    page.locator("#generate").click()
+
+    steps_seen: set[int] = set()
+    video = page.locator("#video video")
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        steps_seen.update(int(step) for step in re.findall(r"\b(\d+)/20\b", page.locator("body").inner_text()))
+        if video.count() and video.evaluate("v => v.readyState >= 1 && v.duration > 0"):
+            break
+        time.sleep(0.1)
+    assert video.count() == 1 and video.evaluate("v => v.readyState >= 1 && v.duration > 0"), "no playable video"
+    assert len(steps_seen) >= 2, f"the progress bar did not move: {steps_seen}"
+    assert re.search(r'"seed"\s*:\s*\d+', page.locator("#metadata").inner_text())
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ui.png"), full_page=True)
+
+
+@needs_chromium
+def test_a_mistake_is_shown_in_the_page_and_the_page_still_works(page):
+    page.locator("#image input[type=file]").set_input_files(str(EXAMPLE))
+    page.locator("#generate").click()  # no prompt
+    page.get_by_text("write a prompt").first.wait_for(timeout=20_000)
+
+    page.locator("#prompt textarea").fill("clouds drifting")
+    fill_small_settings(page, steps=10)
+    page.locator("#generate").click()
+    page.wait_for_function("() => { const v = document.querySelector('#video video'); return v && v.duration > 0; }",
+                           timeout=90_000)
