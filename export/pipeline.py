@@ -1,25 +1,202 @@
-"""`i2v export`: load a model, export its five parts to ONNX, check them against PyTorch, write the repository."""
+"""`i2v export`: load a model, export its parts, check them, write the repository for the chosen runtime.
+
+- onnxruntime: ONNX export, checked against PyTorch in ONNX Runtime, served by the ONNX Runtime runner;
+- torch: no ONNX at all; each part's weights are saved into the repository and served by the PyTorch runner
+  (fp16 + SDPA on a GPU, fp32 on a CPU);
+- tensorrt: ONNX export, the TensorRT operator check (fails the export naming unsupported operators), the
+  ONNX Runtime check, fp16 engines with one optimization profile per supported resolution, each engine
+  compared with ONNX Runtime (polygraphy), `tensorrt_plan` configs. Needs TensorRT and a GPU.
+
+The operator check is cheap (the graphs are read without their weights), so it runs for every ONNX export:
+for the onnxruntime runtime it only reports.
+"""
 
 from __future__ import annotations
 
+import os
 import tempfile
+import time
 from pathlib import Path
 
-from i2v.export.onnx_export import export_all
-from i2v.export.repository import DEFAULT_MAX_QUEUE_SIZE, write_model_repository
+from tqdm.auto import tqdm
+
+from i2v.export.onnx_export import export_part, part_inputs
+from i2v.export.parts import PART_NAMES, specs_for_pipeline
+from i2v.export.profiles import OptimizationProfile, part_profiles, supported_shapes_for
+from i2v.export.repository import DEFAULT_MAX_QUEUE_SIZE, RUNTIMES, write_model_repository
 from i2v.export.sources import load_pipeline
-from i2v.export.validate import check_all
+from i2v.export.trt_ops import TENSORRT_VERSION, UnsupportedOperatorError, check_graph, format_reports
+from i2v.export.validate import CHECK_SHAPES, check_all
+from i2v.serving.model_info import SupportedShapes
+
+DEVICES = ("auto", "cpu", "gpu")
+ENGINE_CHECKS = ("smallest", "all", "none")
+
+
+def default_timing_cache(version: str) -> Path:
+    """One TensorRT timing cache per TensorRT version, in the user's cache folder."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "i2v" / f"tensorrt-{version}.timing-cache"
 
 
 def export_model_repository(
-    source: str, repository: Path, *, check: bool = True, max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
+    source: str,
+    repository: Path,
+    *,
+    check: bool = True,
+    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
+    runtime: str = "onnxruntime",
+    device: str = "auto",
+    supported_shapes: SupportedShapes | None = None,
+    timing_cache: Path | None = None,
+    engine_check: str = "smallest",
+    progress: bool = True,
 ) -> Path:
-    """Export `source` ('tiny', a diffusers folder or a hub id) into a Triton model repository."""
+    """Export `source` ('tiny', a diffusers folder or a hub id) into a Triton model repository for `runtime`.
+
+    `device` places the torch runtime (auto: the GPU when this machine has CUDA). `supported_shapes` is the
+    tensorrt runtime's shape table (default: the resolution presets, 8-32 frames). `engine_check` compares
+    the engines with ONNX Runtime at the smallest profile, at all of them, or not at all (the largest
+    full-size profiles need tens of GB for ONNX Runtime's fp32 attention).
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if engine_check not in ENGINE_CHECKS:
+        raise ValueError(f"engine_check must be one of {', '.join(ENGINE_CHECKS)}, got {engine_check!r}")
+    if runtime == "tensorrt":
+        from i2v.export.tensorrt_engines import require_tensorrt
+
+        require_tensorrt()  # before minutes of export, not after
     pipe = load_pipeline(source)
-    with tempfile.TemporaryDirectory(prefix="i2v-onnx-") as work:
-        paths = export_all(pipe, Path(work))
-        if check:
-            check_all(pipe, paths)
+    repository = Path(repository)
+    if runtime == "torch":
         return write_model_repository(
-            pipe, paths, Path(repository), source=str(source), max_queue_size=max_queue_size
+            pipe, None, repository, source=str(source), runtime="torch",
+            instance_kind=_torch_instance_kind(device), max_queue_size=max_queue_size,
         )
+    with tempfile.TemporaryDirectory(prefix="i2v-onnx-") as work:
+        paths = export_onnx(pipe, Path(work), progress=progress)
+        reports = [check_graph(path, name) for name, path in paths.items()]
+        if progress:
+            print(f"TensorRT {TENSORRT_VERSION} operator check:\n{format_reports(reports)}")
+        if runtime == "tensorrt" and not all(r.ok for r in reports):
+            raise UnsupportedOperatorError(reports)
+        if check:
+            check_all(pipe, paths, progress=progress, shapes=check_shapes(size_multiple(pipe)))
+        if runtime == "onnxruntime":
+            return write_model_repository(
+                pipe, paths, repository, source=str(source), max_queue_size=max_queue_size
+            )
+        shapes = supported_shapes or supported_shapes_for(str(source))
+        build_tensorrt_engines(
+            pipe, paths, repository, shapes, timing_cache=timing_cache,
+            engine_check=engine_check if check else "none", progress=progress,
+        )
+        return write_model_repository(
+            pipe, paths, repository, source=str(source), runtime="tensorrt",
+            max_queue_size=max_queue_size, supported_shapes=shapes,
+        )
+
+
+def size_multiple(pipe) -> int:
+    """Pixels per step of height and width: VAE and UNet downsampling (16 for the tiny model, 64 for the real)."""
+    return 2 ** (len(pipe.vae.config.block_out_channels) - 1 + len(pipe.unet.config.down_block_types) - 1)
+
+
+def sample_shape(multiple: int) -> tuple[int, int]:
+    """The (height, width) the export traces with: 64x96 where the model allows it (the tiny model), else
+    2x3 size steps (128x192 for the full-size model, whose sizes are multiples of 64)."""
+    return (64, 96) if 64 % multiple == 0 and 96 % multiple == 0 else (2 * multiple, 3 * multiple)
+
+
+def check_shapes(multiple: int) -> tuple[dict[str, int], ...]:
+    """validate.CHECK_SHAPES where the model allows them, else the same plan at its own size step: two
+    resolutions and two frame counts, away from the sample shape, small enough for ONNX Runtime on a CPU."""
+    if all(s[k] % multiple == 0 for s in CHECK_SHAPES for k in ("height", "width")):
+        return CHECK_SHAPES
+    return (
+        {"batch": 1, "height": multiple, "width": multiple, "frames": 8},
+        {"batch": 2, "height": multiple, "width": 2 * multiple, "frames": 16},
+    )
+
+
+def export_onnx(pipe, out_dir: Path, *, progress: bool = True) -> dict[str, Path]:
+    """`onnx_export.export_all` with a sample shape the model accepts: export_all traces at 64x96, which is
+    not a multiple of the full-size model's 64-pixel step (torch.export refuses it)."""
+    height, width = sample_shape(size_multiple(pipe))
+    paths: dict[str, Path] = {}
+    bar = tqdm(PART_NAMES, desc="ONNX export", unit="part", disable=not progress)
+    for name in bar:
+        bar.set_postfix_str(name)
+        start = time.perf_counter()
+        paths[name] = export_part(pipe, name, Path(out_dir) / f"{name}.onnx", sample_height=height, sample_width=width)
+        if progress:
+            bar.write(f"{name}: exported in {time.perf_counter() - start:.1f} s to {paths[name]}")
+    return paths
+
+
+def build_tensorrt_engines(
+    pipe,
+    onnx_paths: dict[str, Path],
+    repository: Path,
+    shapes: SupportedShapes,
+    *,
+    timing_cache: Path | None = None,
+    engine_check: str = "smallest",
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Build `<repository>/<part>/1/model.plan` for every part from the shape table; compare with ONNX Runtime."""
+    from i2v.export.tensorrt_engines import (
+        EngineCheckError,
+        build_engines,
+        compare_engine,
+        require_tensorrt,
+    )
+
+    trt = require_tensorrt()
+    specs = specs_for_pipeline(pipe)
+    vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    profiles = {name: part_profiles(specs[name], shapes, vae_scale) for name in onnx_paths}
+    plans = {name: Path(repository) / name / "1" / "model.plan" for name in onnx_paths}
+    cache = timing_cache or default_timing_cache(trt.__version__)
+    build_engines(onnx_paths, plans, profiles, timing_cache=cache, progress=progress)
+    if engine_check != "none":
+        failures = []
+        for name in onnx_paths:
+            feeds = [(i, engine_check_feed(pipe, name, p)) for i, p in _profiles_to_check(profiles[name], engine_check)]
+            checks = compare_engine(name, onnx_paths[name], plans[name], feeds)
+            for c in checks:
+                if progress:
+                    print(f"{c.name} profile {c.profile}: {'ok' if c.passed else 'FAIL'} ({c.detail})")
+            failures += [c for c in checks if not c.passed]
+        if failures:
+            names = ", ".join(sorted({f"{c.name} (profile {c.profile})" for c in failures}))
+            raise EngineCheckError(f"TensorRT engines differ from ONNX Runtime beyond fp16 tolerance: {names}")
+    return plans
+
+
+def engine_check_feed(pipe, name: str, profile: OptimizationProfile, seed: int = 0) -> dict:
+    """Inputs inside one profile: its opt batch, its fewest frames (cheapest for the fp32 reference), its size."""
+    dims = profile.dims
+    batch, frames = dims["batch"][1], dims["frames"][0]
+    height, width = dims["height"][0], dims["width"][0]
+    if name == "vae_decoder":  # part_inputs decodes batch x frames images: one video of `batch` frames
+        batch, frames = 1, batch
+    return part_inputs(pipe, name, batch=batch, height=height, width=width, frames=frames, seed=seed)
+
+
+def _profiles_to_check(profiles: list[OptimizationProfile], which: str) -> list[tuple[int, OptimizationProfile]]:
+    indexed = list(enumerate(profiles))
+    if which == "all":
+        return indexed
+    return [min(indexed, key=lambda ip: ip[1].dims["height"][0] * ip[1].dims["width"][0])]
+
+
+def _torch_instance_kind(device: str) -> str:
+    if device == "auto":
+        import torch
+
+        device = "gpu" if torch.cuda.is_available() else "cpu"
+    return "KIND_GPU" if device == "gpu" else "KIND_CPU"

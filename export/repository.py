@@ -3,24 +3,38 @@
 ```
 <repository>/
   i2vgen_xl/    config.pbtxt, 1/model.py (the BLS), 1/pipeline/ (tokenizer, scheduler, CLIP processor, model_info.json)
-  text_encoder/ config.pbtxt, 1/model.py (the generic ONNX Runtime runner), 1/model.onnx
+  text_encoder/ config.pbtxt and, by runtime:
+                  onnxruntime  1/model.py (the generic ONNX Runtime runner), 1/model.onnx
+                  torch        1/model.py (the generic PyTorch runner), 1/weights/ (save_pretrained of its component)
+                  tensorrt     1/model.plan (an fp16 engine; `platform: "tensorrt_plan"`, no Python)
   image_encoder/ vae_encoder/ unet/ vae_decoder/   (same shape)
 ```
 Each `1/model.py` is a two-line module importing the real model class from the installed `i2v.serving`
-package, so the Python backend runs the same, tested code that the package ships.
+package, so the Python backend runs the same, tested code that the package ships. The BLS is the same for
+every runtime: it calls the parts by name.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from i2v.export.parts import PartSpec, specs_for_pipeline
+from i2v.export.profiles import OptimizationProfile, config_dims, part_profiles
 from i2v.params import GenerationParams
-from i2v.serving.model_info import ModelInfo
+from i2v.serving.model_info import ModelInfo, SupportedShapes
 
 BLS_MODEL = "i2vgen_xl"
 TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32"}
+RUNTIMES = ("onnxruntime", "torch", "tensorrt")
+
+# What each runtime puts in a part's version folder; write_model_repository removes the others' leftovers.
+PART_ARTIFACTS = {
+    "onnxruntime": ("model.py", "model.onnx"),
+    "torch": ("model.py", "weights"),
+    "tensorrt": ("model.plan",),
+}
 
 # Requests that may wait while one is generated; beyond that the server refuses at once.
 DEFAULT_MAX_QUEUE_SIZE = 4
@@ -29,13 +43,15 @@ DEFAULT_MAX_QUEUE_SIZE = 4
 TINY_DEFAULTS = {"height": 64, "width": 96, "num_frames": 16, "num_inference_steps": 25}
 
 
-def model_info_for(pipe, source: str) -> ModelInfo:
+def model_info_for(
+    pipe, source: str, *, runtime: str = "onnxruntime", supported_shapes: SupportedShapes | None = None
+) -> ModelInfo:
     vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
     unet_downsamples = len(pipe.unet.config.down_block_types) - 1
     defaults = {k: v for k, v in GenerationParams(prompt="-").to_dict().items() if k not in ("prompt", "seed")}
     if source == "tiny":
         defaults.update(TINY_DEFAULTS)
-    return ModelInfo(
+    info = ModelInfo(
         source=source,
         vae_scale_factor=vae_scale,
         vae_scaling_factor=float(pipe.vae.config.scaling_factor),
@@ -43,29 +59,75 @@ def model_info_for(pipe, source: str) -> ModelInfo:
         size_multiple=vae_scale * 2**unet_downsamples,
         text_len=pipe.tokenizer.model_max_length,
         defaults=defaults,
+        runtime=runtime,
+        supported_shapes=supported_shapes,
     )
+    if supported_shapes is not None:
+        for height, width in supported_shapes.resolutions:
+            if height % info.size_multiple or width % info.size_multiple:
+                raise ValueError(f"supported resolution {height}x{width} is not a multiple of {info.size_multiple}")
+        try:  # the defaults must be servable, or a request that sets nothing would be refused
+            supported_shapes.check(GenerationParams(prompt="-", **defaults))
+        except ValueError as exc:
+            raise ValueError(f"the model's default request is outside its supported shapes: {exc}") from exc
+    return info
 
 
 def write_model_repository(
     pipe,
-    onnx_paths: dict[str, Path],
+    onnx_paths: Mapping[str, Path] | None,
     repository: Path,
     *,
     source: str,
-    instance_kind: str = "KIND_CPU",
+    runtime: str = "onnxruntime",
+    instance_kind: str | None = None,
     max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
+    supported_shapes: SupportedShapes | None = None,
+    torch_dtype: str = "float16",
 ) -> Path:
-    """Write every model of the repository for the embedded server's ONNX Runtime runtime."""
+    """Write every model of the repository for `runtime`.
+
+    - onnxruntime: copies `onnx_paths` in, each served by the generic ONNX Runtime runner (Python backend);
+    - torch: saves each part's component with `save_pretrained`, served by the generic PyTorch runner in
+      `torch_dtype` on a GPU instance (fp32 on a CPU one); `onnx_paths` is not used;
+    - tensorrt: the engines must already be at `<part>/1/model.plan` (`i2v.export.tensorrt_engines`);
+      `supported_shapes` is required, gives each part's optimization profiles and config dims, and goes
+      into model_info.json so the BLS refuses other shapes.
+
+    `instance_kind` (KIND_CPU / KIND_GPU) defaults to GPU for tensorrt, CPU for the others; the BLS runs on
+    the same kind, so tensors stay on the GPU between the parts when they run there.
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime == "tensorrt" and supported_shapes is None:
+        raise ValueError("the tensorrt runtime needs supported_shapes (the table its profiles were built from)")
+    if runtime == "onnxruntime" and not onnx_paths:
+        raise ValueError("the onnxruntime runtime needs the exported ONNX graphs (onnx_paths)")
+    instance_kind = instance_kind or ("KIND_GPU" if runtime == "tensorrt" else "KIND_CPU")
     repository = Path(repository)
     specs = specs_for_pipeline(pipe)
+    info = model_info_for(pipe, source, runtime=runtime, supported_shapes=supported_shapes)
     for name, spec in specs.items():
         version = repository / name / "1"
         version.mkdir(parents=True, exist_ok=True)
-        target = version / "model.onnx"
-        if Path(onnx_paths[name]).resolve() != target.resolve():
-            shutil.copyfile(onnx_paths[name], target)
-        (version / "model.py").write_text(_shim("i2v.serving.part_runner", f"ONNX Runtime runner for {name}"))
-        (repository / name / "config.pbtxt").write_text(part_config(spec, instance_kind))
+        _remove_other_runtimes(version, runtime)
+        if runtime == "onnxruntime":
+            _copy_graph(Path(onnx_paths[name]), version / "model.onnx")
+            (version / "model.py").write_text(_shim("i2v.serving.part_runner", f"ONNX Runtime runner for {name}"))
+            config = part_config(spec, instance_kind)
+        elif runtime == "torch":
+            from i2v.serving.torch_parts import WEIGHTS_DIR, save_part_weights
+
+            shutil.rmtree(version / WEIGHTS_DIR, ignore_errors=True)
+            save_part_weights(pipe, name, version / WEIGHTS_DIR)
+            (version / "model.py").write_text(_shim("i2v.serving.torch_runner", f"PyTorch runner for {name}"))
+            config = torch_part_config(spec, instance_kind, torch_dtype)
+        else:
+            if not (version / "model.plan").is_file():
+                raise FileNotFoundError(f"{name}: no TensorRT engine at {version / 'model.plan'}; build it first")
+            profiles = part_profiles(spec, supported_shapes, info.vae_scale_factor)
+            config = tensorrt_part_config(spec, profiles)
+        (repository / name / "config.pbtxt").write_text(config)
 
     version = repository / BLS_MODEL / "1"
     pipeline_dir = version / "pipeline"
@@ -73,10 +135,39 @@ def write_model_repository(
     pipe.tokenizer.save_pretrained(pipeline_dir / "tokenizer")
     pipe.feature_extractor.save_pretrained(pipeline_dir / "feature_extractor")
     pipe.scheduler.save_pretrained(pipeline_dir / "scheduler")
-    model_info_for(pipe, source).save(pipeline_dir)
+    info.save(pipeline_dir)
     (version / "model.py").write_text(_shim("i2v.serving.bls", "I2VGen-XL BLS: the whole generation loop"))
-    (repository / BLS_MODEL / "config.pbtxt").write_text(bls_config(max_queue_size))
+    (repository / BLS_MODEL / "config.pbtxt").write_text(bls_config(max_queue_size, instance_kind))
     return repository
+
+
+def _remove_other_runtimes(version: Path, runtime: str) -> None:
+    """A repository exported again with another runtime must not keep the old one's files (a stale
+    model.onnx next to a new model.plan would only confuse; stale weights waste gigabytes)."""
+    keep = set(PART_ARTIFACTS[runtime])
+    for artifacts in PART_ARTIFACTS.values():
+        for artifact in set(artifacts) - keep:
+            path = version / artifact
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+            if artifact == "model.onnx":
+                for data in version.glob("*.onnx.data"):
+                    data.unlink()
+
+
+def _copy_graph(source: Path, target: Path) -> None:
+    """Copy a graph, and its external weights when it has them (`<name>.onnx.data`, export_part's naming).
+
+    The graph refers to its weights by file name, relative to itself, so they keep their name beside the
+    renamed graph (the full-size UNet: model.onnx + unet.onnx.data).
+    """
+    if source.resolve() != target.resolve():
+        shutil.copyfile(source, target)
+    data = source.with_name(source.name + ".data")
+    if data.exists() and data.resolve() != (target.parent / data.name).resolve():
+        shutil.copyfile(data, target.parent / data.name)
 
 
 def _shim(module: str, what: str) -> str:
@@ -86,17 +177,19 @@ def _shim(module: str, what: str) -> str:
     )
 
 
-def _dims(dims) -> str:
+def _dims(dims: Sequence[int | str]) -> str:
     return "[ " + ", ".join(str(d) if isinstance(d, int) else "-1" for d in dims) + " ]"
 
 
-def _tensor_block(kind: str, tensors) -> str:
+def _tensor_block(kind: str, tensors, dims_of=None) -> str:
+    """`input [...]` / `output [...]`; `dims_of(tensor)` overrides the spec's dims (TensorRT profiles)."""
     entries = []
     for t in tensors:
         named = ", ".join(str(d) for d in t.dims)
+        dims = _dims(dims_of(t) if dims_of else t.dims)
         entries.append(
             f"  {{\n    name: \"{t.name}\"\n    data_type: {TRITON_DTYPES[t.dtype]}\n"
-            f"    dims: {_dims(t.dims)}  # ({named})\n  }}"
+            f"    dims: {dims}  # ({named})\n  }}"
         )
     return f"{kind} [\n" + ",\n".join(entries) + "\n]\n"
 
@@ -115,11 +208,56 @@ def part_config(spec: PartSpec, instance_kind: str = "KIND_CPU") -> str:
     )
 
 
-def bls_config(max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE) -> str:
+def torch_part_config(spec: PartSpec, instance_kind: str = "KIND_GPU", torch_dtype: str = "float16") -> str:
+    """config.pbtxt of one part served by the generic PyTorch runner (Python backend, weights in 1/weights/)."""
+    return (
+        f"# {spec.description}\n"
+        "# Runtime: the PyTorch module itself (1/weights/, save_pretrained) in a Python-backend model; on a GPU\n"
+        "# instance in TORCH_DTYPE with SDPA attention, on a CPU instance in float32. Written by `i2v export`.\n"
+        f'name: "{spec.name}"\n'
+        'backend: "python"\n'
+        "max_batch_size: 0  # the batch is the first dim of every tensor; guidance batches cond + uncond\n"
+        + _tensor_block("input", spec.inputs)
+        + _tensor_block("output", spec.outputs)
+        + f"instance_group [ {{ count: 1, kind: {instance_kind} }} ]\n"
+        + "parameters [\n"
+        f'  {{ key: "TORCH_DTYPE", value: {{ string_value: "{torch_dtype}" }} }},  # float16, bfloat16 or float32\n'
+        "  # GPU tensors from the BLS stay on the GPU (DLPack) instead of being copied to the CPU first\n"
+        '  { key: "FORCE_CPU_ONLY_INPUT_TENSORS", value: { string_value: "no" } }\n'
+        "]\n"
+    )
+
+
+def tensorrt_part_config(spec: PartSpec, profiles: Sequence[OptimizationProfile]) -> str:
+    """config.pbtxt of one part served by its TensorRT engine (1/model.plan), one instance using every profile.
+
+    Dims follow the profiles (`config_dims`): an axis fixed in every profile is written as its size. Triton
+    picks, per request, the instance's profile whose ranges fit the input shapes; listing them all matters,
+    because an instance with no `profile` list uses profile 0 only.
+    """
+    listed = "\n".join(f"#   {i}: {p.describe()}" for i, p in enumerate(profiles))
+    profile_names = ", ".join(f'"{i}"' for i in range(len(profiles)))
+    return (
+        f"# {spec.description}\n"
+        "# Runtime: an fp16 TensorRT engine built by `i2v export --runtime tensorrt` (polygraphy). Its\n"
+        "# optimization profiles (min-opt-max per axis); the BLS refuses requests outside them:\n"
+        f"{listed}\n"
+        f'name: "{spec.name}"\n'
+        'platform: "tensorrt_plan"\n'
+        "max_batch_size: 0  # the batch is the first dim of every tensor; guidance batches cond + uncond\n"
+        + _tensor_block("input", spec.inputs, lambda t: config_dims(t, profiles))
+        + _tensor_block("output", spec.outputs, lambda t: config_dims(t, profiles))
+        + f"instance_group [ {{ count: 1, kind: KIND_GPU, profile: [ {profile_names} ] }} ]\n"
+    )
+
+
+def bls_config(max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE, instance_kind: str = "KIND_CPU") -> str:
     """config.pbtxt of the BLS: decoupled, so it can stream one progress response per step."""
     if max_queue_size < 1:
         raise ValueError(f"max_queue_size must be at least 1, got {max_queue_size}")
-    return BLS_CONFIG.replace("MAX_QUEUE_SIZE", str(max_queue_size))
+    if instance_kind not in ("KIND_CPU", "KIND_GPU"):
+        raise ValueError(f"instance_kind must be KIND_CPU or KIND_GPU, got {instance_kind!r}")
+    return BLS_CONFIG.replace("MAX_QUEUE_SIZE", str(max_queue_size)).replace("KIND_CPU", instance_kind)
 
 
 BLS_CONFIG = '''# I2VGen-XL image-to-video: the whole loop (preprocess, encoders, denoising, VAE decode, MP4).

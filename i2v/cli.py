@@ -47,9 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model", default="tiny",
                         help="'tiny' (random weights, built locally), a diffusers folder or a hub id")
     export.add_argument("--output", type=Path, default=DEFAULT_REPOSITORY, help="model repository to write")
-    export.add_argument("--skip-check", action="store_true", help="do not compare the ONNX graphs with PyTorch")
+    export.add_argument("--skip-check", action="store_true",
+                        help="do not compare the ONNX graphs with PyTorch, nor TensorRT engines with ONNX Runtime")
     export.add_argument("--max-queue-size", type=int, default=4,
                         help="requests that may wait while one generates; more are refused at once")
+    export.add_argument("--runtime", choices=["onnxruntime", "torch", "tensorrt"], default="onnxruntime",
+                        help="what serves the parts: ONNX Runtime (CPU), the PyTorch modules (fp16 on a GPU, "
+                             "fp32 on a CPU) or fp16 TensorRT engines (GPU + TensorRT; see docs/tensorrt.md)")
+    export.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                        help="where the torch runtime runs (auto: the GPU if this machine has CUDA)")
+    export.add_argument("--timing-cache", type=Path, default=None,
+                        help="TensorRT timing cache (default: ~/.cache/i2v/tensorrt-<version>.timing-cache)")
+    export.add_argument("--engine-check", choices=["smallest", "all", "none"], default="smallest",
+                        help="compare TensorRT engines with ONNX Runtime at the smallest profile, all, or none")
     export.set_defaults(run=run_export)
 
     serve = commands.add_parser("serve", help="run the embedded Triton server on a model repository",
@@ -140,9 +150,18 @@ GENERATION_ARGS = ("negative_prompt", "height", "width", "num_frames", "fps", "n
 
 def run_export(args: argparse.Namespace) -> int:
     from i2v.export.pipeline import export_model_repository
+    from i2v.export.tensorrt_engines import TensorRTUnavailableError
+    from i2v.export.trt_ops import UnsupportedOperatorError
 
-    export_model_repository(args.model, args.output, check=not args.skip_check, max_queue_size=args.max_queue_size)
-    print(f"model repository written to {args.output}")
+    try:
+        export_model_repository(
+            args.model, args.output, check=not args.skip_check, max_queue_size=args.max_queue_size,
+            runtime=args.runtime, device=args.device, timing_cache=args.timing_cache, engine_check=args.engine_check,
+        )
+    except (TensorRTUnavailableError, UnsupportedOperatorError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"model repository ({args.runtime}) written to {args.output}")
     return EXIT_OK
 
 

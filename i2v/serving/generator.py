@@ -70,6 +70,7 @@ class VideoGenerator:
         is_cancelled: Callable[[], bool] | None = None,
     ) -> GeneratedVideo:
         params.validate(self.info.size_multiple)
+        self.info.check_supported(params)  # a shape outside the TensorRT profiles: refused before any part runs
         timings: dict[str, float] = {}
         guided = params.guidance_scale > 1
 

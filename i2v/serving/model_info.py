@@ -1,7 +1,10 @@
 """What the serving loop must know about the exported model, written by `i2v export` as `model_info.json`.
 
 The BLS does not load the diffusers modules; the few numbers it needs from their configs travel in this file
-beside the tokenizer, the scheduler config and the CLIP image processor config.
+beside the tokenizer, the scheduler config and the CLIP image processor config. A repository whose parts are
+TensorRT engines also says which request shapes the engines were built for (`supported_shapes`), so that a
+request outside them is refused before any part runs, with the supported list, rather than failing inside an
+engine.
 """
 
 from __future__ import annotations
@@ -10,7 +13,59 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from i2v.params import NUM_FRAMES_RANGE, GenerationParams, InvalidParameterError
+
 MODEL_INFO_FILE = "model_info.json"
+
+
+@dataclass(frozen=True)
+class SupportedShapes:
+    """The request shapes a model's engines cover: one table drives the TensorRT optimization profiles, the
+    `config.pbtxt` dims and this server-side check (see `i2v.export.profiles`)."""
+
+    resolutions: tuple[tuple[int, int], ...]  # (height, width) pixel pairs, each one optimization profile
+    num_frames: tuple[int, int] = NUM_FRAMES_RANGE  # inclusive range of every profile's frame axis
+    max_decode_chunk_size: int = 8  # the VAE decoder's largest batch (frames decoded per call)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "resolutions", tuple((int(h), int(w)) for h, w in self.resolutions))
+        object.__setattr__(self, "num_frames", tuple(int(n) for n in self.num_frames))
+        if not self.resolutions:
+            raise ValueError("supported shapes need at least one resolution")
+        low, high = self.num_frames
+        if not 1 <= low <= high:
+            raise ValueError(f"num_frames must be a range (low, high) with 1 <= low <= high, got {self.num_frames}")
+        if self.max_decode_chunk_size < 1:
+            raise ValueError(f"max_decode_chunk_size must be at least 1, got {self.max_decode_chunk_size}")
+
+    def describe(self) -> str:
+        """'512x512, 512x896, ... (frames 8-32)': the list an error message shows."""
+        sizes = ", ".join(f"{h}x{w}" for h, w in self.resolutions)
+        return f"{sizes} (frames {self.num_frames[0]}-{self.num_frames[1]})"
+
+    def check(self, params: GenerationParams) -> None:
+        """Raise `InvalidParameterError` naming the first request dimension the engines were not built for."""
+        where = "is not supported by this model's TensorRT engines"
+        if (params.height, params.width) not in self.resolutions:
+            raise InvalidParameterError(
+                f"height x width {params.height}x{params.width} {where}; supported: {self.describe()}"
+            )
+        low, high = self.num_frames
+        if not low <= params.num_frames <= high:
+            raise InvalidParameterError(f"num_frames {params.num_frames} {where}; supported: {low}-{high}")
+        if params.decode_chunk_size > self.max_decode_chunk_size:
+            raise InvalidParameterError(
+                f"decode_chunk_size {params.decode_chunk_size} {where}; "
+                f"supported: 1-{self.max_decode_chunk_size}"
+            )
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SupportedShapes:
+        return cls(
+            resolutions=tuple(tuple(r) for r in data["resolutions"]),
+            num_frames=tuple(data.get("num_frames", NUM_FRAMES_RANGE)),
+            max_decode_chunk_size=int(data.get("max_decode_chunk_size", 8)),
+        )
 
 
 @dataclass
@@ -22,6 +77,13 @@ class ModelInfo:
     size_multiple: int  # height and width must be multiples of this (VAE and UNet downsampling)
     text_len: int  # tokenizer max length
     defaults: dict = field(default_factory=dict)  # GenerationParams defaults for this model
+    runtime: str = "onnxruntime"  # what serves the part models: onnxruntime, torch or tensorrt
+    supported_shapes: SupportedShapes | None = None  # None: any valid shape (ONNX Runtime, torch)
+
+    def check_supported(self, params: GenerationParams) -> None:
+        """Refuse a request the part models cannot run (a shape outside the TensorRT profiles)."""
+        if self.supported_shapes is not None:
+            self.supported_shapes.check(params)
 
     def save(self, folder: Path) -> Path:
         path = Path(folder) / MODEL_INFO_FILE
@@ -30,4 +92,7 @@ class ModelInfo:
 
     @classmethod
     def load(cls, folder: Path) -> ModelInfo:
-        return cls(**json.loads((Path(folder) / MODEL_INFO_FILE).read_text()))
+        data = json.loads((Path(folder) / MODEL_INFO_FILE).read_text())
+        if data.get("supported_shapes") is not None:
+            data["supported_shapes"] = SupportedShapes.from_dict(data["supported_shapes"])
+        return cls(**data)

@@ -1,0 +1,188 @@
+"""ONNX → fp16 TensorRT engines through polygraphy's backend API, and a check of each engine against ONNX Runtime.
+
+The only module that touches TensorRT, and only inside its functions: everything else in the project (the
+profiles, the configs, the operator check) works without it. What it does, per part:
+
+1. parse the ONNX graph (`NetworkFromOnnxPath`: TensorRT's parser reads external weights beside the graph);
+2. build a serialized fp16 engine with one optimization profile per supported resolution
+   (`CreateConfig(fp16=True, profiles=..., load_timing_cache=...)`, `EngineBytesFromNetwork(...,
+   save_timing_cache=...)`): the timing cache keeps tactic timings between builds, so a rebuild (another
+   part with the same layers, a new profile, new weights) skips most of the autotuning;
+3. write it as `<repository>/<part>/1/model.plan`, the default file name of Triton's `tensorrt_plan` platform;
+4. run the engine and ONNX Runtime on the same inputs (polygraphy's `Comparator`) at the opt shapes of a
+   profile, and compare the outputs within fp16 tolerances.
+
+An engine only runs with the TensorRT version (and GPU architecture) it was built with: build it with the
+TensorRT that the serving Triton container ships (docs/tensorrt.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from i2v.export.profiles import OptimizationProfile
+
+INSTALL_HINT = (
+    "TensorRT is not installed in this environment. Build engines on a GPU host, either inside NVIDIA's "
+    "TensorRT or Triton container (nvcr.io/nvidia/tensorrt:<yy.mm>-py3, or the tritonserver image of the "
+    "release that will serve the engines), or with `pip install tensorrt==<that release's TensorRT> "
+    "--extra-index-url https://pypi.nvidia.com` (the PyPI package alone is a stub that fetches from NVIDIA's "
+    "index). Without TensorRT, "
+    "use `--runtime torch` (PyTorch on the GPU) or `--runtime onnxruntime`. See docs/tensorrt.md."
+)
+
+# polygraphy's simple comparison: an output passes when its mean absolute error is within atol or its mean
+# relative error within rtol. fp16 engines against fp32 ONNX Runtime: the deep UNet and text encoder drift
+# the most. Written against the documentation, not yet calibrated on a GPU (docs/tensorrt.md).
+FP16_TOLERANCES: dict[str, tuple[float, float]] = {  # part -> (atol, rtol)
+    "text_encoder": (2e-2, 2e-2),
+    "image_encoder": (1e-2, 1e-2),
+    "vae_encoder": (1e-2, 1e-2),
+    "unet": (2e-2, 2e-2),
+    "vae_decoder": (1e-2, 1e-2),
+}
+
+
+class TensorRTUnavailableError(RuntimeError):
+    """TensorRT (the `tensorrt` Python package with its libraries) cannot be imported here."""
+
+
+class EngineCheckError(RuntimeError):
+    """An engine's outputs differ from ONNX Runtime's by more than the fp16 tolerances."""
+
+
+def tensorrt_version() -> str | None:
+    """The installed TensorRT's version, or None when it cannot be imported (no package, no libraries)."""
+    try:
+        return importlib.import_module("tensorrt").__version__
+    except Exception:  # ImportError, or an OSError from a stub package or missing CUDA libraries
+        return None
+
+
+def require_tensorrt():
+    """The `tensorrt` module, or `TensorRTUnavailableError` saying how to get it."""
+    try:
+        return importlib.import_module("tensorrt")
+    except Exception as exc:
+        raise TensorRTUnavailableError(f"{INSTALL_HINT} ({type(exc).__name__}: {exc})") from exc
+
+
+@dataclass
+class EngineBuild:
+    name: str
+    path: Path
+    seconds: float
+    size_bytes: int
+    profiles: int
+
+
+def polygraphy_profiles(profiles: Sequence[OptimizationProfile]) -> list:
+    """Our profiles as polygraphy `Profile`s (ordered input name → min/opt/max)."""
+    from polygraphy.backend.trt import Profile
+
+    result = []
+    for profile in profiles:
+        converted = Profile()
+        for name, shapes in profile.inputs.items():
+            converted.add(name, min=shapes.min, opt=shapes.opt, max=shapes.max)
+        result.append(converted)
+    return result
+
+
+def build_engine(
+    onnx_path: Path,
+    plan_path: Path,
+    profiles: Sequence[OptimizationProfile],
+    *,
+    fp16: bool = True,
+    timing_cache: Path | None = None,
+) -> Path:
+    """Parse `onnx_path`, build an engine with `profiles`, write it to `plan_path`."""
+    require_tensorrt()
+    from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath
+
+    cache = str(timing_cache) if timing_cache is not None else None
+    if timing_cache is not None:
+        Path(timing_cache).parent.mkdir(parents=True, exist_ok=True)
+    config = CreateConfig(fp16=fp16, profiles=polygraphy_profiles(profiles), load_timing_cache=cache)
+    build = EngineBytesFromNetwork(NetworkFromOnnxPath(str(onnx_path)), config=config, save_timing_cache=cache)
+    serialized = build()
+    plan_path = Path(plan_path)
+    plan_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(plan_path, "wb") as plan:
+        plan.write(serialized)
+    return plan_path
+
+
+def build_engines(
+    onnx_paths: Mapping[str, Path],
+    plan_paths: Mapping[str, Path],
+    profiles: Mapping[str, Sequence[OptimizationProfile]],
+    *,
+    fp16: bool = True,
+    timing_cache: Path | None = None,
+    progress: bool = True,
+) -> dict[str, EngineBuild]:
+    """Build every part's engine; one shared timing cache for all of them."""
+    require_tensorrt()
+    builds: dict[str, EngineBuild] = {}
+    bar = tqdm(list(onnx_paths), desc="TensorRT build", unit="engine", disable=not progress)
+    for name in bar:
+        bar.set_postfix_str(name)
+        start = time.perf_counter()
+        path = build_engine(onnx_paths[name], plan_paths[name], profiles[name], fp16=fp16, timing_cache=timing_cache)
+        builds[name] = EngineBuild(
+            name, path, time.perf_counter() - start, path.stat().st_size, len(profiles[name])
+        )
+        if progress:
+            bar.write(f"{name}: {len(profiles[name])} profile(s), built in {builds[name].seconds:.0f} s, "
+                      f"{builds[name].size_bytes / 2**20:.0f} MiB -> {path}")
+    return builds
+
+
+@dataclass
+class EngineCheck:
+    name: str
+    profile: int
+    passed: bool
+    detail: str
+
+
+def compare_engine(
+    name: str,
+    onnx_path: Path,
+    plan_path: Path,
+    feeds: Sequence[tuple[int, dict]],
+    *,
+    tolerance: tuple[float, float] | None = None,
+) -> list[EngineCheck]:
+    """Run the engine (at each feed's profile index) and ONNX Runtime on the same feeds; compare outputs."""
+    require_tensorrt()
+    import onnxruntime as ort
+    from polygraphy import comparator
+    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+    from polygraphy.backend.trt import TrtRunner, engine_from_bytes
+
+    atol, rtol = tolerance or FP16_TOLERANCES.get(name, (1e-2, 1e-2))
+    # SimpleCompareFunc since polygraphy 0.53; CompareFunc.simple before (deprecated there, same arguments).
+    simple = getattr(comparator, "SimpleCompareFunc", None) or comparator.CompareFunc.simple
+    compare = simple(atol=atol, rtol=rtol, check_error_stat="mean")
+    available = ort.get_available_providers()
+    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    engine = engine_from_bytes(Path(plan_path).read_bytes())
+    session = SessionFromOnnx(str(onnx_path), providers=providers)
+    checks = []
+    for profile, feed in feeds:
+        runners = [TrtRunner(engine, name=f"{name}-tensorrt", optimization_profile=profile),
+                   OnnxrtRunner(session, name=f"{name}-onnxruntime")]
+        results = comparator.Comparator.run(runners, data_loader=[feed])
+        passed = bool(comparator.Comparator.compare_accuracy(results, compare_func=compare))
+        shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in feed.items())
+        checks.append(EngineCheck(name, profile, passed, shapes))
+    return checks

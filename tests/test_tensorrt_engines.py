@@ -1,0 +1,120 @@
+"""The tensorrt runtime: repository layout and configs (everywhere), engine build and comparison (GPU + TensorRT)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from i2v.export.parts import PART_NAMES, specs_for_pipeline
+from i2v.export.profiles import TINY_SUPPORTED_SHAPES, config_dims, part_profiles
+from i2v.export.tensorrt_engines import tensorrt_version
+from i2v.serving.model_info import ModelInfo, SupportedShapes
+
+TENSORRT = tensorrt_version()
+MISSING = [what for what, present in (
+    ("the tensorrt package (NVIDIA's TensorRT/Triton container, or `pip install tensorrt "
+     "--extra-index-url https://pypi.nvidia.com`; docs/tensorrt.md)", TENSORRT is not None),
+    ("a CUDA GPU", torch.cuda.is_available()),
+) if not present]
+needs_engines = pytest.mark.skipif(bool(MISSING), reason="needs " + " and ".join(MISSING))
+
+def read_config(path):
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+@pytest.mark.skipif(TENSORRT is not None, reason="TensorRT is installed here: the missing-TensorRT path cannot run")
+def test_tensorrt_export_without_tensorrt_fails_fast_saying_how_to_get_it(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "i2v.cli", "export", "--runtime", "tensorrt", "--output", str(tmp_path / "repo")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 1
+    assert "TensorRT is not installed" in run.stderr
+    assert "pypi.nvidia.com" in run.stderr and "docs/tensorrt.md" in run.stderr
+    assert "ONNX export" not in run.stderr  # refused before minutes of export, not after
+    assert not (tmp_path / "repo").exists()
+
+
+def test_tensorrt_repository_has_plan_configs_matching_the_profiles(tiny_pipeline, tmp_path):
+    """What a TensorRT export writes around its engines (dummy plans here: no TensorRT needed)."""
+    from i2v.export.repository import write_model_repository
+
+    repository = tmp_path / "repository"
+    for name in PART_NAMES:
+        version = repository / name / "1"
+        version.mkdir(parents=True)
+        (version / "model.plan").write_bytes(b"engine")
+        (version / "model.onnx").write_bytes(b"stale graph from an onnxruntime export")
+        (version / "model.py").write_text("stale runner")
+    write_model_repository(tiny_pipeline, None, repository, source="tiny", runtime="tensorrt",
+                           supported_shapes=TINY_SUPPORTED_SHAPES)
+    specs = specs_for_pipeline(tiny_pipeline)
+    for name in PART_NAMES:
+        config = read_config(repository / name / "config.pbtxt")
+        assert config.platform == "tensorrt_plan" and not config.backend
+        profiles = part_profiles(specs[name], TINY_SUPPORTED_SHAPES, 8)
+        for declared, tensor in zip(config.input, specs[name].inputs, strict=True):
+            assert list(declared.dims) == config_dims(tensor, profiles)
+        assert list(config.instance_group[0].profile) == [str(i) for i in range(len(profiles))]
+        assert sorted(p.name for p in (repository / name / "1").iterdir()) == ["model.plan"]
+    unet = read_config(repository / "unet" / "config.pbtxt")
+    assert len(unet.instance_group[0].profile) == len(TINY_SUPPORTED_SHAPES.resolutions)
+    bls = read_config(repository / "i2vgen_xl" / "config.pbtxt")
+    assert bls.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU  # tensors stay on the GPU
+    info = ModelInfo.load(repository / "i2vgen_xl" / "1" / "pipeline")
+    assert info.runtime == "tensorrt" and info.supported_shapes == TINY_SUPPORTED_SHAPES
+
+
+def test_tensorrt_repository_needs_engines_and_a_shape_table_covering_the_defaults(tiny_pipeline, tmp_path):
+    from i2v.export.repository import write_model_repository
+
+    with pytest.raises(ValueError, match="needs supported_shapes"):
+        write_model_repository(tiny_pipeline, None, tmp_path, source="tiny", runtime="tensorrt")
+    with pytest.raises(FileNotFoundError, match="no TensorRT engine"):
+        write_model_repository(tiny_pipeline, None, tmp_path, source="tiny", runtime="tensorrt",
+                               supported_shapes=TINY_SUPPORTED_SHAPES)
+    without_default = SupportedShapes(resolutions=((64, 64),))  # the tiny model's default is 64x96
+    with pytest.raises(ValueError, match="default request is outside its supported shapes"):
+        write_model_repository(tiny_pipeline, None, tmp_path, source="tiny", runtime="tensorrt",
+                               supported_shapes=without_default)
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+@needs_engines
+def test_tiny_engines_build_with_a_timing_cache_and_match_onnxruntime(tiny_pipeline, onnx_paths, tmp_path):
+    from i2v.export.pipeline import build_tensorrt_engines
+    from i2v.export.repository import write_model_repository
+
+    repository, cache = tmp_path / "repository", tmp_path / "timing.cache"
+    plans = build_tensorrt_engines(tiny_pipeline, onnx_paths, repository, TINY_SUPPORTED_SHAPES,
+                                   timing_cache=cache, engine_check="all", progress=False)
+    assert all(plans[name].stat().st_size > 0 for name in PART_NAMES)
+    assert cache.stat().st_size > 0
+    write_model_repository(tiny_pipeline, onnx_paths, repository, source="tiny", runtime="tensorrt",
+                           supported_shapes=TINY_SUPPORTED_SHAPES)
+    assert read_config(repository / "unet" / "config.pbtxt").platform == "tensorrt_plan"
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+@needs_engines
+def test_engine_refuses_a_shape_outside_its_profiles(tiny_pipeline, onnx_paths, tmp_path):
+    """What the BLS's shape check protects against: the engine itself cannot run other sizes."""
+    import numpy as np
+    from polygraphy.backend.trt import TrtRunner, engine_from_bytes
+
+    from i2v.export.onnx_export import part_inputs
+    from i2v.export.tensorrt_engines import build_engine
+
+    specs = specs_for_pipeline(tiny_pipeline)
+    profiles = part_profiles(specs["vae_decoder"], TINY_SUPPORTED_SHAPES, 8)
+    plan = build_engine(onnx_paths["vae_decoder"], tmp_path / "model.plan", profiles)
+    feed = part_inputs(tiny_pipeline, "vae_decoder", batch=1, height=96, width=96, frames=1)
+    with TrtRunner(engine_from_bytes(plan.read_bytes())) as runner, pytest.raises(Exception):  # noqa: B017
+        runner.infer({k: np.ascontiguousarray(v) for k, v in feed.items()})

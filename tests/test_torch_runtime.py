@@ -1,0 +1,123 @@
+"""The `torch` runtime: the diffusers modules themselves behind the same BLS and client.
+
+Here it runs on the CPU in fp32 through the real embedded server and must give diffusers' video; on a GPU
+host the same runner serves fp16 with SDPA (the `gpu` test below).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from i2v.client.grpc_client import I2VClient
+from i2v.client.types import GenerationRequest
+from i2v.export.parts import PART_NAMES, specs_for_pipeline
+from i2v.serving.model_info import ModelInfo
+
+PROMPT = "a lighthouse in a storm"
+NEGATIVE = "blurry, static"
+
+
+@pytest.fixture(scope="module")
+def torch_repository(tiny_pipeline, tmp_path_factory):
+    from i2v.export.repository import write_model_repository
+
+    return write_model_repository(
+        tiny_pipeline, None, tmp_path_factory.mktemp("torch-repository"), source="tiny", runtime="torch"
+    )
+
+
+@pytest.fixture(scope="module")
+def torch_triton(torch_repository, tmp_path_factory):
+    from i2v.serving.triton_server import EmbeddedTritonServer
+
+    log = tmp_path_factory.mktemp("torch-triton") / "server.log"
+    with EmbeddedTritonServer(torch_repository, log_file=log) as server:
+        yield server
+
+
+def read_config(path):
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def test_torch_repository_holds_weights_and_the_torch_runner(torch_repository, tiny_pipeline):
+    specs = specs_for_pipeline(tiny_pipeline)
+    for name in PART_NAMES:
+        config = read_config(torch_repository / name / "config.pbtxt")
+        assert config.backend == "python"
+        assert [t.name for t in config.input] == [t.name for t in specs[name].inputs]
+        assert config.parameters["TORCH_DTYPE"].string_value == "float16"
+        version = torch_repository / name / "1"
+        assert "i2v.serving.torch_runner" in (version / "model.py").read_text()
+        assert list((version / "weights").glob("*.safetensors")) and (version / "weights" / "config.json").exists()
+        assert not (version / "model.onnx").exists()
+    info = ModelInfo.load(torch_repository / "i2vgen_xl" / "1" / "pipeline")
+    assert info.runtime == "torch" and info.supported_shapes is None
+
+
+def test_torch_runtime_video_equals_diffusers_pipeline(torch_triton, tiny_pipeline, photo, photo_png):
+    height, width, frames, steps, guidance, fps, seed = 64, 96, 8, 10, 7.5, 8, 1234
+    with I2VClient(torch_triton.endpoints.grpc_url) as client:
+        result = client.generate(GenerationRequest(
+            image=photo_png, prompt=PROMPT, negative_prompt=NEGATIVE, height=height, width=width,
+            num_frames=frames, num_inference_steps=steps, guidance_scale=guidance, fps=fps, seed=seed,
+            return_frames=True,
+        ))
+    torch.manual_seed(seed)  # the server seeds the posterior sample and the noise as diffusers does
+    expected = tiny_pipeline(
+        prompt=PROMPT, negative_prompt=NEGATIVE, image=photo, height=height, width=width, num_frames=frames,
+        num_inference_steps=steps, guidance_scale=guidance, target_fps=fps,
+        generator=torch.Generator().manual_seed(seed), output_type="np",
+    ).frames[0]
+    expected = (expected * 255).round().astype(np.uint8)
+    assert result.frames.shape == expected.shape == (frames, height, width, 3)
+    difference = np.abs(result.frames.astype(np.int16) - expected.astype(np.int16))
+    assert difference.max() <= 1, f"max difference {difference.max()} levels"
+    assert (difference > 0).mean() < 0.01
+    assert result.metadata["seed"] == seed
+
+
+def test_export_torch_runtime_writes_no_onnx_and_replaces_another_runtime(tiny_dir, tmp_path):
+    """`i2v export --runtime torch` over a repository of another runtime leaves no stale graphs behind."""
+    from i2v.export.pipeline import export_model_repository
+
+    repository = tmp_path / "repository"
+    for name in PART_NAMES:  # what an onnxruntime export left there
+        version = repository / name / "1"
+        version.mkdir(parents=True)
+        (version / "model.onnx").write_bytes(b"old graph")
+        (version / "model.onnx.data").write_bytes(b"old weights")
+    export_model_repository(str(tiny_dir), repository, runtime="torch", device="cpu", progress=False)
+    for name in PART_NAMES:
+        version = repository / name / "1"
+        assert sorted(p.name for p in version.iterdir()) == ["model.py", "weights"]
+        kind = read_config(repository / name / "config.pbtxt").instance_group[0].kind
+        assert kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    info = json.loads((repository / "i2vgen_xl" / "1" / "pipeline" / "model_info.json").read_text())
+    assert info["runtime"] == "torch"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the fp16 + SDPA path of the runner)")
+def test_torch_parts_run_fp16_on_cuda_close_to_fp32(torch_repository, tiny_pipeline):
+    from i2v.export.onnx_export import part_inputs
+    from i2v.serving.torch_parts import load_part_module, run_part_module
+
+    tolerances = {"text_encoder": 5e-2, "image_encoder": 2e-2, "vae_encoder": 2e-2, "unet": 2e-2, "vae_decoder": 2e-2}
+    for name in PART_NAMES:
+        weights = torch_repository / name / "1" / "weights"
+        reference = load_part_module(name, weights, "cpu", torch.float32)
+        fast = load_part_module(name, weights, "cuda", torch.float16)
+        inputs = [torch.from_numpy(a) for a in part_inputs(tiny_pipeline, name, batch=2, height=64, width=64,
+                                                             frames=8).values()]
+        expected = run_part_module(reference, inputs, torch.float32)
+        got = run_part_module(fast, inputs, torch.float16)
+        for e, g in zip(expected, got, strict=True):
+            assert g.is_cuda and g.dtype == torch.float32
+            error = (g.cpu() - e).abs().max().item()
+            assert error <= tolerances[name] * max(1.0, e.abs().max().item()), f"{name}: {error}"
