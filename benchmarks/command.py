@@ -1,9 +1,149 @@
-"""`i2v bench`: registered by i2v/cli.py (placeholder until the harness lands)."""
+"""`i2v bench`: the served path against the in-process loop and plain diffusers, on one grid, in one run."""
 
 from __future__ import annotations
 
 import argparse
+import time
+from pathlib import Path
+
+RUNNERS = ("served", "onnxruntime", "torch", "diffusers", "diffusers-compile")
+# (grid, steps) when not given: the tiny model on a CPU in about a minute; any other model on a GPU at the
+# sizes people deploy.
+TINY_DEFAULTS = ("64x64x8,64x96x16", "10")
+FULL_SIZE_DEFAULTS = ("512x512x16,768x768x16", "25")
 
 
 def add_bench_command(commands, formatter_class: type[argparse.HelpFormatter]) -> None:
     """Add the `bench` subcommand to the `i2v` parser."""
+    bench = commands.add_parser("bench", help="measure latency and memory per resolution, frames and steps",
+                                formatter_class=formatter_class)
+    bench.add_argument("--model", default="tiny", help="'tiny', 'full-size-random', a diffusers folder or hub id")
+    bench.add_argument("--grid", default=None,
+                       help=f"HEIGHTxWIDTHxFRAMES points, comma-separated (default: {TINY_DEFAULTS[0]} for the tiny "
+                            f"model, {FULL_SIZE_DEFAULTS[0]} otherwise)")
+    bench.add_argument("--steps", default=None,
+                       help=f"denoising steps, comma-separated (default: {TINY_DEFAULTS[1]} tiny, "
+                            f"{FULL_SIZE_DEFAULTS[1]} otherwise)")
+    bench.add_argument("--runners", default=None,
+                       help=f"any of {', '.join(RUNNERS)} (default: served,onnxruntime,torch,diffusers on a CPU; "
+                            "served,torch,diffusers on a GPU)")
+    bench.add_argument("--served-runtimes", default=None,
+                       help="runtimes to serve on the embedded server, each exported into its own repository "
+                            "(default: onnxruntime on a CPU, torch on a GPU)")
+    bench.add_argument("--url", default=None,
+                       help="measure a server already running here instead (e.g. NVIDIA's Triton image serving "
+                            "TensorRT engines: --url localhost:8001 --served-runtimes tensorrt names its rows)")
+    bench.add_argument("--warmup", type=int, default=1, help="untimed runs per point and runner")
+    bench.add_argument("--repeats", type=int, default=3, help="timed runs per point and runner")
+    bench.add_argument("--concurrency", type=int, default=2, help="clients for the served throughput run (0: skip)")
+    bench.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                       help="device of the in-process runners and the torch runtime (auto: cuda if present)")
+    bench.add_argument("--model-repository", type=Path, default=None,
+                       help="serve this exported repository instead of exporting one per runtime")
+    bench.add_argument("--output", type=Path, default=None,
+                       help="results folder (default benchmarks/results/local/<model>-<date>)")
+    bench.set_defaults(run=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import torch
+    from PIL import Image
+
+    from i2v.benchmarks import measure, report
+    from i2v.benchmarks.harness import parse_grid, run_grid
+    from i2v.benchmarks.runners import DiffusersRunner, InProcessRunner, ServedRunner
+    from i2v.cli import EXAMPLE_IMAGE
+    from i2v.export.sources import load_pipeline
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    default_runners = "served,torch,diffusers" if device == "cuda" else "served,onnxruntime,torch,diffusers"
+    names = [n.strip() for n in (args.runners or default_runners).split(",") if n.strip()]
+    unknown = sorted(set(names) - set(RUNNERS))
+    if unknown:
+        raise SystemExit(f"error: unknown runners {unknown}; choose from {', '.join(RUNNERS)}")
+    if "onnxruntime" in names and device == "cuda":
+        print("note: the in-process onnxruntime runner runs on the CPU (the CPU onnxruntime package)")
+    grid, steps = TINY_DEFAULTS if str(args.model) == "tiny" else FULL_SIZE_DEFAULTS
+    points = parse_grid(args.grid or grid, [int(s) for s in (args.steps or steps).split(",")])
+    output = args.output or Path("benchmarks/results/local") / f"{Path(str(args.model)).name}-{time.strftime('%Y%m%d')}"
+    repositories = served_repositories(args, device, output) if "served" in names and not args.url else []
+    pipe = load_pipeline(args.model)
+    image = Image.open(EXAMPLE_IMAGE).convert("RGB")
+
+    runners = []
+    extra: dict = {}
+    try:
+        for name in names:
+            if name == "served" and args.url:
+                runners.append(ServedRunner(url=args.url, runtime=args.served_runtimes or "remote"))
+            elif name == "served":
+                runners += [ServedRunner(repository) for repository in repositories]
+            elif name.startswith("diffusers"):
+                runners.append(DiffusersRunner(pipe, device, compile=name == "diffusers-compile"))
+            else:
+                repository = in_process_repository(name, args.model, output, repositories)
+                runners.append(InProcessRunner(name, repository, pipe, device if name == "torch" else "cpu"))
+        rows = run_grid(runners, points, image, warmup=args.warmup, repeats=args.repeats)
+        served = next((r for r in runners if r.name.startswith("served-")), None)
+        if served is not None and args.concurrency > 0:
+            point = points[0]
+            requests = max(4, 2 * args.concurrency)
+            extra["throughput"] = {"runner": served.name, "concurrency": args.concurrency, "requests": requests,
+                                   "point": point.label,
+                                   "requests_per_s": served.throughput(image, point, args.concurrency, requests)}
+    finally:
+        for runner in runners:
+            runner.close()
+    machine = measure.machine_info()
+    vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    unet_config = dict(pipe.unet.config)
+    extra["unet_tflops_per_step"] = {
+        p.shape_label: measure.unet_flops_per_step(unet_config, p.height, p.width, p.frames, vae_scale) / 1e12
+        for p in points
+    }
+    extra["gpu_peak_tflops"] = measure.gpu_peak_tflops(machine.get("gpu"))
+    settings = {"model": str(args.model), "grid": args.grid or grid, "steps": args.steps or steps, "runners": names,
+                "served_runtimes": [r.name.removeprefix("served-") for r in runners if r.name.startswith("served-")],
+                "warmup": args.warmup, "repeats": args.repeats, "device": device}
+    result = report.to_json(rows, machine, settings, extra)
+    paths = report.write_results(result, output)
+    print(report.markdown_table(result))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def served_repositories(args: argparse.Namespace, device: str, output: Path) -> list[Path]:
+    """The repositories to serve: the one given, or one per runtime exported under `output`."""
+    from i2v.export.pipeline import export_model_repository
+
+    if args.model_repository is not None:
+        return [args.model_repository]
+    if args.served_runtimes:
+        runtimes = [r.strip() for r in args.served_runtimes.split(",") if r.strip()]
+    else:
+        runtimes = ["torch" if device == "cuda" else "onnxruntime"]
+    if "tensorrt" in runtimes:
+        raise SystemExit("error: the embedded tritonserver has no TensorRT backend; serve the tensorrt repository "
+                         "with NVIDIA's Triton image (docker-compose.yml) and measure it with --url HOST:8001")
+    repositories = []
+    for runtime in runtimes:
+        repository = output / f"model_repository-{runtime}"
+        if not (repository / "i2vgen_xl" / "config.pbtxt").exists():
+            export_model_repository(args.model, repository, check=False, runtime=runtime,
+                                    device="gpu" if device == "cuda" else "cpu")
+        repositories.append(repository)
+    return repositories
+
+
+def in_process_repository(runner: str, model: str, output: Path, served: list[Path]) -> Path:
+    """The in-process loop reads the pipeline assets of any repository, the onnxruntime runner also its graphs:
+    a served one where it fits, else an ONNX export under `output`."""
+    from i2v.export.pipeline import export_model_repository
+
+    for repository in served:
+        if runner != "onnxruntime" or any(repository.glob("*/1/model.onnx")):
+            return repository
+    repository = output / "model_repository-onnxruntime"
+    if not (repository / "i2vgen_xl" / "config.pbtxt").exists():
+        export_model_repository(model, repository, check=False)
+    return repository

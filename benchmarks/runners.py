@@ -1,0 +1,213 @@
+"""The ways of making one video that the harness compares, each behind the same small interface.
+
+- `served-<runtime>`: the real product: a Triton server on a repository exported for that runtime (onnxruntime,
+  torch, tensorrt), called through the gRPC client;
+- `onnxruntime` / `torch`: the same sampling loop (`VideoGenerator`) in this process over ONNX Runtime sessions
+  or the PyTorch part modules: the served path minus Triton, so served/in-process is the serving overhead;
+- `diffusers` (and `diffusers-compile`, its UNet under `torch.compile`): the plain `I2VGenXLPipeline`, the
+  baseline a user would otherwise deploy; fp16 on a GPU.
+
+In-process runners on a GPU report `torch.cuda.max_memory_allocated` of each run (`Run.torch_gpu_mb`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from i2v.client import GenerationRequest, I2VClient
+from i2v.params import GenerationParams
+from i2v.serving.generator import VideoGenerator
+from i2v.serving.torch_parts import run_part_module
+
+PROMPT = "A lighthouse on a cliff, waves rolling in"
+RUNNERS_FOR_TESTS = ("served-onnxruntime", "onnxruntime", "torch", "diffusers")
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    height: int
+    width: int
+    frames: int
+    steps: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.shape_label}f/{self.steps}s"
+
+    @property
+    def shape_label(self) -> str:
+        return f"{self.height}x{self.width}x{self.frames}"
+
+
+@dataclass
+class Run:
+    seconds: float  # end to end, as the caller sees it
+    timings: dict[str, float]  # per stage, where the runner reports them
+    torch_gpu_mb: float | None = None  # torch.cuda.max_memory_allocated, for in-process runners on a GPU
+
+
+class Runner:
+    name = ""
+    pids: list[int]  # processes whose memory counts for this runner
+
+    def run(self, image: Image.Image, point: GridPoint, seed: int) -> Run:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class ServedRunner(Runner):
+    """The embedded Triton server started on a repository, or (`url`) a server already running elsewhere,
+    such as NVIDIA's Triton image serving TensorRT engines. A remote server's memory is not sampled."""
+
+    def __init__(self, model_repository: Path | None = None, *, url: str | None = None, runtime: str = "remote"):
+        from i2v.serving.model_info import ModelInfo
+        from i2v.serving.triton_server import EmbeddedTritonServer
+
+        self.server = None
+        self.pids: list[int] = []
+        if url is None:
+            runtime = ModelInfo.load(Path(model_repository) / "i2vgen_xl" / "1" / "pipeline").runtime
+            self.server = EmbeddedTritonServer(model_repository)
+            self.server.start()
+            url = self.server.endpoints.grpc_url
+            self.pids = [self.server.pid]  # its process group (the Python stubs) is counted by the sampler
+        self.name = f"served-{runtime}"
+        self.url = url
+        self.client = I2VClient(self.url)
+
+    def request(self, image: Image.Image, point: GridPoint, seed: int) -> GenerationRequest:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return GenerationRequest(image=buffer.getvalue(), prompt=PROMPT, height=point.height, width=point.width,
+                                 num_frames=point.frames, num_inference_steps=point.steps, seed=seed)
+
+    def run(self, image, point, seed):
+        start = time.perf_counter()
+        result = self.client.generate(self.request(image, point, seed))
+        return Run(time.perf_counter() - start, result.timings)
+
+    def throughput(self, image, point, concurrency: int, requests: int) -> float:
+        """Requests per second with `concurrency` clients sending `requests` in all."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(seed: int) -> None:
+            with I2VClient(self.url) as client:
+                client.generate(self.request(image, point, seed))
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(one, range(requests)))
+        return requests / (time.perf_counter() - start)
+
+    def close(self):
+        self.client.close()
+        if self.server is not None:
+            self.server.stop()
+
+
+class InProcessRunner(Runner):
+    """The BLS's loop without Triton: `run_part` calls ONNX Runtime sessions or torch modules directly."""
+
+    def __init__(self, name: str, model_repository: Path, pipe, device: str = "cpu"):
+        self.name = name
+        self.pids = [os.getpid()]
+        self.device = torch.device(device)
+        if name == "onnxruntime":
+            run_part = OnnxRuntimeParts(model_repository)
+        else:
+            run_part = TorchParts(pipe, self.device, half_precision_on_gpu(self.device))
+        self.generator = VideoGenerator(model_repository / "i2vgen_xl" / "1" / "pipeline", run_part, self.device)
+
+    def run(self, image, point, seed):
+        params = GenerationParams(prompt=PROMPT, height=point.height, width=point.width, num_frames=point.frames,
+                                  num_inference_steps=point.steps, seed=seed)
+        with cuda_peak(self.device) as peak:
+            start = time.perf_counter()
+            video = self.generator(image, params)
+            seconds = time.perf_counter() - start
+        return Run(seconds, video.timings, peak.get("mb"))
+
+
+class DiffusersRunner(Runner):
+    """The plain pipeline, fp16 on a GPU; `compile=True` puts its UNet under `torch.compile`."""
+
+    def __init__(self, pipe, device: str = "cpu", compile: bool = False):
+        self.name = "diffusers-compile" if compile else "diffusers"
+        self.device = torch.device(device)
+        self.pipe = pipe.to(self.device, half_precision_on_gpu(self.device))
+        self.pipe.set_progress_bar_config(disable=True)
+        if compile:
+            self.pipe.unet = torch.compile(self.pipe.unet)
+        self.pids = [os.getpid()]
+
+    def run(self, image, point, seed):
+        with cuda_peak(self.device) as peak, torch.no_grad():
+            start = time.perf_counter()
+            self.pipe(prompt=PROMPT, image=image, height=point.height, width=point.width, num_frames=point.frames,
+                      num_inference_steps=point.steps, generator=torch.Generator().manual_seed(seed),
+                      output_type="np")
+            seconds = time.perf_counter() - start
+        return Run(seconds, {}, peak.get("mb"))
+
+
+def half_precision_on_gpu(device: torch.device) -> torch.dtype:
+    """fp16 on a GPU (as served there), fp32 on a CPU (where fp16 is slow and not what the product runs)."""
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+@contextlib.contextmanager
+def cuda_peak(device: torch.device):
+    """Synchronise around the block and put `torch.cuda.max_memory_allocated` (MiB) into the yielded dict."""
+    peak: dict[str, float] = {}
+    if device.type != "cuda":
+        yield peak
+        return
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    yield peak
+    torch.cuda.synchronize(device)
+    peak["mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+
+
+class OnnxRuntimeParts:
+    """`run_part` over one ONNX Runtime session per part, read from a model repository."""
+
+    def __init__(self, model_repository: Path):
+        import onnxruntime as ort
+
+        self.sessions = {
+            path.parent.parent.name: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            for path in sorted(Path(model_repository).glob("*/1/model.onnx"))
+        }
+
+    def __call__(self, name: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        session = self.sessions[name]
+        outputs = session.run(None, {k: np.ascontiguousarray(v.cpu().numpy()) for k, v in inputs.items()})
+        return {o.name: torch.from_numpy(r) for o, r in zip(session.get_outputs(), outputs, strict=True)}
+
+
+class TorchParts:
+    """`run_part` over the PyTorch part modules (the ones the ONNX graphs are traced from)."""
+
+    def __init__(self, pipe, device: torch.device, dtype: torch.dtype = torch.float32):
+        from i2v.export.onnx_export import part_module
+        from i2v.export.parts import OUTPUT_NAMES
+
+        self.output_names = OUTPUT_NAMES
+        self.dtype = dtype
+        self.modules = {name: part_module(pipe, name).to(device, dtype).eval() for name in OUTPUT_NAMES}
+
+    def __call__(self, name: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        outputs = run_part_module(self.modules[name], list(inputs.values()), self.dtype)
+        return dict(zip(self.output_names[name], outputs, strict=True))

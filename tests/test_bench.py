@@ -1,0 +1,95 @@
+"""`i2v bench` on the tiny model: a two-point grid gives well-formed JSON, a markdown table and plots.
+
+No timing asserts: speed is judged from committed results, not from test thresholds.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from i2v.benchmarks import measure
+from i2v.benchmarks.report import baseline_of
+from i2v.cli import main
+
+RUNNERS = ("served-onnxruntime", "onnxruntime", "torch", "diffusers")
+
+
+@pytest.fixture(scope="module")
+def results(tiny_dir, model_repository, tmp_path_factory):
+    output = tmp_path_factory.mktemp("bench")
+    code = main(["bench", "--model", str(tiny_dir), "--model-repository", str(model_repository),
+                 "--grid", "64x64x8,64x96x16", "--steps", "10", "--warmup", "0", "--repeats", "1",
+                 "--concurrency", "2", "--device", "cpu", "--output", str(output)])
+    assert code == 0
+    return output
+
+
+def test_one_row_per_point_and_runner_with_positive_figures(results):
+    result = json.loads((results / "results.json").read_text())
+    rows = result["rows"]
+    assert [(r["runner"], r["height"], r["width"], r["frames"], r["steps"]) for r in rows] == [
+        (runner, h, w, f, 10) for h, w, f in ((64, 64, 8), (64, 96, 16)) for runner in RUNNERS
+    ]
+    for row in rows:
+        assert row["median_s"] > 0 and row["p90_s"] >= row["median_s"] and row["peak_rss_mb"] > 100
+        assert row["peak_gpu_mb"] is None  # no GPU here: nothing is made up
+    for row in rows:
+        if row["runner"] != "diffusers":  # the served path and the in-process loop report their stages
+            assert row["stages"]["unet_per_step"] > 0 and row["unet_tflops_per_s"] > 0
+    served = [r for r in rows if r["runner"] == "served-onnxruntime"]
+    assert all(r["stages"]["mp4_encode"] > 0 and r["stages"]["vae_decoder"] > 0 for r in served)
+    assert result["throughput"]["requests_per_s"] > 0 and result["throughput"]["runner"] == "served-onnxruntime"
+    assert set(result["unet_tflops_per_step"]) == {"64x64x8", "64x96x16"}
+    assert all(v > 0 for v in result["unet_tflops_per_step"].values())
+    assert {"date", "cpu", "cpu_cores", "packages"} <= result["machine"].keys()
+    assert result["settings"]["served_runtimes"] == ["onnxruntime"]
+
+
+def test_markdown_table_compares_each_row_with_its_baselines(results):
+    table = (results / "results.md").read_text()
+    lines = [line for line in table.splitlines() if line.startswith("| 64x")]
+    assert len(lines) == 8
+    served = next(line for line in lines if "served-onnxruntime" in line)
+    # served over in-process onnxruntime, and over diffusers: two numbers, not dashes
+    cells = [c.strip() for c in served.split("|")]
+    assert float(cells[9]) > 0 and float(cells[10]) > 0
+    assert baseline_of("served-torch") == "torch" and baseline_of("diffusers") == ""
+
+
+def test_plots_are_written(results):
+    for name in ("latency.png", "memory.png"):
+        with Image.open(results / name) as image:
+            assert image.size[0] > 400
+
+
+def test_full_size_unet_flops_are_counted_on_the_meta_device():
+    from i2v.export.sources import full_size_configs
+
+    tflops = measure.unet_flops_per_step(full_size_configs()["unet"], 512, 512, 16) / 1e12
+    assert 30 < tflops < 60  # 41.9 TFLOPs per guided step at 512x512x16 (measured)
+
+
+def test_gpu_peaks_are_looked_up_by_the_name_torch_reports():
+    assert measure.gpu_peak_tflops("NVIDIA H100 80GB HBM3") == 989.4
+    assert measure.gpu_peak_tflops("NVIDIA L40S") == 362.1  # not L4's
+    assert measure.gpu_peak_tflops("Some Future GPU") is None
+    assert measure.gpu_peak_tflops(None) is None
+
+
+def test_a_running_server_is_measured_through_its_url(tiny_dir, triton, tmp_path):
+    code = main(["bench", "--model", str(tiny_dir), "--url", triton.endpoints.grpc_url, "--served-runtimes",
+                 "onnxruntime", "--runners", "served", "--grid", "64x64x8", "--steps", "10", "--warmup", "0",
+                 "--repeats", "1", "--concurrency", "0", "--device", "cpu", "--output", str(tmp_path)])
+    assert code == 0
+    (row,) = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert row["runner"] == "served-onnxruntime" and row["stages"]["unet_per_step"] > 0
+    assert not list(tmp_path.glob("model_repository-*"))  # nothing exported: the server was already there
+
+
+def test_tensorrt_is_not_served_by_the_embedded_server(tiny_dir, tmp_path):
+    with pytest.raises(SystemExit, match="no TensorRT backend.*--url"):
+        main(["bench", "--model", str(tiny_dir), "--served-runtimes", "tensorrt", "--device", "cpu",
+              "--output", str(tmp_path)])
