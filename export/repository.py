@@ -111,22 +111,20 @@ def write_model_repository(
         version = repository / name / "1"
         version.mkdir(parents=True, exist_ok=True)
         _remove_other_runtimes(version, runtime)
-        if runtime == "onnxruntime":
-            _copy_graph(Path(onnx_paths[name]), version / "model.onnx")
-            (version / "model.py").write_text(_shim("i2v.serving.part_runner", f"ONNX Runtime runner for {name}"))
-            config = part_config(spec, instance_kind)
-        elif runtime == "torch":
-            from i2v.serving.torch_parts import WEIGHTS_DIR, save_part_weights
-
-            shutil.rmtree(version / WEIGHTS_DIR, ignore_errors=True)
-            save_part_weights(pipe, name, version / WEIGHTS_DIR)
-            (version / "model.py").write_text(_shim("i2v.serving.torch_runner", f"PyTorch runner for {name}"))
-            config = torch_part_config(spec, instance_kind, torch_dtype)
-        else:
+        if runtime == "tensorrt":
             if not (version / "model.plan").is_file():
                 raise FileNotFoundError(f"{name}: no TensorRT engine at {version / 'model.plan'}; build it first")
-            profiles = part_profiles(spec, supported_shapes, info.vae_scale_factor)
-            config = tensorrt_part_config(spec, profiles)
+            config = tensorrt_part_config(spec, part_profiles(spec, supported_shapes, info.vae_scale_factor))
+        else:
+            if runtime == "onnxruntime":
+                _copy_graph(Path(onnx_paths[name]), version / "model.onnx")
+            else:
+                from i2v.serving.torch_parts import WEIGHTS_DIR, save_part_weights
+
+                shutil.rmtree(version / WEIGHTS_DIR, ignore_errors=True)
+                save_part_weights(pipe, name, version / WEIGHTS_DIR)
+            (version / "model.py").write_text(_shim("i2v.serving.part_runner", f"{runtime} runner for {name}"))
+            config = part_config(spec, runtime, instance_kind, torch_dtype)
         (repository / name / "config.pbtxt").write_text(config)
 
     version = repository / BLS_MODEL / "1"
@@ -194,37 +192,38 @@ def _tensor_block(kind: str, tensors, dims_of=None) -> str:
     return f"{kind} [\n" + ",\n".join(entries) + "\n]\n"
 
 
-def part_config(spec: PartSpec, instance_kind: str = "KIND_CPU") -> str:
-    """config.pbtxt of one part served by the generic ONNX Runtime runner (Python backend)."""
-    return (
-        f"# {spec.description}\n"
-        "# Runtime: ONNX Runtime inside a Python-backend model (embedded server). Written by `i2v export`.\n"
-        f'name: "{spec.name}"\n'
-        'backend: "python"\n'
-        "max_batch_size: 0  # the batch is the first dim of every tensor; guidance batches cond + uncond\n"
-        + _tensor_block("input", spec.inputs)
-        + _tensor_block("output", spec.outputs)
-        + f"instance_group [ {{ count: 1, kind: {instance_kind} }} ]\n"
-    )
+RUNTIME_COMMENTS = {
+    "onnxruntime": "# Runtime: ONNX Runtime (1/model.onnx) inside a Python-backend model. Written by `i2v export`.\n",
+    "torch": "# Runtime: the PyTorch module itself (1/weights/, save_pretrained) in a Python-backend model; on a GPU\n"
+    "# instance in TORCH_DTYPE with SDPA attention, on a CPU instance in float32. Written by `i2v export`.\n",
+}
 
 
-def torch_part_config(spec: PartSpec, instance_kind: str = "KIND_GPU", torch_dtype: str = "float16") -> str:
-    """config.pbtxt of one part served by the generic PyTorch runner (Python backend, weights in 1/weights/)."""
+def part_config(
+    spec: PartSpec, runtime: str = "onnxruntime", instance_kind: str = "KIND_CPU", torch_dtype: str = "float16"
+) -> str:
+    """config.pbtxt of one part served by the generic Python-backend runner (`i2v.serving.part_runner`),
+    which reads its `RUNTIME` parameter: the ONNX graph in ONNX Runtime, or the PyTorch module."""
+    parameters = [f'  {{ key: "RUNTIME", value: {{ string_value: "{runtime}" }} }}']
+    if runtime == "torch":
+        parameters += [
+            f'  {{ key: "TORCH_DTYPE", value: {{ string_value: "{torch_dtype}" }} }},  # float16, bfloat16 or float32',
+            "  # GPU tensors from the BLS stay on the GPU (DLPack) instead of being copied to the CPU first\n"
+            '  { key: "FORCE_CPU_ONLY_INPUT_TENSORS", value: { string_value: "no" } }',
+        ]
+        parameters[0] += ","
     return (
         f"# {spec.description}\n"
-        "# Runtime: the PyTorch module itself (1/weights/, save_pretrained) in a Python-backend model; on a GPU\n"
-        "# instance in TORCH_DTYPE with SDPA attention, on a CPU instance in float32. Written by `i2v export`.\n"
-        f'name: "{spec.name}"\n'
+        + RUNTIME_COMMENTS[runtime]
+        + f'name: "{spec.name}"\n'
         'backend: "python"\n'
         "max_batch_size: 0  # the batch is the first dim of every tensor; guidance batches cond + uncond\n"
         + _tensor_block("input", spec.inputs)
         + _tensor_block("output", spec.outputs)
         + f"instance_group [ {{ count: 1, kind: {instance_kind} }} ]\n"
         + "parameters [\n"
-        f'  {{ key: "TORCH_DTYPE", value: {{ string_value: "{torch_dtype}" }} }},  # float16, bfloat16 or float32\n'
-        "  # GPU tensors from the BLS stay on the GPU (DLPack) instead of being copied to the CPU first\n"
-        '  { key: "FORCE_CPU_ONLY_INPUT_TENSORS", value: { string_value: "no" } }\n'
-        "]\n"
+        + "\n".join(parameters)
+        + "\n]\n"
     )
 
 

@@ -20,6 +20,7 @@ def test_every_part_config_declares_the_exported_names_types_and_dims(model_repo
     for name in PART_NAMES:
         config = read_config(model_repository / name / "config.pbtxt")
         assert config.name == name and config.backend == "python"
+        assert config.parameters["RUNTIME"].string_value == "onnxruntime"
         assert (model_repository / name / "1" / "model.onnx").stat().st_size > 0
         for declared, spec in [(config.input, specs[name].inputs), (config.output, specs[name].outputs)]:
             assert [t.name for t in declared] == [t.name for t in spec]

@@ -51,9 +51,10 @@ def test_torch_repository_holds_weights_and_the_torch_runner(torch_repository, t
         config = read_config(torch_repository / name / "config.pbtxt")
         assert config.backend == "python"
         assert [t.name for t in config.input] == [t.name for t in specs[name].inputs]
+        assert config.parameters["RUNTIME"].string_value == "torch"
         assert config.parameters["TORCH_DTYPE"].string_value == "float16"
         version = torch_repository / name / "1"
-        assert "i2v.serving.torch_runner" in (version / "model.py").read_text()
+        assert "i2v.serving.part_runner" in (version / "model.py").read_text()
         assert list((version / "weights").glob("*.safetensors")) and (version / "weights" / "config.json").exists()
         assert not (version / "model.onnx").exists()
     info = ModelInfo.load(torch_repository / "i2vgen_xl" / "1" / "pipeline")
