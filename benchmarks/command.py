@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -33,6 +34,8 @@ def add_bench_command(commands, formatter_class: type[argparse.HelpFormatter]) -
     bench.add_argument("--url", default=None,
                        help="measure a server already running here instead (e.g. NVIDIA's Triton image serving "
                             "TensorRT engines: --url localhost:8001 --served-runtimes tensorrt names its rows)")
+    bench.add_argument("--api-key", default=os.environ.get("I2V_API_KEY"),
+                       help="key for a --url server that restricts inference (env I2V_API_KEY)")
     bench.add_argument("--warmup", type=int, default=1, help="untimed runs per point and runner")
     bench.add_argument("--repeats", type=int, default=3, help="timed runs per point and runner")
     bench.add_argument("--concurrency", type=int, default=2, help="clients for the served throughput run (0: skip)")
@@ -75,7 +78,8 @@ def run_bench(args: argparse.Namespace) -> int:
     try:
         for name in names:
             if name == "served" and args.url:
-                runners.append(ServedRunner(url=args.url, runtime=args.served_runtimes or "remote"))
+                runtime = args.served_runtimes or "remote"
+                runners.append(ServedRunner(url=args.url, runtime=runtime, api_key=args.api_key))
             elif name == "served":
                 runners += [ServedRunner(repository) for repository in repositories]
             elif name.startswith("diffusers"):

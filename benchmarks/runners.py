@@ -70,7 +70,14 @@ class ServedRunner(Runner):
     """The embedded Triton server started on a repository, or (`url`) a server already running elsewhere,
     such as NVIDIA's Triton image serving TensorRT engines. A remote server's memory is not sampled."""
 
-    def __init__(self, model_repository: Path | None = None, *, url: str | None = None, runtime: str = "remote"):
+    def __init__(
+        self,
+        model_repository: Path | None = None,
+        *,
+        url: str | None = None,
+        runtime: str = "remote",
+        api_key: str | None = None,
+    ):
         from i2v.serving.model_info import ModelInfo
         from i2v.serving.triton_server import EmbeddedTritonServer
 
@@ -83,8 +90,8 @@ class ServedRunner(Runner):
             url = self.server.endpoints.grpc_url
             self.pids = [self.server.pid]  # its process group (the Python stubs) is counted by the sampler
         self.name = f"served-{runtime}"
-        self.url = url
-        self.client = I2VClient(self.url)
+        self.url, self.api_key = url, api_key
+        self.client = I2VClient(self.url, api_key=api_key)
 
     def request(self, image: Image.Image, point: GridPoint, seed: int) -> GenerationRequest:
         buffer = io.BytesIO()
@@ -102,7 +109,7 @@ class ServedRunner(Runner):
         from concurrent.futures import ThreadPoolExecutor
 
         def one(seed: int) -> None:
-            with I2VClient(self.url) as client:
+            with I2VClient(self.url, api_key=self.api_key) as client:
                 client.generate(self.request(image, point, seed))
 
         start = time.perf_counter()

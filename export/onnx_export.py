@@ -14,6 +14,7 @@ here, next to the part it serves:
 from __future__ import annotations
 
 import copy
+import logging
 import time
 import warnings
 from collections.abc import Callable
@@ -29,6 +30,10 @@ from torch.export import Dim
 from tqdm.auto import tqdm
 
 from i2v.export.parts import PART_NAMES, PartSpec, specs_for_pipeline
+
+# The exporter's registry warns, once per part, that torchvision's detection ops are skipped: these graphs
+# use none of them, and torchvision is not a dependency.
+logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
 
 # Opset 18: the opset onnxscript's torchlib is written in, so the exporter emits it without a version
 # conversion pass; it is >= 17 (native LayerNormalization, which TensorRT fuses) and well inside what
