@@ -16,35 +16,62 @@ FULL_SIZE_DEFAULTS = ("512x512x16,768x768x16", "25")
 
 def add_bench_command(commands, formatter_class: type[argparse.HelpFormatter]) -> None:
     """Add the `bench` subcommand to the `i2v` parser."""
-    bench = commands.add_parser("bench", help="measure latency and memory per resolution, frames and steps",
-                                formatter_class=formatter_class)
+    bench = commands.add_parser(
+        "bench", help="measure latency and memory per resolution, frames and steps", formatter_class=formatter_class
+    )
     bench.add_argument("--model", default="tiny", help="'tiny', 'full-size-random', a diffusers folder or hub id")
-    bench.add_argument("--grid", default=None,
-                       help=f"HEIGHTxWIDTHxFRAMES points, comma-separated (default: {TINY_DEFAULTS[0]} for the tiny "
-                            f"model, {FULL_SIZE_DEFAULTS[0]} otherwise)")
-    bench.add_argument("--steps", default=None,
-                       help=f"denoising steps, comma-separated (default: {TINY_DEFAULTS[1]} tiny, "
-                            f"{FULL_SIZE_DEFAULTS[1]} otherwise)")
-    bench.add_argument("--runners", default=None,
-                       help=f"any of {', '.join(RUNNERS)} (default: served,onnxruntime,torch,diffusers on a CPU; "
-                            "served,torch,diffusers on a GPU)")
-    bench.add_argument("--served-runtimes", default=None,
-                       help="runtimes to serve on the embedded server, each exported into its own repository "
-                            "(default: onnxruntime on a CPU, torch on a GPU)")
-    bench.add_argument("--url", default=None,
-                       help="measure a server already running here instead (e.g. NVIDIA's Triton image serving "
-                            "TensorRT engines: --url localhost:8001 --served-runtimes tensorrt names its rows)")
-    bench.add_argument("--api-key", default=os.environ.get("I2V_API_KEY"),
-                       help="key for a --url server that restricts inference (env I2V_API_KEY)")
+    bench.add_argument(
+        "--grid",
+        default=None,
+        help=f"HEIGHTxWIDTHxFRAMES points, comma-separated (default: {TINY_DEFAULTS[0]} for the tiny "
+        f"model, {FULL_SIZE_DEFAULTS[0]} otherwise)",
+    )
+    bench.add_argument(
+        "--steps",
+        default=None,
+        help=f"denoising steps, comma-separated (default: {TINY_DEFAULTS[1]} tiny, {FULL_SIZE_DEFAULTS[1]} otherwise)",
+    )
+    bench.add_argument(
+        "--runners",
+        default=None,
+        help=f"any of {', '.join(RUNNERS)} (default: served,onnxruntime,torch,diffusers on a CPU; "
+        "served,torch,diffusers on a GPU)",
+    )
+    bench.add_argument(
+        "--served-runtimes",
+        default=None,
+        help="runtimes to serve on the embedded server, each exported into its own repository "
+        "(default: onnxruntime on a CPU, torch on a GPU)",
+    )
+    bench.add_argument(
+        "--url",
+        default=None,
+        help="measure a server already running here instead (e.g. NVIDIA's Triton image serving "
+        "TensorRT engines: --url localhost:8001 --served-runtimes tensorrt names its rows)",
+    )
+    bench.add_argument(
+        "--api-key",
+        default=os.environ.get("I2V_API_KEY"),
+        help="key for a --url server that restricts inference (env I2V_API_KEY)",
+    )
     bench.add_argument("--warmup", type=int, default=1, help="untimed runs per point and runner")
     bench.add_argument("--repeats", type=int, default=3, help="timed runs per point and runner")
     bench.add_argument("--concurrency", type=int, default=2, help="clients for the served throughput run (0: skip)")
-    bench.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                       help="device of the in-process runners and the torch runtime (auto: cuda if present)")
-    bench.add_argument("--model-repository", type=Path, default=None,
-                       help="serve this exported repository instead of exporting one per runtime")
-    bench.add_argument("--output", type=Path, default=None,
-                       help="results folder (default benchmarks/results/local/<model>-<date>)")
+    bench.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="device of the in-process runners and the torch runtime (auto: cuda if present)",
+    )
+    bench.add_argument(
+        "--model-repository",
+        type=Path,
+        default=None,
+        help="serve this exported repository instead of exporting one per runtime",
+    )
+    bench.add_argument(
+        "--output", type=Path, default=None, help="results folder (default benchmarks/results/local/<model>-<date>)"
+    )
     bench.set_defaults(run=run_bench)
 
 
@@ -92,9 +119,13 @@ def run_bench(args: argparse.Namespace) -> int:
         if served is not None and args.concurrency > 0:
             point = points[0]
             requests = max(4, 2 * args.concurrency)
-            extra["throughput"] = {"runner": served.name, "concurrency": args.concurrency, "requests": requests,
-                                   "point": point.label,
-                                   "requests_per_s": served.throughput(image, point, args.concurrency, requests)}
+            extra["throughput"] = {
+                "runner": served.name,
+                "concurrency": args.concurrency,
+                "requests": requests,
+                "point": point.label,
+                "requests_per_s": served.throughput(image, point, args.concurrency, requests),
+            }
     finally:
         for runner in runners:
             runner.close()
@@ -106,9 +137,16 @@ def run_bench(args: argparse.Namespace) -> int:
         for p in points
     }
     extra["gpu_peak_tflops"] = measure.gpu_peak_tflops(machine.get("gpu"))
-    settings = {"model": str(args.model), "grid": args.grid or grid, "steps": args.steps or steps, "runners": names,
-                "served_runtimes": [r.name.removeprefix("served-") for r in runners if r.name.startswith("served-")],
-                "warmup": args.warmup, "repeats": args.repeats, "device": device}
+    settings = {
+        "model": str(args.model),
+        "grid": args.grid or grid,
+        "steps": args.steps or steps,
+        "runners": names,
+        "served_runtimes": [r.name.removeprefix("served-") for r in runners if r.name.startswith("served-")],
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "device": device,
+    }
     result = report.to_json(rows, machine, settings, extra)
     paths = report.write_results(result, output)
     print(report.markdown_table(result))
@@ -127,14 +165,17 @@ def served_repositories(args: argparse.Namespace, device: str, output: Path) -> 
     else:
         runtimes = ["torch" if device == "cuda" else "onnxruntime"]
     if "tensorrt" in runtimes:
-        raise SystemExit("error: the embedded tritonserver has no TensorRT backend; serve the tensorrt repository "
-                         "with NVIDIA's Triton image (docker-compose.yml) and measure it with --url HOST:8001")
+        raise SystemExit(
+            "error: the embedded tritonserver has no TensorRT backend; serve the tensorrt repository "
+            "with NVIDIA's Triton image (docker-compose.yml) and measure it with --url HOST:8001"
+        )
     repositories = []
     for runtime in runtimes:
         repository = output / f"model_repository-{runtime}"
         if not (repository / "i2vgen_xl" / "config.pbtxt").exists():
-            export_model_repository(args.model, repository, check=False, runtime=runtime,
-                                    device="gpu" if device == "cuda" else "cpu")
+            export_model_repository(
+                args.model, repository, check=False, runtime=runtime, device="gpu" if device == "cuda" else "cpu"
+            )
         repositories.append(repository)
     return repositories
 

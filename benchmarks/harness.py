@@ -43,8 +43,9 @@ def parse_grid(spec: str, steps: list[int]) -> list[GridPoint]:
     return points
 
 
-def run_grid(runners: list[Runner], points: list[GridPoint], image: Image.Image, *, warmup: int, repeats: int,
-             seed: int = 0) -> list[Row]:
+def run_grid(
+    runners: list[Runner], points: list[GridPoint], image: Image.Image, *, warmup: int, repeats: int, seed: int = 0
+) -> list[Row]:
     """Every runner at every point: `warmup` untimed runs, then `repeats` timed ones under the memory sampler."""
     rows = []
     with tqdm(total=len(runners) * len(points), desc="benchmark", unit="run") as bar:
@@ -63,7 +64,17 @@ def run_grid(runners: list[Runner], points: list[GridPoint], image: Image.Image,
                     if all(stage in r.timings for r in runs)
                 }
                 torch_peaks = [r.torch_gpu_mb for r in runs if r.torch_gpu_mb is not None]
-                rows.append(Row(runner.name, point, [r.seconds for r in runs], stages, memory.rss_mb, memory.gpu_mb,
-                                memory.gpu_device_mb, max(torch_peaks) if torch_peaks else None))
+                rows.append(
+                    Row(
+                        runner.name,
+                        point,
+                        [r.seconds for r in runs],
+                        stages,
+                        memory.rss_mb,
+                        memory.gpu_mb,
+                        memory.gpu_device_mb,
+                        max(torch_peaks) if torch_peaks else None,
+                    )
+                )
                 bar.update()
     return rows

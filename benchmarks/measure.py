@@ -122,9 +122,12 @@ def unet_flops_per_step(unet_config: dict, height: int, width: int, frames: int,
         unet = I2VGenXLUNet(**{k: v for k, v in unet_config.items() if not k.startswith("_")})
         h, w, c = height // vae_scale, width // vae_scale, unet.config.in_channels
         sample = torch.randn(2, c, frames, h, w)
-        inputs = dict(fps=torch.full((2,), 16.0), image_latents=torch.randn(2, c, frames, h, w),
-                      image_embeddings=torch.randn(2, 1, unet.config.cross_attention_dim),
-                      encoder_hidden_states=torch.randn(2, 77, unet.config.cross_attention_dim))
+        inputs = dict(
+            fps=torch.full((2,), 16.0),
+            image_latents=torch.randn(2, c, frames, h, w),
+            image_embeddings=torch.randn(2, 1, unet.config.cross_attention_dim),
+            encoder_hidden_states=torch.randn(2, 77, unet.config.cross_attention_dim),
+        )
         with FlopCounterMode(display=False) as counter:
             unet(sample, torch.tensor([981.0]), **inputs)
     return float(counter.get_total_flops())

@@ -17,10 +17,20 @@ def to_json(rows: list[Row], machine: dict, settings: dict, extra: dict) -> dict
         "settings": settings,
         **extra,
         "rows": [
-            {"runner": r.runner, **asdict(r.point), "median_s": r.median_s, "p90_s": r.p90_s, "seconds": r.seconds,
-             "stages": r.stages, "peak_rss_mb": round(r.peak_rss_mb, 1), "peak_gpu_mb": _round(r.peak_gpu_mb),
-             "peak_gpu_device_mb": _round(r.peak_gpu_device_mb), "peak_torch_gpu_mb": _round(r.peak_torch_gpu_mb),
-             **_achieved(r, extra), **r.extra}
+            {
+                "runner": r.runner,
+                **asdict(r.point),
+                "median_s": r.median_s,
+                "p90_s": r.p90_s,
+                "seconds": r.seconds,
+                "stages": r.stages,
+                "peak_rss_mb": round(r.peak_rss_mb, 1),
+                "peak_gpu_mb": _round(r.peak_gpu_mb),
+                "peak_gpu_device_mb": _round(r.peak_gpu_device_mb),
+                "peak_torch_gpu_mb": _round(r.peak_torch_gpu_mb),
+                **_achieved(r, extra),
+                **r.extra,
+            }
             for r in rows
         ],
     }
@@ -67,16 +77,23 @@ def markdown_table(result: dict) -> str:
                 f"{row['peak_rss_mb']:.0f} | {_fmt(_gpu_mb(row), 0)} |"
             )
     machine = result["machine"]
-    head = (f"Measured {machine['date']} on {machine.get('gpu') or machine['cpu']} ({machine['cpu_cores']} cores), "
-            f"model `{result['settings']['model']}`; {result['settings']['repeats']} repeats after "
-            f"{result['settings']['warmup']} warm-up. Ratios are median time over the baseline's (lower is faster).")
+    head = (
+        f"Measured {machine['date']} on {machine.get('gpu') or machine['cpu']} ({machine['cpu_cores']} cores), "
+        f"model `{result['settings']['model']}`; {result['settings']['repeats']} repeats after "
+        f"{result['settings']['warmup']} warm-up. Ratios are median time over the baseline's (lower is faster)."
+    )
     if result.get("throughput"):
         t = result["throughput"]
-        head += (f" Served throughput at concurrency {t['concurrency']}: {t['requests_per_s']:.2f} requests/s "
-                 f"({t['point']}).")
+        head += (
+            f" Served throughput at concurrency {t['concurrency']}: {t['requests_per_s']:.2f} requests/s "
+            f"({t['point']})."
+        )
     if result.get("unet_tflops_per_step"):
-        head += " UNet TFLOPs per guided step: " + ", ".join(
-            f"{k} {v:.3g}" for k, v in result["unet_tflops_per_step"].items()) + "."
+        head += (
+            " UNet TFLOPs per guided step: "
+            + ", ".join(f"{k} {v:.3g}" for k, v in result["unet_tflops_per_step"].items())
+            + "."
+        )
     return head + "\n\n" + "\n".join(lines) + "\n"
 
 

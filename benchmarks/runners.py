@@ -96,8 +96,15 @@ class ServedRunner(Runner):
     def request(self, image: Image.Image, point: GridPoint, seed: int) -> GenerationRequest:
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
-        return GenerationRequest(image=buffer.getvalue(), prompt=PROMPT, height=point.height, width=point.width,
-                                 num_frames=point.frames, num_inference_steps=point.steps, seed=seed)
+        return GenerationRequest(
+            image=buffer.getvalue(),
+            prompt=PROMPT,
+            height=point.height,
+            width=point.width,
+            num_frames=point.frames,
+            num_inference_steps=point.steps,
+            seed=seed,
+        )
 
     def run(self, image, point, seed):
         start = time.perf_counter()
@@ -137,8 +144,14 @@ class InProcessRunner(Runner):
         self.generator = VideoGenerator(model_repository / "i2vgen_xl" / "1" / "pipeline", run_part, self.device)
 
     def run(self, image, point, seed):
-        params = GenerationParams(prompt=PROMPT, height=point.height, width=point.width, num_frames=point.frames,
-                                  num_inference_steps=point.steps, seed=seed)
+        params = GenerationParams(
+            prompt=PROMPT,
+            height=point.height,
+            width=point.width,
+            num_frames=point.frames,
+            num_inference_steps=point.steps,
+            seed=seed,
+        )
         with cuda_peak(self.device) as peak:
             start = time.perf_counter()
             video = self.generator(image, params)
@@ -161,9 +174,16 @@ class DiffusersRunner(Runner):
     def run(self, image, point, seed):
         with cuda_peak(self.device) as peak, torch.no_grad():
             start = time.perf_counter()
-            self.pipe(prompt=PROMPT, image=image, height=point.height, width=point.width, num_frames=point.frames,
-                      num_inference_steps=point.steps, generator=torch.Generator().manual_seed(seed),
-                      output_type="np")
+            self.pipe(
+                prompt=PROMPT,
+                image=image,
+                height=point.height,
+                width=point.width,
+                num_frames=point.frames,
+                num_inference_steps=point.steps,
+                generator=torch.Generator().manual_seed(seed),
+                output_type="np",
+            )
             seconds = time.perf_counter() - start
         return Run(seconds, {}, peak.get("mb"))
 

@@ -34,11 +34,7 @@ class GenerationRequest:
 
     def parameters(self) -> dict:
         """The generation parameters that are set, by name."""
-        return {
-            name: getattr(self, name)
-            for name in GenerationParams.field_names()
-            if getattr(self, name) is not None
-        }
+        return {name: getattr(self, name) for name in GenerationParams.field_names() if getattr(self, name) is not None}
 
     def validate(self) -> GenerationRequest:
         """The server's checks, run before anything is sent (the server also checks its size multiple)."""

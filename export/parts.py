@@ -96,7 +96,5 @@ def specs_for_pipeline(pipe) -> dict[str, PartSpec]:
 # Output names do not depend on sizes: the serving loop requests them by these names.
 OUTPUT_NAMES: dict[str, tuple[str, ...]] = {
     name: tuple(t.name for t in spec.outputs)
-    for name, spec in part_specs(
-        text_len=1, text_dim=1, clip_size=1, image_embed_dim=1, latent_channels=1
-    ).items()
+    for name, spec in part_specs(text_len=1, text_dim=1, clip_size=1, image_embed_dim=1, latent_channels=1).items()
 }

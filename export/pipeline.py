@@ -73,8 +73,13 @@ def export_model_repository(
     repository = Path(repository)
     if runtime == "torch":
         return write_model_repository(
-            pipe, None, repository, source=str(source), runtime="torch",
-            instance_kind=_torch_instance_kind(device), max_queue_size=max_queue_size,
+            pipe,
+            None,
+            repository,
+            source=str(source),
+            runtime="torch",
+            instance_kind=_torch_instance_kind(device),
+            max_queue_size=max_queue_size,
         )
     with tempfile.TemporaryDirectory(prefix="i2v-onnx-") as work:
         paths = export_onnx(pipe, Path(work), progress=progress)
@@ -86,17 +91,25 @@ def export_model_repository(
         if check:
             check_all(pipe, paths, progress=progress, shapes=check_shapes(size_multiple(pipe)))
         if runtime == "onnxruntime":
-            return write_model_repository(
-                pipe, paths, repository, source=str(source), max_queue_size=max_queue_size
-            )
+            return write_model_repository(pipe, paths, repository, source=str(source), max_queue_size=max_queue_size)
         shapes = supported_shapes or supported_shapes_for(str(source))
         build_tensorrt_engines(
-            pipe, paths, repository, shapes, timing_cache=timing_cache,
-            engine_check=engine_check if check else "none", progress=progress,
+            pipe,
+            paths,
+            repository,
+            shapes,
+            timing_cache=timing_cache,
+            engine_check=engine_check if check else "none",
+            progress=progress,
         )
         return write_model_repository(
-            pipe, paths, repository, source=str(source), runtime="tensorrt",
-            max_queue_size=max_queue_size, supported_shapes=shapes,
+            pipe,
+            paths,
+            repository,
+            source=str(source),
+            runtime="tensorrt",
+            max_queue_size=max_queue_size,
+            supported_shapes=shapes,
         )
 
 

@@ -186,8 +186,7 @@ def _tensor_block(kind: str, tensors, dims_of=None) -> str:
         named = ", ".join(str(d) for d in t.dims)
         dims = _dims(dims_of(t) if dims_of else t.dims)
         entries.append(
-            f"  {{\n    name: \"{t.name}\"\n    data_type: {TRITON_DTYPES[t.dtype]}\n"
-            f"    dims: {dims}  # ({named})\n  }}"
+            f'  {{\n    name: "{t.name}"\n    data_type: {TRITON_DTYPES[t.dtype]}\n    dims: {dims}  # ({named})\n  }}'
         )
     return f"{kind} [\n" + ",\n".join(entries) + "\n]\n"
 
@@ -213,9 +212,7 @@ def part_config(
         ]
         parameters[0] += ","
     return (
-        f"# {spec.description}\n"
-        + RUNTIME_COMMENTS[runtime]
-        + f'name: "{spec.name}"\n'
+        f"# {spec.description}\n" + RUNTIME_COMMENTS[runtime] + f'name: "{spec.name}"\n'
         'backend: "python"\n'
         "max_batch_size: 0  # the batch is the first dim of every tensor; guidance batches cond + uncond\n"
         + _tensor_block("input", spec.inputs)
@@ -259,7 +256,7 @@ def bls_config(max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE, instance_kind: str 
     return BLS_CONFIG.replace("MAX_QUEUE_SIZE", str(max_queue_size)).replace("KIND_CPU", instance_kind)
 
 
-BLS_CONFIG = '''# I2VGen-XL image-to-video: the whole loop (preprocess, encoders, denoising, VAE decode, MP4).
+BLS_CONFIG = """# I2VGen-XL image-to-video: the whole loop (preprocess, encoders, denoising, VAE decode, MP4).
 # Decoupled: one response per denoising step carries `progress` ([step, total]); the last carries
 # `video` (H.264 MP4 bytes), `metadata` (JSON: parameters used, seed, timings) and, on request, `frames`.
 # Omitted optional inputs take the model's defaults (see 1/pipeline/model_info.json).
@@ -293,4 +290,4 @@ output [
   { name: "frames", data_type: TYPE_UINT8, dims: [ -1, -1, -1, 3 ] }  # [frames, height, width, RGB]
 ]
 instance_group [ { count: 1, kind: KIND_CPU } ]
-'''
+"""

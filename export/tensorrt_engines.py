@@ -137,12 +137,12 @@ def build_engines(
         bar.set_postfix_str(name)
         start = time.perf_counter()
         path = build_engine(onnx_paths[name], plan_paths[name], profiles[name], fp16=fp16, timing_cache=timing_cache)
-        builds[name] = EngineBuild(
-            name, path, time.perf_counter() - start, path.stat().st_size, len(profiles[name])
-        )
+        builds[name] = EngineBuild(name, path, time.perf_counter() - start, path.stat().st_size, len(profiles[name]))
         if progress:
-            bar.write(f"{name}: {len(profiles[name])} profile(s), built in {builds[name].seconds:.0f} s, "
-                      f"{builds[name].size_bytes / 2**20:.0f} MiB -> {path}")
+            bar.write(
+                f"{name}: {len(profiles[name])} profile(s), built in {builds[name].seconds:.0f} s, "
+                f"{builds[name].size_bytes / 2**20:.0f} MiB -> {path}"
+            )
     return builds
 
 
@@ -179,8 +179,10 @@ def compare_engine(
     session = SessionFromOnnx(str(onnx_path), providers=providers)
     checks = []
     for profile, feed in feeds:
-        runners = [TrtRunner(engine, name=f"{name}-tensorrt", optimization_profile=profile),
-                   OnnxrtRunner(session, name=f"{name}-onnxruntime")]
+        runners = [
+            TrtRunner(engine, name=f"{name}-tensorrt", optimization_profile=profile),
+            OnnxrtRunner(session, name=f"{name}-onnxruntime"),
+        ]
         results = comparator.Comparator.run(runners, data_loader=[feed])
         passed = bool(comparator.Comparator.compare_accuracy(results, compare_func=compare))
         shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in feed.items())

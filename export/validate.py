@@ -56,9 +56,7 @@ class ExportCheckError(RuntimeError):
     def __init__(self, failures: Sequence[PartCheck]) -> None:
         self.failures = list(failures)
         parts = sorted({c.name for c in self.failures})
-        super().__init__(
-            f"ONNX export differs from PyTorch in {', '.join(parts)}:\n" + format_checks(self.failures)
-        )
+        super().__init__(f"ONNX export differs from PyTorch in {', '.join(parts)}:\n" + format_checks(self.failures))
 
 
 @dataclass

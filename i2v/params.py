@@ -79,9 +79,7 @@ def check_value(name: str, value: object, size_multiple: int = 8) -> None:
         if not isinstance(value, str):
             raise InvalidParameterError(f"{name} must be a string, got {type(value).__name__}")
         if len(value) > MAX_PROMPT_CHARS:
-            raise InvalidParameterError(
-                f"{name} must be at most {MAX_PROMPT_CHARS} characters, got {len(value)}"
-            )
+            raise InvalidParameterError(f"{name} must be at most {MAX_PROMPT_CHARS} characters, got {len(value)}")
     elif name == "guidance_scale":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InvalidParameterError(f"guidance_scale must be a number, got {type(value).__name__}")

@@ -38,9 +38,7 @@ def onnx_paths(tiny_pipeline, tmp_path_factory) -> dict[str, Path]:
 def model_repository(tiny_pipeline, onnx_paths, tmp_path_factory) -> Path:
     from i2v.export.repository import write_model_repository
 
-    return write_model_repository(
-        tiny_pipeline, onnx_paths, tmp_path_factory.mktemp("repository"), source="tiny"
-    )
+    return write_model_repository(tiny_pipeline, onnx_paths, tmp_path_factory.mktemp("repository"), source="tiny")
 
 
 @pytest.fixture(scope="session")

@@ -34,8 +34,9 @@ def send_raw(triton, inputs) -> str:
 
 def tensors(**overrides):
     """Valid inputs, with some replaced or (value None) removed; values are (triton type, numpy array)."""
-    request = GenerationRequest(image=b"placeholder", prompt=PROMPT, num_inference_steps=10, height=64, width=64,
-                                num_frames=8)
+    request = GenerationRequest(
+        image=b"placeholder", prompt=PROMPT, num_inference_steps=10, height=64, width=64, num_frames=8
+    )
     inputs = {t.name(): t for t in build_inputs(request)}
     for name, value in overrides.items():
         inputs.pop(name, None)
@@ -80,50 +81,87 @@ def text_input(data: bytes):
 
 BAD_REQUESTS = {
     "missing image": (lambda png: tensors(image=None), "image is required"),
-    "corrupt image": (lambda png: tensors(image=("BYTES", np.array([b"\x89PNG not really"], dtype=np.object_))),
-                      "image could not be decoded"),
-    "empty prompt": (lambda png: tensors(image=png, prompt=("BYTES", np.array([b"   "], dtype=np.object_))),
-                     "prompt must be a non-empty string"),
+    "corrupt image": (
+        lambda png: tensors(image=("BYTES", np.array([b"\x89PNG not really"], dtype=np.object_))),
+        "image could not be decoded",
+    ),
+    "empty prompt": (
+        lambda png: tensors(image=png, prompt=("BYTES", np.array([b"   "], dtype=np.object_))),
+        "prompt must be a non-empty string",
+    ),
     "missing prompt": (lambda png: tensors(image=png, prompt=None), "prompt is required"),
-    "too many frames": (lambda png: tensors(image=png, num_frames=scalar("INT32", 40, np.int32)),
-                        "num_frames must be between 8 and 32, got 40"),
-    "too few steps": (lambda png: tensors(image=png, num_inference_steps=scalar("INT32", 3, np.int32)),
-                      "num_inference_steps must be between 10 and 100, got 3"),
-    "guidance NaN": (lambda png: tensors(image=png, guidance_scale=scalar("FP32", np.nan, np.float32)),
-                     "guidance_scale must be between 1 and 20, got nan"),
-    "height not a multiple": (lambda png: tensors(image=png, height=scalar("INT32", 72, np.int32)),
-                              "height must be a multiple of 16, got 72"),
-    "prompt not UTF-8": (lambda png: tensors(image=png, prompt=("BYTES", np.array([b"\xff\xfe"], dtype=np.object_))),
-                         "prompt must be UTF-8 text"),
+    "too many frames": (
+        lambda png: tensors(image=png, num_frames=scalar("INT32", 40, np.int32)),
+        "num_frames must be between 8 and 32, got 40",
+    ),
+    "too few steps": (
+        lambda png: tensors(image=png, num_inference_steps=scalar("INT32", 3, np.int32)),
+        "num_inference_steps must be between 10 and 100, got 3",
+    ),
+    "guidance NaN": (
+        lambda png: tensors(image=png, guidance_scale=scalar("FP32", np.nan, np.float32)),
+        "guidance_scale must be between 1 and 20, got nan",
+    ),
+    "height not a multiple": (
+        lambda png: tensors(image=png, height=scalar("INT32", 72, np.int32)),
+        "height must be a multiple of 16, got 72",
+    ),
+    "prompt not UTF-8": (
+        lambda png: tensors(image=png, prompt=("BYTES", np.array([b"\xff\xfe"], dtype=np.object_))),
+        "prompt must be UTF-8 text",
+    ),
     "empty image bytes": (lambda png: tensors(image=image_input(b"")), "image is empty"),
-    "text instead of an image": (lambda png: tensors(image=image_input(b"hello, world")),
-                                 "image could not be decoded"),
-    "truncated PNG": (lambda png: tensors(image=image_input(png[1][0][: len(png[1][0]) // 2])),
-                      "image could not be decoded"),
+    "text instead of an image": (lambda png: tensors(image=image_input(b"hello, world")), "image could not be decoded"),
+    "truncated PNG": (
+        lambda png: tensors(image=image_input(png[1][0][: len(png[1][0]) // 2])),
+        "image could not be decoded",
+    ),
     "1x1 image": (lambda png: tensors(image=image_input(png_bytes(Image.new("RGB", (1, 1))))), "image is too small"),
-    "header claims 100000x100000": (lambda png: tensors(image=image_input(png_claiming_size(100_000, 100_000))),
-                                    "image is too large"),
-    "decompression bomb 7000x7000": (lambda png: tensors(image=image_input(png_bytes(Image.new("L", (7000, 7000))))),
-                                     "image is too large: 7000x7000 pixels"),
-    "negative num_frames": (lambda png: tensors(image=png, num_frames=scalar("INT32", -4, np.int32)),
-                            "num_frames must be between 8 and 32, got -4"),
+    "header claims 100000x100000": (
+        lambda png: tensors(image=image_input(png_claiming_size(100_000, 100_000))),
+        "image is too large",
+    ),
+    "decompression bomb 7000x7000": (
+        lambda png: tensors(image=image_input(png_bytes(Image.new("L", (7000, 7000))))),
+        "image is too large: 7000x7000 pixels",
+    ),
+    "negative num_frames": (
+        lambda png: tensors(image=png, num_frames=scalar("INT32", -4, np.int32)),
+        "num_frames must be between 8 and 32, got -4",
+    ),
     "negative seed": (lambda png: tensors(image=png, seed=scalar("INT64", -1, np.int64)), "seed must be between 0"),
-    "guidance infinite": (lambda png: tensors(image=png, guidance_scale=scalar("FP32", np.inf, np.float32)),
-                          "guidance_scale must be between 1 and 20, got inf"),
-    "guidance negative": (lambda png: tensors(image=png, guidance_scale=scalar("FP32", -3, np.float32)),
-                          "guidance_scale must be between 1 and 20, got -3.0"),
-    "fps zero": (lambda png: tensors(image=png, fps=scalar("INT32", 0, np.int32)),
-                 "fps must be between 4 and 24, got 0"),
-    "steps 1000": (lambda png: tensors(image=png, num_inference_steps=scalar("INT32", 1000, np.int32)),
-                   "num_inference_steps must be between 10 and 100, got 1000"),
-    "width too large": (lambda png: tensors(image=png, width=scalar("INT32", 4096, np.int32)),
-                        "width must be between 64 and 1280, got 4096"),
-    "decode chunk zero": (lambda png: tensors(image=png, decode_chunk_size=scalar("INT32", 0, np.int32)),
-                          "decode_chunk_size must be between 1 and 32, got 0"),
-    "oversized prompt": (lambda png: tensors(image=png, prompt=text_input(b"x" * 2001)),
-                         "prompt must be at most 2000 characters, got 2001"),
-    "negative prompt not UTF-8": (lambda png: tensors(image=png, negative_prompt=text_input(b"\xc3\x28")),
-                                  "negative_prompt must be UTF-8 text"),
+    "guidance infinite": (
+        lambda png: tensors(image=png, guidance_scale=scalar("FP32", np.inf, np.float32)),
+        "guidance_scale must be between 1 and 20, got inf",
+    ),
+    "guidance negative": (
+        lambda png: tensors(image=png, guidance_scale=scalar("FP32", -3, np.float32)),
+        "guidance_scale must be between 1 and 20, got -3.0",
+    ),
+    "fps zero": (
+        lambda png: tensors(image=png, fps=scalar("INT32", 0, np.int32)),
+        "fps must be between 4 and 24, got 0",
+    ),
+    "steps 1000": (
+        lambda png: tensors(image=png, num_inference_steps=scalar("INT32", 1000, np.int32)),
+        "num_inference_steps must be between 10 and 100, got 1000",
+    ),
+    "width too large": (
+        lambda png: tensors(image=png, width=scalar("INT32", 4096, np.int32)),
+        "width must be between 64 and 1280, got 4096",
+    ),
+    "decode chunk zero": (
+        lambda png: tensors(image=png, decode_chunk_size=scalar("INT32", 0, np.int32)),
+        "decode_chunk_size must be between 1 and 32, got 0",
+    ),
+    "oversized prompt": (
+        lambda png: tensors(image=png, prompt=text_input(b"x" * 2001)),
+        "prompt must be at most 2000 characters, got 2001",
+    ),
+    "negative prompt not UTF-8": (
+        lambda png: tensors(image=png, negative_prompt=text_input(b"\xc3\x28")),
+        "negative_prompt must be UTF-8 text",
+    ),
 }
 
 
@@ -133,8 +171,9 @@ def test_bad_request_is_refused_with_a_clear_error_and_the_next_is_served(triton
     message = send_raw(triton, make_inputs(png))
     assert expected in message
     assert message.startswith("invalid input") or "invalid input" in message
-    good = client.generate(GenerationRequest(image=photo_png, prompt=PROMPT, num_inference_steps=10, num_frames=8,
-                                             height=64, width=64))
+    good = client.generate(
+        GenerationRequest(image=photo_png, prompt=PROMPT, num_inference_steps=10, num_frames=8, height=64, width=64)
+    )
     assert good.video
 
 

@@ -20,9 +20,29 @@ RUNNERS = ("served-onnxruntime", "onnxruntime", "torch", "diffusers")
 @pytest.fixture(scope="module")
 def results(tiny_dir, model_repository, tmp_path_factory):
     output = tmp_path_factory.mktemp("bench")
-    code = main(["bench", "--model", str(tiny_dir), "--model-repository", str(model_repository),
-                 "--grid", "64x64x8,64x96x16", "--steps", "10", "--warmup", "0", "--repeats", "1",
-                 "--concurrency", "2", "--device", "cpu", "--output", str(output)])
+    code = main(
+        [
+            "bench",
+            "--model",
+            str(tiny_dir),
+            "--model-repository",
+            str(model_repository),
+            "--grid",
+            "64x64x8,64x96x16",
+            "--steps",
+            "10",
+            "--warmup",
+            "0",
+            "--repeats",
+            "1",
+            "--concurrency",
+            "2",
+            "--device",
+            "cpu",
+            "--output",
+            str(output),
+        ]
+    )
     assert code == 0
     return output
 
@@ -80,9 +100,33 @@ def test_gpu_peaks_are_looked_up_by_the_name_torch_reports():
 
 
 def test_a_running_server_is_measured_through_its_url(tiny_dir, triton, tmp_path):
-    code = main(["bench", "--model", str(tiny_dir), "--url", triton.endpoints.grpc_url, "--served-runtimes",
-                 "onnxruntime", "--runners", "served", "--grid", "64x64x8", "--steps", "10", "--warmup", "0",
-                 "--repeats", "1", "--concurrency", "0", "--device", "cpu", "--output", str(tmp_path)])
+    code = main(
+        [
+            "bench",
+            "--model",
+            str(tiny_dir),
+            "--url",
+            triton.endpoints.grpc_url,
+            "--served-runtimes",
+            "onnxruntime",
+            "--runners",
+            "served",
+            "--grid",
+            "64x64x8",
+            "--steps",
+            "10",
+            "--warmup",
+            "0",
+            "--repeats",
+            "1",
+            "--concurrency",
+            "0",
+            "--device",
+            "cpu",
+            "--output",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     (row,) = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert row["runner"] == "served-onnxruntime" and row["stages"]["unet_per_step"] > 0
@@ -91,5 +135,16 @@ def test_a_running_server_is_measured_through_its_url(tiny_dir, triton, tmp_path
 
 def test_tensorrt_is_not_served_by_the_embedded_server(tiny_dir, tmp_path):
     with pytest.raises(SystemExit, match="no TensorRT backend.*--url"):
-        main(["bench", "--model", str(tiny_dir), "--served-runtimes", "tensorrt", "--device", "cpu",
-              "--output", str(tmp_path)])
+        main(
+            [
+                "bench",
+                "--model",
+                str(tiny_dir),
+                "--served-runtimes",
+                "tensorrt",
+                "--device",
+                "cpu",
+                "--output",
+                str(tmp_path),
+            ]
+        )

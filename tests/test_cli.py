@@ -18,8 +18,23 @@ def test_generate_writes_a_playable_mp4_and_its_metadata(triton, tmp_path, photo
     image = tmp_path / "in.png"
     image.write_bytes(photo_png)
     out = tmp_path / "out" / "video.mp4"
-    run = i2v("generate", "--url", triton.endpoints.grpc_url, "--image", str(image), "--prompt", "waves",
-              "--steps", "10", "--num-frames", "8", "--seed", "5", "-o", str(out))
+    run = i2v(
+        "generate",
+        "--url",
+        triton.endpoints.grpc_url,
+        "--image",
+        str(image),
+        "--prompt",
+        "waves",
+        "--steps",
+        "10",
+        "--num-frames",
+        "8",
+        "--seed",
+        "5",
+        "-o",
+        str(out),
+    )
     assert run.returncode == 0, run.stderr
     video = decode_mp4(out.read_bytes())
     assert video.frames.shape == (8, 64, 96, 3) and video.codec == "h264"
@@ -31,8 +46,19 @@ def test_generate_writes_a_playable_mp4_and_its_metadata(triton, tmp_path, photo
 def test_generate_reports_invalid_input_with_its_exit_code(triton, tmp_path, photo_png):
     image = tmp_path / "in.png"
     image.write_bytes(photo_png)
-    run = i2v("generate", "--url", triton.endpoints.grpc_url, "--image", str(image), "--prompt", "waves",
-              "--num-frames", "99", "-o", str(tmp_path / "x.mp4"))
+    run = i2v(
+        "generate",
+        "--url",
+        triton.endpoints.grpc_url,
+        "--image",
+        str(image),
+        "--prompt",
+        "waves",
+        "--num-frames",
+        "99",
+        "-o",
+        str(tmp_path / "x.mp4"),
+    )
     assert run.returncode == EXIT_INVALID
     assert "num_frames must be between 8 and 32, got 99" in run.stderr
 
@@ -40,8 +66,9 @@ def test_generate_reports_invalid_input_with_its_exit_code(triton, tmp_path, pho
 def test_generate_against_no_server_says_unavailable(tmp_path, photo_png):
     image = tmp_path / "in.png"
     image.write_bytes(photo_png)
-    run = i2v("generate", "--url", "127.0.0.1:1", "--image", str(image), "--prompt", "waves",
-              "-o", str(tmp_path / "x.mp4"))
+    run = i2v(
+        "generate", "--url", "127.0.0.1:1", "--image", str(image), "--prompt", "waves", "-o", str(tmp_path / "x.mp4")
+    )
     assert run.returncode == EXIT_UNAVAILABLE
     assert "unreachable" in run.stderr
 
@@ -58,8 +85,21 @@ def test_batch_of_three_with_one_corrupt_image_writes_two_videos_and_a_manifest(
     (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     (folder / "c.png").write_bytes(photo_png)
     out = tmp_path / "videos"
-    run = i2v("generate", "--url", triton.endpoints.grpc_url, "--batch", str(folder), "--prompt", "waves",
-              "--steps", "10", "--num-frames", "8", "--output-dir", str(out))
+    run = i2v(
+        "generate",
+        "--url",
+        triton.endpoints.grpc_url,
+        "--batch",
+        str(folder),
+        "--prompt",
+        "waves",
+        "--steps",
+        "10",
+        "--num-frames",
+        "8",
+        "--output-dir",
+        str(out),
+    )
     assert run.returncode == 1, run.stderr  # one item failed
     manifest = json.loads((out / "manifest.json").read_text())["items"]
     assert [(item["name"], item["status"]) for item in manifest] == [("a", "ok"), ("b", "failed"), ("c", "ok")]
@@ -72,12 +112,23 @@ def test_batch_of_three_with_one_corrupt_image_writes_two_videos_and_a_manifest(
 
 def test_batch_from_jsonl_sets_parameters_per_line(triton, tmp_path, photo_png):
     (tmp_path / "in.png").write_bytes(photo_png)
-    lines = [{"image": "in.png", "prompt": "waves", "num_frames": 8, "seed": 1},
-             {"image": "in.png", "prompt": "storm", "num_frames": 16, "seed": 2}]
+    lines = [
+        {"image": "in.png", "prompt": "waves", "num_frames": 8, "seed": 1},
+        {"image": "in.png", "prompt": "storm", "num_frames": 16, "seed": 2},
+    ]
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    run = i2v("generate", "--url", triton.endpoints.grpc_url, "--batch", str(jobs), "--steps", "10",
-              "--output-dir", str(tmp_path / "out"))
+    run = i2v(
+        "generate",
+        "--url",
+        triton.endpoints.grpc_url,
+        "--batch",
+        str(jobs),
+        "--steps",
+        "10",
+        "--output-dir",
+        str(tmp_path / "out"),
+    )
     assert run.returncode == 0, run.stderr
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())["items"]
     assert [item["metadata"]["parameters"]["num_frames"] for item in manifest] == [8, 16]

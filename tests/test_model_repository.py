@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import json
 
-from google.protobuf import text_format
+from model_configs import read_config
 from tritonclient.grpc import model_config_pb2
 
 from i2v.export.parts import PART_NAMES, specs_for_pipeline
 from i2v.serving.model_info import ModelInfo
-
-
-def read_config(path):
-    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 
 
 def test_every_part_config_declares_the_exported_names_types_and_dims(model_repository, tiny_pipeline):

@@ -123,6 +123,7 @@ def test_server_killed_mid_request_gives_unavailable_then_serves_after_restart(m
     errors: list[Exception] = []
     try:
         with I2VClient(server.endpoints.grpc_url) as client:
+
             def kill_at_step_two(step, total):
                 if step == 2:
                     os.killpg(server.pid, signal.SIGKILL)
@@ -170,7 +171,9 @@ def test_soak_of_200_small_requests_keeps_server_memory_bounded(triton, photo_pn
     for thread in workers:
         thread.join(timeout=600)
     growth = server_rss_mb(triton) - baseline
-    print(f"soak: {len(done)} requests in {time.monotonic() - start:.0f} s; "
-          f"server RSS {baseline:.0f} MB -> {baseline + growth:.0f} MB ({growth:+.0f} MB)")
+    print(
+        f"soak: {len(done)} requests in {time.monotonic() - start:.0f} s; "
+        f"server RSS {baseline:.0f} MB -> {baseline + growth:.0f} MB ({growth:+.0f} MB)"
+    )
     assert len(done) == 200 and all(done)
     assert growth < 150, f"server memory grew by {growth:.0f} MB over 200 requests"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from google.protobuf import text_format
+from model_configs import parse_config
 from tritonclient.grpc import model_config_pb2
 
 from i2v.export.parts import PART_NAMES, part_specs
@@ -76,7 +76,7 @@ def test_config_dims_fix_what_every_profile_fixes_and_leave_the_rest_dynamic():
 def test_tensorrt_config_parses_and_declares_the_profile_dims(name):
     spec = SPECS[name]
     profiles = part_profiles(spec, SHAPES, VAE)
-    config = text_format.Parse(tensorrt_part_config(spec, profiles), model_config_pb2.ModelConfig())
+    config = parse_config(tensorrt_part_config(spec, profiles))
     assert config.platform == "tensorrt_plan" and config.max_batch_size == 0
     assert [t.name for t in config.input] == [t.name for t in spec.inputs]
     assert [t.name for t in config.output] == [t.name for t in spec.outputs]

@@ -42,14 +42,29 @@ def test_served_video_equals_diffusers_pipeline(
 ):
     steps = 10
     request = GenerationRequest(
-        image=photo_png, prompt=PROMPT, negative_prompt=NEGATIVE, height=height, width=width,
-        num_frames=num_frames, num_inference_steps=steps, guidance_scale=guidance, fps=fps, seed=seed,
+        image=photo_png,
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE,
+        height=height,
+        width=width,
+        num_frames=num_frames,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        fps=fps,
+        seed=seed,
         return_frames=True,
     )
     result = client.generate(request)
     expected = diffusers_frames(
-        tiny_pipeline, photo, height=height, width=width, num_frames=num_frames, steps=steps,
-        guidance=guidance, fps=fps, seed=seed,
+        tiny_pipeline,
+        photo,
+        height=height,
+        width=width,
+        num_frames=num_frames,
+        steps=steps,
+        guidance=guidance,
+        fps=fps,
+        seed=seed,
     )
     assert result.frames.shape == (num_frames, height, width, 3)
     # ONNX Runtime vs PyTorch differ by ~1e-6 in float; after rounding to uint8 a pixel may flip by one level.
@@ -67,8 +82,16 @@ def test_served_video_equals_diffusers_pipeline(
 
 def test_a_different_seed_gives_a_different_video(client, photo_png):
     def frames(seed):
-        request = GenerationRequest(image=photo_png, prompt=PROMPT, seed=seed, num_frames=8, height=64, width=64,
-                                    num_inference_steps=10, return_frames=True)
+        request = GenerationRequest(
+            image=photo_png,
+            prompt=PROMPT,
+            seed=seed,
+            num_frames=8,
+            height=64,
+            width=64,
+            num_inference_steps=10,
+            return_frames=True,
+        )
         return client.generate(request).frames.astype(np.int16)
 
     assert np.abs(frames(1) - frames(2)).mean() > 5
@@ -76,8 +99,9 @@ def test_a_different_seed_gives_a_different_video(client, photo_png):
 
 def test_progress_arrives_once_per_step_in_order_before_the_video(client, photo_png):
     seen = []
-    request = GenerationRequest(image=photo_png, prompt=PROMPT, num_inference_steps=12, num_frames=8,
-                                height=64, width=64)
+    request = GenerationRequest(
+        image=photo_png, prompt=PROMPT, num_inference_steps=12, num_frames=8, height=64, width=64
+    )
     result = client.generate(request, on_progress=lambda step, total: seen.append((step, total)))
     assert seen == [(step, 12) for step in range(1, 13)]
     assert [(p.step, p.total) for p in result.progress] == seen

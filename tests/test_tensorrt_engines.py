@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from google.protobuf import text_format
+from model_configs import read_config
 from tritonclient.grpc import model_config_pb2
 
 from i2v.export.parts import PART_NAMES, specs_for_pipeline
@@ -16,22 +16,28 @@ from i2v.export.tensorrt_engines import tensorrt_version
 from i2v.serving.model_info import ModelInfo, SupportedShapes
 
 TENSORRT = tensorrt_version()
-MISSING = [what for what, present in (
-    ("the tensorrt package (NVIDIA's TensorRT/Triton container, or `pip install tensorrt "
-     "--extra-index-url https://pypi.nvidia.com`; docs/tensorrt.md)", TENSORRT is not None),
-    ("a CUDA GPU", torch.cuda.is_available()),
-) if not present]
+MISSING = [
+    what
+    for what, present in (
+        (
+            "the tensorrt package (NVIDIA's TensorRT/Triton container, or `pip install tensorrt "
+            "--extra-index-url https://pypi.nvidia.com`; docs/tensorrt.md)",
+            TENSORRT is not None,
+        ),
+        ("a CUDA GPU", torch.cuda.is_available()),
+    )
+    if not present
+]
 needs_engines = pytest.mark.skipif(bool(MISSING), reason="needs " + " and ".join(MISSING))
-
-def read_config(path):
-    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 
 
 @pytest.mark.skipif(TENSORRT is not None, reason="TensorRT is installed here: the missing-TensorRT path cannot run")
 def test_tensorrt_export_without_tensorrt_fails_fast_saying_how_to_get_it(tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "i2v.cli", "export", "--runtime", "tensorrt", "--output", str(tmp_path / "repo")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 1
     assert "TensorRT is not installed" in run.stderr
@@ -51,8 +57,9 @@ def test_tensorrt_repository_has_plan_configs_matching_the_profiles(tiny_pipelin
         (version / "model.plan").write_bytes(b"engine")
         (version / "model.onnx").write_bytes(b"stale graph from an onnxruntime export")
         (version / "model.py").write_text("stale runner")
-    write_model_repository(tiny_pipeline, None, repository, source="tiny", runtime="tensorrt",
-                           supported_shapes=TINY_SUPPORTED_SHAPES)
+    write_model_repository(
+        tiny_pipeline, None, repository, source="tiny", runtime="tensorrt", supported_shapes=TINY_SUPPORTED_SHAPES
+    )
     specs = specs_for_pipeline(tiny_pipeline)
     for name in PART_NAMES:
         config = read_config(repository / name / "config.pbtxt")
@@ -76,12 +83,14 @@ def test_tensorrt_repository_needs_engines_and_a_shape_table_covering_the_defaul
     with pytest.raises(ValueError, match="needs supported_shapes"):
         write_model_repository(tiny_pipeline, None, tmp_path, source="tiny", runtime="tensorrt")
     with pytest.raises(FileNotFoundError, match="no TensorRT engine"):
-        write_model_repository(tiny_pipeline, None, tmp_path, source="tiny", runtime="tensorrt",
-                               supported_shapes=TINY_SUPPORTED_SHAPES)
+        write_model_repository(
+            tiny_pipeline, None, tmp_path, source="tiny", runtime="tensorrt", supported_shapes=TINY_SUPPORTED_SHAPES
+        )
     without_default = SupportedShapes(resolutions=((64, 64),))  # the tiny model's default is 64x96
     with pytest.raises(ValueError, match="default request is outside its supported shapes"):
-        write_model_repository(tiny_pipeline, None, tmp_path, source="tiny", runtime="tensorrt",
-                               supported_shapes=without_default)
+        write_model_repository(
+            tiny_pipeline, None, tmp_path, source="tiny", runtime="tensorrt", supported_shapes=without_default
+        )
 
 
 @pytest.mark.tensorrt
@@ -92,12 +101,20 @@ def test_tiny_engines_build_with_a_timing_cache_and_match_onnxruntime(tiny_pipel
     from i2v.export.repository import write_model_repository
 
     repository, cache = tmp_path / "repository", tmp_path / "timing.cache"
-    plans = build_tensorrt_engines(tiny_pipeline, onnx_paths, repository, TINY_SUPPORTED_SHAPES,
-                                   timing_cache=cache, engine_check="all", progress=False)
+    plans = build_tensorrt_engines(
+        tiny_pipeline,
+        onnx_paths,
+        repository,
+        TINY_SUPPORTED_SHAPES,
+        timing_cache=cache,
+        engine_check="all",
+        progress=False,
+    )
     assert all(plans[name].stat().st_size > 0 for name in PART_NAMES)
     assert cache.stat().st_size > 0
-    write_model_repository(tiny_pipeline, onnx_paths, repository, source="tiny", runtime="tensorrt",
-                           supported_shapes=TINY_SUPPORTED_SHAPES)
+    write_model_repository(
+        tiny_pipeline, onnx_paths, repository, source="tiny", runtime="tensorrt", supported_shapes=TINY_SUPPORTED_SHAPES
+    )
     assert read_config(repository / "unet" / "config.pbtxt").platform == "tensorrt_plan"
 
 

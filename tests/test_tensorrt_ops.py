@@ -50,8 +50,9 @@ def test_every_exported_part_uses_only_operators_tensorrt_parses(onnx_paths):
     for op in ("InstanceNormalization", "LayerNormalization", "MatMul", "Softmax", "Conv", "Range", "Cast"):
         assert unet[op] > 0, op
     model = onnx.load(str(onnx_paths["unet"]), load_external_data=False)
-    kernels = [list(a.ints) for n in model.graph.node if n.op_type == "Conv" for a in n.attribute
-               if a.name == "kernel_shape"]
+    kernels = [
+        list(a.ints) for n in model.graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "kernel_shape"
+    ]
     assert [3, 1, 1] in kernels  # Conv3d over frames is really in the checked graph
 
 
@@ -64,8 +65,12 @@ def test_planted_unsupported_operators_fail_the_check_by_name(tmp_path):
     ]
     path = save(tiny_model(nodes, extra_opsets=[helper.make_opsetid("com.example", 1)]), tmp_path / "p.onnx")
     with pytest.raises(UnsupportedOperatorError) as error:
-        check_tensorrt_ops({"planted": path, "fine": save(tiny_model([helper.make_node("Relu", ["x"], ["y"])]),
-                                                           tmp_path / "fine.onnx")})
+        check_tensorrt_ops(
+            {
+                "planted": path,
+                "fine": save(tiny_model([helper.make_node("Relu", ["x"], ["y"])]), tmp_path / "fine.onnx"),
+            }
+        )
     message = str(error.value)
     assert f"TensorRT {TENSORRT_VERSION}" in message and "planted:" in message
     assert "Unique (listed as unsupported, 1 node)" in message
@@ -78,11 +83,17 @@ def test_planted_unsupported_operators_fail_the_check_by_name(tmp_path):
 
 def test_operators_inside_branches_and_local_functions_are_checked(tmp_path):
     branch = helper.make_graph(
-        [helper.make_node("NonexistentInBranch", ["x"], ["z"])], "then", [],
+        [helper.make_node("NonexistentInBranch", ["x"], ["z"])],
+        "then",
+        [],
         [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4])],
     )
     function = helper.make_function(
-        "local", "Wrapped", ["i"], ["o"], [helper.make_node("MatMulInteger", ["i", "i"], ["o"])],
+        "local",
+        "Wrapped",
+        ["i"],
+        ["o"],
+        [helper.make_node("MatMulInteger", ["i", "i"], ["o"])],
         [helper.make_opsetid("", 18)],
     )
     nodes = [
@@ -126,8 +137,11 @@ def test_external_weights_are_not_read(tmp_path):
 FULL_SIZE_DIR = os.environ.get("I2V_FULL_SIZE_ONNX_DIR")
 
 
-@pytest.mark.skipif(not FULL_SIZE_DIR, reason="set I2V_FULL_SIZE_ONNX_DIR to a folder of full-size part graphs "
-                                              "(about 5 minutes and 9 GB of memory to export here)")
+@pytest.mark.skipif(
+    not FULL_SIZE_DIR,
+    reason="set I2V_FULL_SIZE_ONNX_DIR to a folder of full-size part graphs "
+    "(about 5 minutes and 9 GB of memory to export here)",
+)
 def test_full_size_graphs_use_only_operators_tensorrt_parses():
     paths = {name: Path(FULL_SIZE_DIR) / f"{name}.onnx" for name in PART_NAMES}
     reports = check_tensorrt_ops({name: path for name, path in paths.items() if path.exists()})

@@ -26,7 +26,10 @@ def shaped_triton(tiny_pipeline, onnx_paths, tmp_path_factory):
     from i2v.serving.triton_server import EmbeddedTritonServer
 
     repository = write_model_repository(
-        tiny_pipeline, onnx_paths, tmp_path_factory.mktemp("shaped-repository"), source="tiny",
+        tiny_pipeline,
+        onnx_paths,
+        tmp_path_factory.mktemp("shaped-repository"),
+        source="tiny",
         supported_shapes=SHAPES,
     )
     log = tmp_path_factory.mktemp("shaped-triton") / "server.log"
@@ -55,11 +58,16 @@ def test_repository_declares_its_supported_shapes(shaped_triton):
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"height": 96, "width": 96}, "height x width 96x96 is not supported by this model's TensorRT engines; "
-                                      "supported: 64x96, 64x64 (frames 8-16)"),
+        (
+            {"height": 96, "width": 96},
+            "height x width 96x96 is not supported by this model's TensorRT engines; "
+            "supported: 64x96, 64x64 (frames 8-16)",
+        ),
         ({"num_frames": 24}, "num_frames 24 is not supported by this model's TensorRT engines; supported: 8-16"),
-        ({"decode_chunk_size": 4}, "decode_chunk_size 4 is not supported by this model's TensorRT engines; "
-                                   "supported: 1-2"),
+        (
+            {"decode_chunk_size": 4},
+            "decode_chunk_size 4 is not supported by this model's TensorRT engines; supported: 1-2",
+        ),
     ],
     ids=["resolution", "frames", "decode-chunk"],
 )
@@ -75,7 +83,8 @@ def test_supported_shapes_are_served(shaped_triton, photo_png):
     with I2VClient(shaped_triton.endpoints.grpc_url) as client:
         result = client.generate(request(photo_png, num_frames=16, decode_chunk_size=2, return_frames=True))
         assert result.frames.shape == (16, 64, 64, 3)
-        default = client.generate(GenerationRequest(image=photo_png, prompt=PROMPT, num_inference_steps=10,
-                                                    num_frames=8))
+        default = client.generate(
+            GenerationRequest(image=photo_png, prompt=PROMPT, num_inference_steps=10, num_frames=8)
+        )
         assert (default.metadata["height"], default.metadata["width"]) == (64, 96)  # the model's default size
     assert part_calls(shaped_triton) > 0

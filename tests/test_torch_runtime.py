@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from google.protobuf import text_format
+from model_configs import read_config
 from tritonclient.grpc import model_config_pb2
 
 from i2v.client.grpc_client import I2VClient
@@ -41,10 +41,6 @@ def torch_triton(torch_repository, tmp_path_factory):
         yield server
 
 
-def read_config(path):
-    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-
-
 def test_torch_repository_holds_weights_and_the_torch_runner(torch_repository, tiny_pipeline):
     specs = specs_for_pipeline(tiny_pipeline)
     for name in PART_NAMES:
@@ -64,16 +60,34 @@ def test_torch_repository_holds_weights_and_the_torch_runner(torch_repository, t
 def test_torch_runtime_video_equals_diffusers_pipeline(torch_triton, tiny_pipeline, photo, photo_png):
     height, width, frames, steps, guidance, fps, seed = 64, 96, 8, 10, 7.5, 8, 1234
     with I2VClient(torch_triton.endpoints.grpc_url) as client:
-        result = client.generate(GenerationRequest(
-            image=photo_png, prompt=PROMPT, negative_prompt=NEGATIVE, height=height, width=width,
-            num_frames=frames, num_inference_steps=steps, guidance_scale=guidance, fps=fps, seed=seed,
-            return_frames=True,
-        ))
+        result = client.generate(
+            GenerationRequest(
+                image=photo_png,
+                prompt=PROMPT,
+                negative_prompt=NEGATIVE,
+                height=height,
+                width=width,
+                num_frames=frames,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                fps=fps,
+                seed=seed,
+                return_frames=True,
+            )
+        )
     torch.manual_seed(seed)  # the server seeds the posterior sample and the noise as diffusers does
     expected = tiny_pipeline(
-        prompt=PROMPT, negative_prompt=NEGATIVE, image=photo, height=height, width=width, num_frames=frames,
-        num_inference_steps=steps, guidance_scale=guidance, target_fps=fps,
-        generator=torch.Generator().manual_seed(seed), output_type="np",
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE,
+        image=photo,
+        height=height,
+        width=width,
+        num_frames=frames,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        target_fps=fps,
+        generator=torch.Generator().manual_seed(seed),
+        output_type="np",
     ).frames[0]
     expected = (expected * 255).round().astype(np.uint8)
     assert result.frames.shape == expected.shape == (frames, height, width, 3)
@@ -114,8 +128,10 @@ def test_torch_parts_run_fp16_on_cuda_close_to_fp32(torch_repository, tiny_pipel
         weights = torch_repository / name / "1" / "weights"
         reference = load_part_module(name, weights, "cpu", torch.float32)
         fast = load_part_module(name, weights, "cuda", torch.float16)
-        inputs = [torch.from_numpy(a) for a in part_inputs(tiny_pipeline, name, batch=2, height=64, width=64,
-                                                             frames=8).values()]
+        inputs = [
+            torch.from_numpy(a)
+            for a in part_inputs(tiny_pipeline, name, batch=2, height=64, width=64, frames=8).values()
+        ]
         expected = run_part_module(reference, inputs, torch.float32)
         got = run_part_module(fast, inputs, torch.float16)
         for e, g in zip(expected, got, strict=True):

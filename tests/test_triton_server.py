@@ -238,8 +238,12 @@ SERVE_SCRIPT = textwrap.dedent("""
 
 def start_serve(repository: Path) -> subprocess.Popen[str]:
     """`serve_forever` in its own interpreter, as `i2v serve` runs it."""
-    return subprocess.Popen([sys.executable, "-c", SERVE_SCRIPT, str(repository)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", SERVE_SCRIPT, str(repository)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_serve_forever_stops_cleanly_on_sigint(double_repository):
@@ -307,4 +311,3 @@ def test_serve_forever_stops_on_sigterm_during_start_up(tmp_path):
             process.kill()
     assert "stopping Triton (SIGTERM)" in process.stdout.read()
     assert processes_mentioning(str(repository)) == []
-

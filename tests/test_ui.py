@@ -21,13 +21,33 @@ from i2v.ui.app import CUSTOM, MODEL_DEFAULT, build_app, build_request  # noqa: 
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lighthouse.png"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+BROWSER_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def fields(**overrides):
-    values = dict(image_path=str(EXAMPLE), prompt="waves", negative_prompt="", resolution=MODEL_DEFAULT,
-                  height=512, width=512, num_frames=16, fps=16, steps=50, guidance=9.0, seed=0, randomize_seed=True)
+    values = dict(
+        image_path=str(EXAMPLE),
+        prompt="waves",
+        negative_prompt="",
+        resolution=MODEL_DEFAULT,
+        height=512,
+        width=512,
+        num_frames=16,
+        fps=16,
+        steps=50,
+        guidance=9.0,
+        seed=0,
+        randomize_seed=True,
+    )
     return {**values, **overrides}
 
 
@@ -43,8 +63,11 @@ def test_page_fields_become_a_request_with_model_defaults_left_out():
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
-    [({"image_path": None}, "add a picture first"), ({"prompt": "  "}, "write a prompt"),
-     ({"steps": 5}, "num_inference_steps must be between 10 and 100, got 5")],
+    [
+        ({"image_path": None}, "add a picture first"),
+        ({"prompt": "  "}, "write a prompt"),
+        ({"steps": 5}, "num_inference_steps must be between 10 and 100, got 5"),
+    ],
 )
 def test_bad_fields_are_explained_in_plain_words(overrides, message):
     with pytest.raises(InvalidParameterError, match=message):
@@ -118,5 +141,6 @@ def test_a_mistake_is_shown_in_the_page_and_the_page_still_works(page):
     page.locator("#prompt textarea").fill("clouds drifting")
     fill_small_settings(page, steps=10)
     page.locator("#generate").click()
-    page.wait_for_function("() => { const v = document.querySelector('#video video'); return v && v.duration > 0; }",
-                           timeout=90_000)
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#video video'); return v && v.duration > 0; }", timeout=90_000
+    )

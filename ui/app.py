@@ -104,21 +104,37 @@ def build_app(url: str, api_key: str | None = None, concurrency: int = 2) -> gr.
             with gr.Column():
                 image = gr.Image(label="Picture", type="filepath", sources=["upload", "clipboard"], elem_id="image")
                 prompt = gr.Textbox(label="Prompt", lines=2, placeholder="What should happen?", elem_id="prompt")
-                negative = gr.Textbox(label="Negative prompt", placeholder="What to avoid (optional)",
-                                      elem_id="negative")
+                negative = gr.Textbox(
+                    label="Negative prompt", placeholder="What to avoid (optional)", elem_id="negative"
+                )
                 with gr.Accordion("Advanced", open=False, elem_id="advanced"):
-                    resolution = gr.Dropdown([MODEL_DEFAULT, *RESOLUTION_PRESETS, CUSTOM], value=MODEL_DEFAULT,
-                                             label="Resolution", elem_id="resolution")
+                    resolution = gr.Dropdown(
+                        [MODEL_DEFAULT, *RESOLUTION_PRESETS, CUSTOM],
+                        value=MODEL_DEFAULT,
+                        label="Resolution",
+                        elem_id="resolution",
+                    )
                     with gr.Row():
                         height = gr.Number(value=512, precision=0, label="Height (custom)", elem_id="height")
                         width = gr.Number(value=512, precision=0, label="Width (custom)", elem_id="width")
-                    frames = gr.Slider(*NUM_FRAMES_RANGE, value=DEFAULTS.num_frames, step=1, label="Frames",
-                                       elem_id="frames")
+                    frames = gr.Slider(
+                        *NUM_FRAMES_RANGE, value=DEFAULTS.num_frames, step=1, label="Frames", elem_id="frames"
+                    )
                     fps = gr.Slider(*FPS_RANGE, value=DEFAULTS.fps, step=1, label="Frames per second", elem_id="fps")
-                    steps = gr.Slider(*STEPS_RANGE, value=DEFAULTS.num_inference_steps, step=1,
-                                      label="Denoising steps", elem_id="steps")
-                    guidance = gr.Slider(*GUIDANCE_RANGE, value=DEFAULTS.guidance_scale, step=0.5,
-                                         label="Guidance scale", elem_id="guidance")
+                    steps = gr.Slider(
+                        *STEPS_RANGE,
+                        value=DEFAULTS.num_inference_steps,
+                        step=1,
+                        label="Denoising steps",
+                        elem_id="steps",
+                    )
+                    guidance = gr.Slider(
+                        *GUIDANCE_RANGE,
+                        value=DEFAULTS.guidance_scale,
+                        step=0.5,
+                        label="Guidance scale",
+                        elem_id="guidance",
+                    )
                     with gr.Row():
                         seed = gr.Number(value=0, precision=0, minimum=SEED_RANGE[0], label="Seed", elem_id="seed")
                         randomize = gr.Checkbox(value=True, label="Random seed", elem_id="randomize")

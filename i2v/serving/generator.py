@@ -152,9 +152,9 @@ class VideoGenerator:
         resized = center_crop_wide(image, (params.width, params.height))
         pixels = self.image_processor.preprocess(resized).to(self.device)
         posterior = self.run_part("vae_encoder", {"image": pixels})
-        noise = torch.randn(
-            posterior["latent_mean"].shape, generator=torch.Generator().manual_seed(params.seed)
-        ).to(self.device)
+        noise = torch.randn(posterior["latent_mean"].shape, generator=torch.Generator().manual_seed(params.seed)).to(
+            self.device
+        )
         latents = (posterior["latent_mean"] + posterior["latent_std"] * noise) * self.info.vae_scaling_factor
         latents = latents.unsqueeze(2)
         n = params.num_frames

@@ -55,8 +55,7 @@ class SupportedShapes:
             raise InvalidParameterError(f"num_frames {params.num_frames} {where}; supported: {low}-{high}")
         if params.decode_chunk_size > self.max_decode_chunk_size:
             raise InvalidParameterError(
-                f"decode_chunk_size {params.decode_chunk_size} {where}; "
-                f"supported: 1-{self.max_decode_chunk_size}"
+                f"decode_chunk_size {params.decode_chunk_size} {where}; supported: 1-{self.max_decode_chunk_size}"
             )
 
     @classmethod

@@ -35,8 +35,10 @@ class RequestLog:
 
     def record(self, request_id: str, outcome: str, **fields) -> str:
         """Write the request's record (if a log file is set) and return it as one JSON line."""
-        line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "request_id": request_id,
-                           "outcome": outcome, **fields}, default=str)
+        line = json.dumps(
+            {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "request_id": request_id, "outcome": outcome, **fields},
+            default=str,
+        )
         if self._logger is not None:
             self._logger.info(line)
         return line

@@ -84,11 +84,15 @@ def find_tritonserver(python_version: tuple[int, int] | None = None) -> TritonIn
     binary = root / "bin" / "tritonserver"
     python_backend_dir = root / "backends" / "python"
     libs_dir = package_dir.parent / "nvidia_pytriton.libs"
-    for path, what in ((binary, "the tritonserver binary"), (python_backend_dir / "libtriton_python.so",
-                       "the Python backend"), (libs_dir, "the bundled shared libraries")):
+    for path, what in (
+        (binary, "the tritonserver binary"),
+        (python_backend_dir / "libtriton_python.so", "the Python backend"),
+        (libs_dir, "the bundled shared libraries"),
+    ):
         if not path.exists():
-            raise TritonServerError(f"nvidia-pytriton is incomplete: {what} is missing ({path}); "
-                                    f"reinstall it: {INSTALL_HINT}")
+            raise TritonServerError(
+                f"nvidia-pytriton is incomplete: {what} is missing ({path}); reinstall it: {INSTALL_HINT}"
+            )
     stubs_dir = root / "python_backend_stubs"
     stub = stubs_dir / version / STUB_NAME
     if not stub.is_file():
@@ -331,8 +335,9 @@ class EmbeddedTritonServer:
             except (OSError, http.client.HTTPException):
                 pass  # not listening yet, or listening but models still loading (HTTP 400)
             if time.monotonic() > deadline:
-                raise TritonServerError(self._failure_message(
-                    f"tritonserver did not become ready within {self.startup_timeout_s:g} s"))
+                raise TritonServerError(
+                    self._failure_message(f"tritonserver did not become ready within {self.startup_timeout_s:g} s")
+                )
             time.sleep(0.1)
 
     def _failure_message(self, what: str) -> str:
