@@ -27,8 +27,11 @@ PROMPT = "a lighthouse"
 
 
 def small(photo_png, **params) -> GenerationRequest:
-    return GenerationRequest(image=photo_png, prompt=PROMPT, **{"num_inference_steps": 10, "num_frames": 8,
-                                                                  "height": 64, "width": 64, **params})
+    return GenerationRequest(
+        image=photo_png,
+        prompt=PROMPT,
+        **{"num_inference_steps": 10, "num_frames": 8, "height": 64, "width": 64, **params},
+    )
 
 
 def test_async_client_streams_progress_then_the_result(triton, photo_png):
@@ -60,8 +63,9 @@ def test_cancel_mid_run_stops_the_server_at_the_next_step_and_frees_it(triton, c
             threading.Thread(target=client.cancel).start()
 
     with pytest.raises(CancelledError):
-        client.generate(small(photo_png, num_inference_steps=100, num_frames=16, width=96),
-                        on_progress=cancel_after_three)
+        client.generate(
+            small(photo_png, num_inference_steps=100, num_frames=16, width=96), on_progress=cancel_after_three
+        )
     assert max(steps_seen) < 100
     deadline = time.monotonic() + 30
     while "cancelled before step" not in triton.log_tail(200) and time.monotonic() < deadline:
@@ -87,7 +91,11 @@ def test_timeout_raises_its_own_error(triton, photo_png):
 
 
 def test_overloaded_server_refuses_the_excess_at_once_and_serves_the_rest(triton, photo_png):
-    """Queue of 4 plus 1 running: of 15 requests sent at once, some are refused immediately, the rest complete."""
+    """Queue of 4: of 15 requests sent at once, some are refused immediately, the rest complete.
+
+    At least the queue's 4 are served; whether a fifth is depends on the burst reaching Triton before or after its
+    scheduler hands the first request to the instance.
+    """
     outcomes: list[object] = []
 
     def one():
@@ -108,7 +116,7 @@ def test_overloaded_server_refuses_the_excess_at_once_and_serves_the_rest(triton
     assert len(outcomes) == 15
     assert refused, "no request was refused"
     assert all("Exceeds maximum queue size" in str(exc) for exc, _ in refused)
-    assert outcomes.count("ok") >= 5  # one running + a full queue
+    assert outcomes.count("ok") >= 4  # a full queue
 
 
 def test_unreachable_server_raises_unavailable():
@@ -123,8 +131,9 @@ def test_unreachable_server_raises_unavailable():
 def keyed_triton(model_repository, tmp_path_factory):
     from i2v.serving.triton_server import EmbeddedTritonServer
 
-    with EmbeddedTritonServer(model_repository, api_key="s3cret",
-                              log_file=tmp_path_factory.mktemp("keyed") / "server.log") as server:
+    with EmbeddedTritonServer(
+        model_repository, api_key="s3cret", log_file=tmp_path_factory.mktemp("keyed") / "server.log"
+    ) as server:
         yield server
 
 

@@ -52,26 +52,33 @@ class TritonPythonModel:
         return None
 
     def serve(self, request) -> None:
-        """Answer one request completely: progress, then the video or an error; log and count its outcome."""
+        """Answer one request completely: progress, then the video or an error.
+
+        The outcome is counted and logged before the final response goes out, so a client that has its answer
+        finds its request in the metrics and the request log.
+        """
         sender = request.get_response_sender()
         record: dict = {}
+        final = None
         try:
-            response, record = self.generate(request, sender)
-            sender.send(response, flags=FINAL)
+            final, record = self.generate(request, sender)
             outcome = "ok"
         except GenerationCancelled as exc:
-            sender.send(flags=FINAL)
             outcome, record["error"] = "cancelled", str(exc)
         except (InvalidParameterError, InvalidImageError) as exc:
-            sender.send(_error(f"invalid input: {exc}", "INVALID_ARG"), flags=FINAL)
+            final = _error(f"invalid input: {exc}", "INVALID_ARG")
             outcome, record["error"] = "invalid_input", str(exc)
         except Exception as exc:  # report, keep serving
-            sender.send(_error(f"generation failed: {type(exc).__name__}: {exc}", "INTERNAL"), flags=FINAL)
+            final = _error(f"generation failed: {type(exc).__name__}: {exc}", "INTERNAL")
             outcome, record["error"] = "internal", f"{type(exc).__name__}: {exc}"
         self.metrics.finish(outcome)
         line = self.request_log.record(request.request_id(), outcome, **record)
         log = pb_utils.Logger.log_error if outcome == "internal" else pb_utils.Logger.log_info
         log(f"i2vgen_xl request {line}")
+        if final is None:
+            sender.send(flags=FINAL)
+        else:
+            sender.send(final, flags=FINAL)
 
     def generate(self, request, sender) -> tuple[pb_utils.InferenceResponse, dict]:
         start = time.perf_counter()
