@@ -4,32 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
+from diffusers_reference import NEGATIVE, PROMPT, diffusers_frames
 
 from i2v.client.types import GenerationRequest
 from i2v.video import decode_mp4
-
-PROMPT = "a lighthouse in a storm"
-NEGATIVE = "blurry, static"
-
-
-def diffusers_frames(pipe, image, *, height, width, num_frames, steps, guidance, fps, seed) -> np.ndarray:
-    """The reference: diffusers' pipeline, seeded as the server seeds (global RNG and generator)."""
-    torch.manual_seed(seed)
-    frames = pipe(
-        prompt=PROMPT,
-        negative_prompt=NEGATIVE,
-        image=image,
-        height=height,
-        width=width,
-        num_frames=num_frames,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
-        target_fps=fps,
-        generator=torch.Generator().manual_seed(seed),
-        output_type="np",
-    ).frames[0]
-    return (frames * 255).round().astype(np.uint8)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from diffusers_reference import NEGATIVE, PROMPT, diffusers_frames
 from model_configs import read_config
 from tritonclient.grpc import model_config_pb2
 
@@ -18,9 +19,6 @@ from i2v.client.grpc_client import I2VClient
 from i2v.client.types import GenerationRequest
 from i2v.export.parts import PART_NAMES, specs_for_pipeline
 from i2v.serving.model_info import ModelInfo
-
-PROMPT = "a lighthouse in a storm"
-NEGATIVE = "blurry, static"
 
 
 @pytest.fixture(scope="module")
@@ -75,21 +73,17 @@ def test_torch_runtime_video_equals_diffusers_pipeline(torch_triton, tiny_pipeli
                 return_frames=True,
             )
         )
-    torch.manual_seed(seed)  # the server seeds the posterior sample and the noise as diffusers does
-    expected = tiny_pipeline(
-        prompt=PROMPT,
-        negative_prompt=NEGATIVE,
-        image=photo,
+    expected = diffusers_frames(
+        tiny_pipeline,
+        photo,
         height=height,
         width=width,
         num_frames=frames,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
-        target_fps=fps,
-        generator=torch.Generator().manual_seed(seed),
-        output_type="np",
-    ).frames[0]
-    expected = (expected * 255).round().astype(np.uint8)
+        steps=steps,
+        guidance=guidance,
+        fps=fps,
+        seed=seed,
+    )
     assert result.frames.shape == expected.shape == (frames, height, width, 3)
     difference = np.abs(result.frames.astype(np.int16) - expected.astype(np.int16))
     assert difference.max() <= 1, f"max difference {difference.max()} levels"
