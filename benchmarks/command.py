@@ -83,6 +83,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from i2v.benchmarks.harness import parse_grid, run_grid
     from i2v.benchmarks.runners import DiffusersRunner, InProcessRunner, ServedRunner
     from i2v.cli import EXAMPLE_IMAGE
+    from i2v.export.parts import vae_scale_factor
     from i2v.export.sources import load_pipeline
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -130,8 +131,7 @@ def run_bench(args: argparse.Namespace) -> int:
         for runner in runners:
             runner.close()
     machine = measure.machine_info()
-    vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-    unet_config = dict(pipe.unet.config)
+    unet_config, vae_scale = dict(pipe.unet.config), vae_scale_factor(pipe)
     extra["unet_tflops_per_step"] = {
         p.shape_label: measure.unet_flops_per_step(unet_config, p.height, p.width, p.frames, vae_scale) / 1e12
         for p in points

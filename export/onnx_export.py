@@ -29,7 +29,7 @@ from torch import nn
 from torch.export import Dim
 from tqdm.auto import tqdm
 
-from i2v.export.parts import PART_NAMES, PartSpec, specs_for_pipeline
+from i2v.export.parts import PART_NAMES, PartSpec, size_multiple, specs_for_pipeline, vae_scale_factor
 
 # The exporter's registry warns, once per part, that torchvision's detection ops are skipped: these graphs
 # use none of them, and torchvision is not a dependency.
@@ -244,7 +244,7 @@ def part_inputs(
     """
     spec = specs_for_pipeline(pipe)[name]
     rng = np.random.default_rng(seed)
-    factor = _vae_factor(pipe)
+    factor = vae_scale_factor(pipe)
     if height % factor or width % factor:
         raise ValueError(f"height and width must be multiples of {factor}, got {height}x{width}")
     sizes = {
@@ -290,14 +290,11 @@ def _random_input(pipe, name: str, shape: tuple[int, ...], rng: np.random.Genera
     return rng.standard_normal(shape)  # sample, image_latents, image_embeddings, encoder_hidden_states
 
 
-def _vae_factor(pipe) -> int:
-    """Pixels per latent: the VAE halves the size at every level but the last."""
-    return 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-
-
-def _unet_factor(pipe) -> int:
-    """The UNet halves latents at all levels but the last; its skip connections want sizes that divide."""
-    return 2 ** (len(pipe.unet.config.down_block_types) - 1)
+def sample_shape(pipe) -> tuple[int, int]:
+    """The (height, width) the export traces with: 64x96 where the model allows it (the tiny model), else 2x3
+    size steps (128x192 for the full-size model, whose sizes are multiples of 64: torch.export refuses 64x96)."""
+    multiple = size_multiple(pipe)
+    return (64, 96) if 64 % multiple == 0 and 96 % multiple == 0 else (2 * multiple, 3 * multiple)
 
 
 def _dynamic_shapes(spec: PartSpec, pipe) -> dict[str, dict[int, Dim] | None]:
@@ -308,7 +305,8 @@ def _dynamic_shapes(spec: PartSpec, pipe) -> dict[str, dict[int, Dim] | None]:
     free, torch.export would guard on the UNet's `size % factor` check and refuse or specialise the graph.
     `_name_dims` then gives the graph's axes the spec names.
     """
-    vae, unet = _vae_factor(pipe), _unet_factor(pipe)
+    vae = vae_scale_factor(pipe)
+    unet = size_multiple(pipe) // vae  # latents are halved by the UNet's levels
     cells_h, cells_w = Dim("latent_height_cells", min=1), Dim("latent_width_cells", min=1)
     dims = {
         "batch": Dim("batch", min=1),
@@ -352,18 +350,17 @@ def _name_dims(model: ir.Model, spec: PartSpec) -> None:
 # Export.
 
 
-def export_part(
-    pipe, name: str, path: Path, *, sample_height: int = 64, sample_width: int = 96, sample_frames: int = 8
-) -> Path:
+def export_part(pipe, name: str, path: Path, *, sample_frames: int = 8) -> Path:
     """Export one part to `path` with the names and dynamic axes of parts.py; returns the path written.
 
-    The sample shape only traces the graph (batch 2: torch.export specialises axes of size 1); every named
-    axis stays dynamic. A graph over protobuf's 2 GiB limit (the full-size UNet) keeps its weights beside it
-    in `<name>.onnx.data`; smaller ones are a single file.
+    The sample shape (`sample_shape`) only traces the graph (batch 2: torch.export specialises axes of size
+    1); every named axis stays dynamic. A graph over protobuf's 2 GiB limit (the full-size UNet) keeps its
+    weights beside it in `<name>.onnx.data`; smaller ones are a single file.
     """
     spec = specs_for_pipeline(pipe)[name]
     module = part_module(pipe, name, for_export=True)
-    sample = part_inputs(pipe, name, batch=2, height=sample_height, width=sample_width, frames=sample_frames)
+    height, width = sample_shape(pipe)
+    sample = part_inputs(pipe, name, batch=2, height=height, width=width, frames=sample_frames)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():

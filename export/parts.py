@@ -93,6 +93,17 @@ def specs_for_pipeline(pipe) -> dict[str, PartSpec]:
     )
 
 
+def vae_scale_factor(pipe) -> int:
+    """Pixels per latent: the VAE halves the size at every level but the last."""
+    return 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+
+
+def size_multiple(pipe) -> int:
+    """What height and width must be multiples of: the VAE's factor times the UNet's (it halves latents at all
+    levels but the last, and its skip connections want sizes that divide): 16 for the tiny model, 64 for the real."""
+    return vae_scale_factor(pipe) * 2 ** (len(pipe.unet.config.down_block_types) - 1)
+
+
 # Output names do not depend on sizes: the serving loop requests them by these names.
 OUTPUT_NAMES: dict[str, tuple[str, ...]] = {
     name: tuple(t.name for t in spec.outputs)

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from i2v.export.onnx_export import export_part, part_inputs
-from i2v.export.parts import PART_NAMES, specs_for_pipeline
+from i2v.export.onnx_export import export_all, part_inputs
+from i2v.export.parts import size_multiple, specs_for_pipeline, vae_scale_factor
 from i2v.export.profiles import OptimizationProfile, part_profiles, supported_shapes_for
 from i2v.export.repository import DEFAULT_MAX_QUEUE_SIZE, RUNTIMES, write_model_repository
 from i2v.export.sources import load_pipeline
@@ -82,7 +79,7 @@ def export_model_repository(
             max_queue_size=max_queue_size,
         )
     with tempfile.TemporaryDirectory(prefix="i2v-onnx-") as work:
-        paths = export_onnx(pipe, Path(work), progress=progress)
+        paths = export_all(pipe, Path(work), progress=progress)
         reports = [check_graph(path, name) for name, path in paths.items()]
         if progress:
             print(f"TensorRT {TENSORRT_VERSION} operator check:\n{format_reports(reports)}")
@@ -113,17 +110,6 @@ def export_model_repository(
         )
 
 
-def size_multiple(pipe) -> int:
-    """Pixels per step of height and width: VAE and UNet downsampling (16 for the tiny model, 64 for the real)."""
-    return 2 ** (len(pipe.vae.config.block_out_channels) - 1 + len(pipe.unet.config.down_block_types) - 1)
-
-
-def sample_shape(multiple: int) -> tuple[int, int]:
-    """The (height, width) the export traces with: 64x96 where the model allows it (the tiny model), else
-    2x3 size steps (128x192 for the full-size model, whose sizes are multiples of 64)."""
-    return (64, 96) if 64 % multiple == 0 and 96 % multiple == 0 else (2 * multiple, 3 * multiple)
-
-
 def check_shapes(multiple: int) -> tuple[dict[str, int], ...]:
     """validate.CHECK_SHAPES where the model allows them, else the same plan at its own size step: two
     resolutions and two frame counts, away from the sample shape, small enough for ONNX Runtime on a CPU."""
@@ -133,21 +119,6 @@ def check_shapes(multiple: int) -> tuple[dict[str, int], ...]:
         {"batch": 1, "height": multiple, "width": multiple, "frames": 8},
         {"batch": 2, "height": multiple, "width": 2 * multiple, "frames": 16},
     )
-
-
-def export_onnx(pipe, out_dir: Path, *, progress: bool = True) -> dict[str, Path]:
-    """`onnx_export.export_all` with a sample shape the model accepts: export_all traces at 64x96, which is
-    not a multiple of the full-size model's 64-pixel step (torch.export refuses it)."""
-    height, width = sample_shape(size_multiple(pipe))
-    paths: dict[str, Path] = {}
-    bar = tqdm(PART_NAMES, desc="ONNX export", unit="part", disable=not progress)
-    for name in bar:
-        bar.set_postfix_str(name)
-        start = time.perf_counter()
-        paths[name] = export_part(pipe, name, Path(out_dir) / f"{name}.onnx", sample_height=height, sample_width=width)
-        if progress:
-            bar.write(f"{name}: exported in {time.perf_counter() - start:.1f} s to {paths[name]}")
-    return paths
 
 
 def build_tensorrt_engines(
@@ -170,8 +141,7 @@ def build_tensorrt_engines(
 
     trt = require_tensorrt()
     specs = specs_for_pipeline(pipe)
-    vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-    profiles = {name: part_profiles(specs[name], shapes, vae_scale) for name in onnx_paths}
+    profiles = {name: part_profiles(specs[name], shapes, vae_scale_factor(pipe)) for name in onnx_paths}
     plans = {name: Path(repository) / name / "1" / "model.plan" for name in onnx_paths}
     cache = timing_cache or default_timing_cache(trt.__version__)
     build_engines(onnx_paths, plans, profiles, timing_cache=cache, progress=progress)

@@ -20,7 +20,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from i2v.export.parts import PartSpec, specs_for_pipeline
+from i2v.export.parts import PartSpec, size_multiple, specs_for_pipeline, vae_scale_factor
 from i2v.export.profiles import OptimizationProfile, config_dims, part_profiles
 from i2v.params import GenerationParams
 from i2v.serving.model_info import ModelInfo, SupportedShapes
@@ -46,17 +46,15 @@ TINY_DEFAULTS = {"height": 64, "width": 96, "num_frames": 16, "num_inference_ste
 def model_info_for(
     pipe, source: str, *, runtime: str = "onnxruntime", supported_shapes: SupportedShapes | None = None
 ) -> ModelInfo:
-    vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-    unet_downsamples = len(pipe.unet.config.down_block_types) - 1
     defaults = {k: v for k, v in GenerationParams(prompt="-").to_dict().items() if k not in ("prompt", "seed")}
     if source == "tiny":
         defaults.update(TINY_DEFAULTS)
     info = ModelInfo(
         source=source,
-        vae_scale_factor=vae_scale,
+        vae_scale_factor=vae_scale_factor(pipe),
         vae_scaling_factor=float(pipe.vae.config.scaling_factor),
         latent_channels=pipe.unet.config.in_channels,
-        size_multiple=vae_scale * 2**unet_downsamples,
+        size_multiple=size_multiple(pipe),
         text_len=pipe.tokenizer.model_max_length,
         defaults=defaults,
         runtime=runtime,
