@@ -11,7 +11,7 @@ RUNNERS = ("served", "onnxruntime", "torch", "diffusers", "diffusers-compile")
 # (grid, steps) when not given: the tiny model on a CPU in about a minute; any other model on a GPU at the
 # sizes people deploy.
 TINY_DEFAULTS = ("64x64x8,64x96x16", "10")
-FULL_SIZE_DEFAULTS = ("512x512x16,768x768x16", "25")
+FULL_SIZE_DEFAULTS = ("512x512x16,768x768x16,704x1280x16", "25")
 
 
 def add_bench_command(commands, formatter_class: type[argparse.HelpFormatter]) -> None:
@@ -82,7 +82,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from i2v.benchmarks import measure, report
     from i2v.benchmarks.harness import parse_grid, run_grid
     from i2v.benchmarks.runners import DiffusersRunner, InProcessRunner, ServedRunner
-    from i2v.cli import EXAMPLE_IMAGE
+    from i2v.examples import LIGHTHOUSE_IMAGE
     from i2v.export.parts import vae_scale_factor
     from i2v.export.sources import load_pipeline
 
@@ -99,10 +99,32 @@ def run_bench(args: argparse.Namespace) -> int:
     output = args.output or Path("benchmarks/results/local") / f"{Path(str(args.model)).name}-{time.strftime('%Y%m%d')}"
     repositories = served_repositories(args, device, output) if "served" in names and not args.url else []
     pipe = load_pipeline(args.model)
-    image = Image.open(EXAMPLE_IMAGE).convert("RGB")
+    image = Image.open(LIGHTHOUSE_IMAGE).convert("RGB")
+
+    machine = measure.machine_info()
+    unet_config, vae_scale = dict(pipe.unet.config), vae_scale_factor(pipe)
+    extra: dict = {
+        "unet_tflops_per_step": {
+            p.shape_label: measure.unet_flops_per_step(unet_config, p.height, p.width, p.frames, vae_scale) / 1e12
+            for p in points
+        },
+        "gpu_peak_tflops": measure.gpu_peak_tflops(machine.get("gpu")),
+    }
+    settings = {
+        "model": str(args.model),
+        "grid": args.grid or grid,
+        "steps": args.steps or steps,
+        "runners": names,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "device": device,
+    }
+
+    def write_partial(rows_so_far) -> None:
+        """Results so far, after every row: a stopped run (a GPU lease running out) keeps what it measured."""
+        report.write_results(report.to_json(rows_so_far, machine, settings, extra), output, plots=False)
 
     runners = []
-    extra: dict = {}
     try:
         for name in names:
             if name == "served" and args.url:
@@ -113,9 +135,10 @@ def run_bench(args: argparse.Namespace) -> int:
             elif name.startswith("diffusers"):
                 runners.append(DiffusersRunner(pipe, device, compile=name == "diffusers-compile"))
             else:
-                repository = in_process_repository(name, args.model, output, repositories)
+                repository = in_process_repository(name, pipe, args.model, output, repositories)
                 runners.append(InProcessRunner(name, repository, pipe, device if name == "torch" else "cpu"))
-        rows = run_grid(runners, points, image, warmup=args.warmup, repeats=args.repeats)
+        settings["served_runtimes"] = [r.name.removeprefix("served-") for r in runners if r.name.startswith("served-")]
+        rows = run_grid(runners, points, image, warmup=args.warmup, repeats=args.repeats, on_row=write_partial)
         served = next((r for r in runners if r.name.startswith("served-")), None)
         if served is not None and args.concurrency > 0:
             point = points[0]
@@ -130,23 +153,6 @@ def run_bench(args: argparse.Namespace) -> int:
     finally:
         for runner in runners:
             runner.close()
-    machine = measure.machine_info()
-    unet_config, vae_scale = dict(pipe.unet.config), vae_scale_factor(pipe)
-    extra["unet_tflops_per_step"] = {
-        p.shape_label: measure.unet_flops_per_step(unet_config, p.height, p.width, p.frames, vae_scale) / 1e12
-        for p in points
-    }
-    extra["gpu_peak_tflops"] = measure.gpu_peak_tflops(machine.get("gpu"))
-    settings = {
-        "model": str(args.model),
-        "grid": args.grid or grid,
-        "steps": args.steps or steps,
-        "runners": names,
-        "served_runtimes": [r.name.removeprefix("served-") for r in runners if r.name.startswith("served-")],
-        "warmup": args.warmup,
-        "repeats": args.repeats,
-        "device": device,
-    }
     result = report.to_json(rows, machine, settings, extra)
     paths = report.write_results(result, output)
     print(report.markdown_table(result))
@@ -180,14 +186,20 @@ def served_repositories(args: argparse.Namespace, device: str, output: Path) -> 
     return repositories
 
 
-def in_process_repository(runner: str, model: str, output: Path, served: list[Path]) -> Path:
+def in_process_repository(runner: str, pipe, model: str, output: Path, served: list[Path]) -> Path:
     """The in-process loop reads the pipeline assets of any repository, the onnxruntime runner also its graphs:
-    a served one where it fits, else an ONNX export under `output`."""
+    a served one where it fits; else, for torch, the pipeline assets alone (the modules are `pipe`'s: no
+    weights written, no ONNX export of a full-size model), and for onnxruntime an ONNX export under `output`."""
     from i2v.export.pipeline import export_model_repository
+    from i2v.export.repository import write_bls_pipeline
 
     for repository in served:
         if runner != "onnxruntime" or any(repository.glob("*/1/model.onnx")):
             return repository
+    if runner == "torch":
+        repository = output / "pipeline-torch"
+        write_bls_pipeline(pipe, repository, source=str(model), runtime="torch")
+        return repository
     repository = output / "model_repository-onnxruntime"
     if not (repository / "i2vgen_xl" / "config.pbtxt").exists():
         export_model_repository(model, repository, check=False)

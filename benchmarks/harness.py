@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from PIL import Image
@@ -44,9 +45,19 @@ def parse_grid(spec: str, steps: list[int]) -> list[GridPoint]:
 
 
 def run_grid(
-    runners: list[Runner], points: list[GridPoint], image: Image.Image, *, warmup: int, repeats: int, seed: int = 0
+    runners: list[Runner],
+    points: list[GridPoint],
+    image: Image.Image,
+    *,
+    warmup: int,
+    repeats: int,
+    seed: int = 0,
+    on_row: Callable[[list[Row]], None] | None = None,
 ) -> list[Row]:
-    """Every runner at every point: `warmup` untimed runs, then `repeats` timed ones under the memory sampler."""
+    """Every runner at every point: `warmup` untimed runs, then `repeats` timed ones under the memory sampler.
+
+    `on_row` gets the rows so far after each one, so a long GPU run that is stopped still leaves its results.
+    """
     rows = []
     with tqdm(total=len(runners) * len(points), desc="benchmark", unit="run") as bar:
         for point in points:
@@ -76,5 +87,7 @@ def run_grid(
                         max(torch_peaks) if torch_peaks else None,
                     )
                 )
+                if on_row is not None:
+                    on_row(rows)
                 bar.update()
     return rows

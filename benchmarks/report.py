@@ -150,8 +150,9 @@ def plot(result: dict, folder: Path) -> list[Path]:
     return paths
 
 
-def write_results(result: dict, folder: Path) -> list[Path]:
+def write_results(result: dict, folder: Path, *, plots: bool = True) -> list[Path]:
+    """results.json, results.md and (with `plots`) the PNGs; rewritten after every row while a run goes on."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     (folder / "results.md").write_text(markdown_table(result))
-    return [folder / "results.json", folder / "results.md", *plot(result, folder)]
+    return [folder / "results.json", folder / "results.md", *(plot(result, folder) if plots else [])]

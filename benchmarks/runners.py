@@ -203,6 +203,9 @@ def cuda_peak(device: torch.device):
         yield peak
         return
     torch.cuda.synchronize(device)
+    # Give cached blocks back first: in-process runners share this process, whose GPU memory NVML samples
+    # (the caching allocator's reserve only grows), so each run's NVML peak is then its own.
+    torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
     yield peak
     torch.cuda.synchronize(device)

@@ -125,16 +125,26 @@ def write_model_repository(
             config = part_config(spec, runtime, instance_kind, torch_dtype)
         (repository / name / "config.pbtxt").write_text(config)
 
-    version = repository / BLS_MODEL / "1"
+    version = write_bls_pipeline(pipe, repository, info=info)
+    (version / "model.py").write_text(_shim("i2v.serving.bls", "I2VGen-XL BLS: the whole generation loop"))
+    (repository / BLS_MODEL / "config.pbtxt").write_text(bls_config(max_queue_size, instance_kind))
+    return repository
+
+
+def write_bls_pipeline(
+    pipe, repository: Path, *, info: ModelInfo | None = None, source: str = "", runtime: str = "onnxruntime"
+) -> Path:
+    """`<repository>/i2vgen_xl/1/pipeline/`: what the sampling loop reads besides the parts (tokenizer, CLIP
+    processor, scheduler, model_info.json). Returns the version folder."""
+    info = info or model_info_for(pipe, source, runtime=runtime)
+    version = Path(repository) / BLS_MODEL / "1"
     pipeline_dir = version / "pipeline"
     pipeline_dir.mkdir(parents=True, exist_ok=True)
     pipe.tokenizer.save_pretrained(pipeline_dir / "tokenizer")
     pipe.feature_extractor.save_pretrained(pipeline_dir / "feature_extractor")
     pipe.scheduler.save_pretrained(pipeline_dir / "scheduler")
     info.save(pipeline_dir)
-    (version / "model.py").write_text(_shim("i2v.serving.bls", "I2VGen-XL BLS: the whole generation loop"))
-    (repository / BLS_MODEL / "config.pbtxt").write_text(bls_config(max_queue_size, instance_kind))
-    return repository
+    return version
 
 
 def _remove_other_runtimes(version: Path, runtime: str) -> None:

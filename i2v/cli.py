@@ -11,11 +11,11 @@ import os
 import sys
 from pathlib import Path
 
+from i2v.examples import LIGHTHOUSE_IMAGE
 from i2v.params import DECODE_CHUNK_RANGE, FPS_RANGE, GUIDANCE_RANGE, NUM_FRAMES_RANGE, STEPS_RANGE
 
 DEFAULT_REPOSITORY = Path("model_repository")
 DEFAULT_URL = "localhost:8001"
-EXAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "examples" / "lighthouse.png"
 EXAMPLE_PROMPT = "A lighthouse on a cliff, waves rolling in, clouds drifting by"
 
 # Exit codes that mean something to scripts.
@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--model-repository", type=Path, default=DEFAULT_REPOSITORY, help="exported here first if it holds no model"
     )
-    demo.add_argument("--image", type=Path, default=EXAMPLE_IMAGE, help="input picture")
+    demo.add_argument("--image", type=Path, default=LIGHTHOUSE_IMAGE, help="input picture")
     demo.add_argument("--prompt", default=EXAMPLE_PROMPT, help="what should happen in the video")
     demo.add_argument("-o", "--output", type=Path, default=Path("outputs/demo.mp4"), help="MP4 to write")
     add_generation_args(demo)

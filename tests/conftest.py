@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-EXAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "examples" / "lighthouse.png"
-
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
