@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
+
+from i2v.arguments import add_api_key_argument
+from i2v.params import MODEL_NAME
 
 RUNNERS = ("served", "onnxruntime", "torch", "diffusers", "diffusers-compile")
 # (grid, steps) when not given: the tiny model on a CPU in about a minute; any other model on a GPU at the
@@ -49,11 +51,7 @@ def add_bench_command(commands, formatter_class: type[argparse.HelpFormatter]) -
         help="measure a server already running here instead (e.g. NVIDIA's Triton image serving "
         "TensorRT engines: --url localhost:8001 --served-runtimes tensorrt names its rows)",
     )
-    bench.add_argument(
-        "--api-key",
-        default=os.environ.get("I2V_API_KEY"),
-        help="key for a --url server that restricts inference (env I2V_API_KEY)",
-    )
+    add_api_key_argument(bench, "key for a --url server that restricts inference")
     bench.add_argument("--warmup", type=int, default=1, help="untimed runs per point and runner")
     bench.add_argument("--repeats", type=int, default=3, help="timed runs per point and runner")
     bench.add_argument("--concurrency", type=int, default=2, help="clients for the served throughput run (0: skip)")
@@ -82,9 +80,9 @@ def run_bench(args: argparse.Namespace) -> int:
     from i2v.benchmarks import measure, report
     from i2v.benchmarks.harness import parse_grid, run_grid
     from i2v.benchmarks.runners import DiffusersRunner, InProcessRunner, ServedRunner
-    from i2v.examples import LIGHTHOUSE_IMAGE
-    from i2v.export.parts import vae_scale_factor
+    from i2v.examples import lighthouse_image
     from i2v.export.sources import load_pipeline
+    from i2v.model.parts import vae_scale_factor
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     default_runners = "served,torch,diffusers" if device == "cuda" else "served,onnxruntime,torch,diffusers"
@@ -99,7 +97,8 @@ def run_bench(args: argparse.Namespace) -> int:
     output = args.output or Path("benchmarks/results/local") / f"{Path(str(args.model)).name}-{time.strftime('%Y%m%d')}"
     repositories = served_repositories(args, device, output) if "served" in names and not args.url else []
     pipe = load_pipeline(args.model)
-    image = Image.open(LIGHTHOUSE_IMAGE).convert("RGB")
+    with lighthouse_image() as path:
+        image = Image.open(path).convert("RGB")
 
     machine = measure.machine_info()
     unet_config, vae_scale = dict(pipe.unet.config), vae_scale_factor(pipe)
@@ -178,7 +177,7 @@ def served_repositories(args: argparse.Namespace, device: str, output: Path) -> 
     repositories = []
     for runtime in runtimes:
         repository = output / f"model_repository-{runtime}"
-        if not (repository / "i2vgen_xl" / "config.pbtxt").exists():
+        if not (repository / MODEL_NAME / "config.pbtxt").exists():
             export_model_repository(
                 args.model, repository, check=False, runtime=runtime, device="gpu" if device == "cuda" else "cpu"
             )
@@ -201,6 +200,6 @@ def in_process_repository(runner: str, pipe, model: str, output: Path, served: l
         write_bls_pipeline(pipe, repository, source=str(model), runtime="torch")
         return repository
     repository = output / "model_repository-onnxruntime"
-    if not (repository / "i2vgen_xl" / "config.pbtxt").exists():
+    if not (repository / MODEL_NAME / "config.pbtxt").exists():
         export_model_repository(model, repository, check=False)
     return repository

@@ -8,8 +8,6 @@ from pathlib import Path
 
 from i2v.benchmarks.harness import Row
 
-STAGES = ("text_encoder", "image_encoder", "vae_encoder", "unet_per_step", "vae_decoder", "mp4_encode")
-
 
 def to_json(rows: list[Row], machine: dict, settings: dict, extra: dict) -> dict:
     return {

@@ -24,12 +24,10 @@ import torch
 from PIL import Image
 
 from i2v.client import GenerationRequest, I2VClient
-from i2v.params import GenerationParams
+from i2v.examples import LIGHTHOUSE_PROMPT
+from i2v.model.modules import run_part_module
+from i2v.params import MODEL_NAME, GenerationParams
 from i2v.serving.generator import VideoGenerator
-from i2v.serving.torch_parts import run_part_module
-
-PROMPT = "A lighthouse on a cliff, waves rolling in"
-RUNNERS_FOR_TESTS = ("served-onnxruntime", "onnxruntime", "torch", "diffusers")
 
 
 @dataclass(frozen=True)
@@ -46,6 +44,17 @@ class GridPoint:
     @property
     def shape_label(self) -> str:
         return f"{self.height}x{self.width}x{self.frames}"
+
+    def parameters(self, seed: int) -> dict:
+        """The request parameters of one run at this point (everything else: the model's defaults)."""
+        return {
+            "prompt": LIGHTHOUSE_PROMPT,
+            "height": self.height,
+            "width": self.width,
+            "num_frames": self.frames,
+            "num_inference_steps": self.steps,
+            "seed": seed,
+        }
 
 
 @dataclass
@@ -78,13 +87,13 @@ class ServedRunner(Runner):
         runtime: str = "remote",
         api_key: str | None = None,
     ):
-        from i2v.serving.model_info import ModelInfo
+        from i2v.model.info import ModelInfo
         from i2v.serving.triton_server import EmbeddedTritonServer
 
         self.server = None
         self.pids: list[int] = []
         if url is None:
-            runtime = ModelInfo.load(Path(model_repository) / "i2vgen_xl" / "1" / "pipeline").runtime
+            runtime = ModelInfo.load(Path(model_repository) / MODEL_NAME / "1" / "pipeline").runtime
             self.server = EmbeddedTritonServer(model_repository)
             self.server.start()
             url = self.server.endpoints.grpc_url
@@ -96,15 +105,7 @@ class ServedRunner(Runner):
     def request(self, image: Image.Image, point: GridPoint, seed: int) -> GenerationRequest:
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
-        return GenerationRequest(
-            image=buffer.getvalue(),
-            prompt=PROMPT,
-            height=point.height,
-            width=point.width,
-            num_frames=point.frames,
-            num_inference_steps=point.steps,
-            seed=seed,
-        )
+        return GenerationRequest(image=buffer.getvalue(), **point.parameters(seed))
 
     def run(self, image, point, seed):
         request = self.request(image, point, seed)  # a caller holds the image file: its PNG encode is not timed
@@ -143,17 +144,10 @@ class InProcessRunner(Runner):
             run_part = OnnxRuntimeParts(model_repository)
         else:
             run_part = TorchParts(pipe, self.device, half_precision_on_gpu(self.device))
-        self.generator = VideoGenerator(model_repository / "i2vgen_xl" / "1" / "pipeline", run_part, self.device)
+        self.generator = VideoGenerator(model_repository / MODEL_NAME / "1" / "pipeline", run_part, self.device)
 
     def run(self, image, point, seed):
-        params = GenerationParams(
-            prompt=PROMPT,
-            height=point.height,
-            width=point.width,
-            num_frames=point.frames,
-            num_inference_steps=point.steps,
-            seed=seed,
-        )
+        params = GenerationParams(**point.parameters(seed))
         with cuda_peak(self.device) as peak:
             start = time.perf_counter()
             video = self.generator(image, params)
@@ -177,7 +171,7 @@ class DiffusersRunner(Runner):
         with cuda_peak(self.device) as peak, torch.no_grad():
             start = time.perf_counter()
             self.pipe(
-                prompt=PROMPT,
+                prompt=LIGHTHOUSE_PROMPT,
                 image=image,
                 height=point.height,
                 width=point.width,
@@ -233,8 +227,8 @@ class TorchParts:
     """`run_part` over the PyTorch part modules (the ones the ONNX graphs are traced from)."""
 
     def __init__(self, pipe, device: torch.device, dtype: torch.dtype = torch.float32):
-        from i2v.export.onnx_export import part_module
-        from i2v.export.parts import OUTPUT_NAMES
+        from i2v.model.modules import part_module
+        from i2v.model.parts import OUTPUT_NAMES
 
         self.output_names = OUTPUT_NAMES
         self.dtype = dtype

@@ -1,7 +1,7 @@
 """gRPC client for the `i2vgen_xl` Triton model: `I2VClient` (blocking) and `AsyncI2VClient` (asyncio)."""
 
 from i2v.client.errors import (
-    CancelledError,
+    GenerationCancelledError,
     GenerationError,
     GenerationTimeoutError,
     I2VError,
@@ -14,7 +14,7 @@ from i2v.client.types import GenerationRequest, GenerationResult, Progress
 
 __all__ = [
     "AsyncI2VClient",
-    "CancelledError",
+    "GenerationCancelledError",
     "GenerationError",
     "GenerationRequest",
     "GenerationResult",

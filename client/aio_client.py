@@ -1,18 +1,23 @@
-"""asyncio gRPC client: the same request as `I2VClient`, progress as an async iterator."""
+"""asyncio gRPC client: the same request as `I2VClient`, progress as an async iterator.
+
+Cancellation is asyncio's own: cancelling the task that awaits `generate` (or leaving `stream`'s loop)
+cancels the request on the server, and the task still ends with `asyncio.CancelledError`, so
+`asyncio.timeout`, `TaskGroup` and `task.cancel()` behave as they do with any other library.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
-from i2v.client.errors import CancelledError
+from i2v.client.errors import GenerationCancelledError
 from i2v.client.grpc_client import (
     ClientBase,
     ProgressCallback,
     client_error,
+    parse_model_defaults,
     read_response,
     stream_request,
 )
@@ -42,6 +47,14 @@ class AsyncI2VClient(ClientBase):
             raise self._unreachable(exc) from exc
         self._check_ready(ready)
 
+    async def model_defaults(self) -> dict:
+        """What the served model uses for each parameter a request leaves out (the seed: a random one)."""
+        try:
+            config = await self._client.get_model_config(self.model_name, headers=self.headers, as_json=True)
+        except InferenceServerException as exc:
+            raise client_error(exc) from exc
+        return parse_model_defaults(config["config"])
+
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Progress | GenerationResult]:
         """Progress events in order, then the result. Leaving the loop early cancels the request on the server."""
         call = {"model_name": self.model_name, **stream_request(request)}
@@ -65,10 +78,10 @@ class AsyncI2VClient(ClientBase):
                     return
         except InferenceServerException as exc:
             raise client_error(exc) from exc
-        except asyncio.CancelledError as exc:
-            raise CancelledError("the request was cancelled") from exc
         finally:
-            responses.cancel()  # no-op once the stream has ended; otherwise the server sees the cancellation
+            # No-op once the stream has ended; otherwise (the task was cancelled, the caller left the loop) the
+            # server sees the cancellation and stops at its next step. asyncio.CancelledError propagates as is.
+            responses.cancel()
 
     async def generate(
         self, request: GenerationRequest, on_progress: ProgressCallback | None = None
@@ -79,4 +92,4 @@ class AsyncI2VClient(ClientBase):
                 return event
             if on_progress is not None:
                 on_progress(event.step, event.total)
-        raise CancelledError("the stream ended without a video")
+        raise GenerationCancelledError("the stream ended without a video")

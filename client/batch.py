@@ -30,16 +30,18 @@ class BatchItem:
     name: str = ""
 
 
-def items_from_folder(folder: Path, prompt: str, params: dict) -> list[BatchItem]:
-    """Every image in `folder` (sorted by name), all with the same prompt and parameters."""
+def items_from_folder(folder: Path, params: dict) -> list[BatchItem]:
+    """Every image in `folder` (sorted by name), all with the same prompt and parameters (`params["prompt"]`)."""
     images = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise ValueError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
-    return [BatchItem(image, prompt, dict(params), image.stem) for image in images]
+    rest = {k: v for k, v in params.items() if k != "prompt"}
+    return [BatchItem(image, params["prompt"], dict(rest), image.stem) for image in images]
 
 
 def items_from_jsonl(path: Path, defaults: dict) -> list[BatchItem]:
-    """One JSON object a line: {"image": path (relative to the file), "prompt": ..., any parameter}."""
+    """One JSON object a line: {"image": path (relative to the file), "prompt": ..., any parameter}; `defaults`
+    (the command line's parameters, the prompt among them) fill what a line leaves out."""
     items = []
     for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
         if not line.strip():

@@ -14,47 +14,53 @@ from collections.abc import Callable
 
 import numpy as np
 import tritonclient.grpc as grpcclient
-from tritonclient.utils import InferenceServerException
+from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
-from i2v.client.errors import CancelledError, I2VError, ServerUnavailableError, error_from_server
+from i2v.client.errors import GenerationCancelledError, I2VError, ServerUnavailableError, error_from_server
 from i2v.client.types import GenerationRequest, GenerationResult, Progress
+from i2v.params import MODEL_NAME, parameter, parameters
 
-MODEL_NAME = "i2vgen_xl"
 API_KEY_HEADER = "triton-grpc-protocol-api-key"
+DEFAULT_PREFIX = "default."  # the BLS config's parameters that hold the model's defaults
 ProgressCallback = Callable[[int, int], None]  # (step, total)
-
-_INPUT_TYPES = {
-    "negative_prompt": ("BYTES", np.object_),
-    "height": ("INT32", np.int32),
-    "width": ("INT32", np.int32),
-    "num_frames": ("INT32", np.int32),
-    "fps": ("INT32", np.int32),
-    "num_inference_steps": ("INT32", np.int32),
-    "guidance_scale": ("FP32", np.float32),
-    "seed": ("INT64", np.int64),
-    "decode_chunk_size": ("INT32", np.int32),
-}
 
 
 def build_inputs(request: GenerationRequest) -> list[grpcclient.InferInput]:
-    """Request → Triton input tensors; parameters left as None are not sent (the server's defaults apply)."""
-    values: dict[str, tuple[str, np.ndarray]] = {
-        "image": ("BYTES", np.array([bytes(request.image)], dtype=np.object_)),
-        "prompt": ("BYTES", np.array([request.prompt.encode()], dtype=np.object_)),
-    }
+    """Request → Triton input tensors, typed by the parameter table; parameters left out are not sent (the
+    server's defaults apply)."""
+    tensors: dict[str, tuple[str, np.ndarray]] = {"image": ("BYTES", np.array([bytes(request.image)], np.object_))}
     for name, value in request.parameters().items():
-        if name == "prompt":
-            continue
-        triton_type, dtype = _INPUT_TYPES[name]
-        values[name] = (triton_type, np.array([value.encode() if isinstance(value, str) else value], dtype))
-    if request.return_frames:
-        values["return_frames"] = ("BOOL", np.array([True], dtype=np.bool_))
+        dtype = parameter(name).triton_dtype
+        element = value.encode() if isinstance(value, str) else value
+        tensors[name] = (dtype, np.array([element], dtype=triton_to_np_dtype(dtype)))
     inputs = []
-    for name, (triton_type, array) in values.items():
+    for name, (triton_type, array) in tensors.items():
         tensor = grpcclient.InferInput(name, list(array.shape), triton_type)
         tensor.set_data_from_numpy(array)
         inputs.append(tensor)
     return inputs
+
+
+def parse_model_defaults(config: dict) -> dict:
+    """The served model's defaults from its config (`get_model_config(..., as_json=True)["config"]`), typed
+    by the parameter table; parameters the server does not list keep the table's defaults."""
+    listed = {
+        key.removeprefix(DEFAULT_PREFIX): value.get("string_value", "")
+        for key, value in config.get("parameters", {}).items()
+        if key.startswith(DEFAULT_PREFIX)
+    }
+    defaults = {}
+    for entry in parameters():
+        if not entry.model_default:
+            continue
+        text = listed.get(entry.name)
+        if text is None:
+            defaults[entry.name] = entry.default
+        elif entry.type is bool:
+            defaults[entry.name] = text.lower() == "true"
+        else:
+            defaults[entry.name] = entry.type(text)
+    return defaults
 
 
 def stream_request(request: GenerationRequest) -> dict:
@@ -70,8 +76,7 @@ def stream_request(request: GenerationRequest) -> dict:
 def client_error(error: Exception) -> I2VError:
     """A Triton or gRPC error → the typed exception a caller can act on, with the server's message."""
     if isinstance(error, InferenceServerException):
-        status = error.status()
-        return error_from_server(f"{error.message()} ({status})" if status else error.message())
+        return error_from_server(error.message(), error.status())
     return error_from_server(str(error))
 
 
@@ -84,7 +89,7 @@ def read_response(result) -> Progress | GenerationResult | None:
         return None
     video = result.as_numpy("video")
     if video is None:
-        raise CancelledError("the server ended the request without a video (cancelled)")
+        raise GenerationCancelledError("the server ended the request without a video (cancelled)")
     return GenerationResult(
         video=bytes(video[0]),
         metadata=json.loads(bytes(result.as_numpy("metadata")[0])),
@@ -93,7 +98,7 @@ def read_response(result) -> Progress | GenerationResult | None:
 
 
 class ClientBase:
-    """Where the server is and how to talk to it; shared by `I2VClient` and `AsyncI2VClient`."""
+    """Where the server is and how to talk to it; shared by every client of this package."""
 
     def __init__(
         self,
@@ -116,33 +121,52 @@ class ClientBase:
             raise ServerUnavailableError(f"model {self.model_name!r} is not ready on {self.url}")
 
 
-class I2VClient(ClientBase):
-    """Generate videos on a Triton server that serves `i2vgen_xl` (blocking calls; see `AsyncI2VClient`)."""
+class SyncClient(ClientBase):
+    """A blocking gRPC connection, closed with the client (`with` or `close()`)."""
 
     def __init__(self, url: str = "localhost:8001", **settings):
         super().__init__(url, **settings)
         self._client = grpcclient.InferenceServerClient(url)
-        self._cancelled = threading.Event()
 
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> I2VClient:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _call(self, method, *args, **kwargs):
+        """A unary call with this client's headers; Triton's errors become the typed ones."""
+        try:
+            return method(*args, headers=self.headers, **kwargs)
+        except InferenceServerException as exc:
+            raise client_error(exc) from exc
+
+
+class I2VClient(SyncClient):
+    """Generate videos on a Triton server that serves `i2vgen_xl` (blocking calls; see `AsyncI2VClient`)."""
+
+    def __init__(self, url: str = "localhost:8001", **settings):
+        super().__init__(url, **settings)
+        self._cancelled = threading.Event()
+
     def wait_until_ready(self) -> None:
         """Raise `ServerUnavailableError` unless the server answers and the model is loaded."""
-        try:
+        try:  # health is never restricted: any error here means the server is not there
             ready = self._client.is_model_ready(self.model_name, headers=self.headers)
         except InferenceServerException as exc:
             raise self._unreachable(exc) from exc
         self._check_ready(ready)
 
+    def model_defaults(self) -> dict:
+        """What the served model uses for each parameter a request leaves out (the seed: a random one)."""
+        return parse_model_defaults(self._call(self._client.get_model_config, self.model_name, as_json=True)["config"])
+
     def cancel(self) -> None:
-        """Cancel the request in flight (call from another thread); `generate` then raises `CancelledError`."""
+        """Cancel the request in flight (call from another thread); `generate` then raises
+        `GenerationCancelledError`."""
         self._cancelled.set()
         self._client.stop_stream(cancel_requests=True)
 
@@ -169,7 +193,7 @@ class I2VClient(ClientBase):
             while True:
                 result, error = responses.get()
                 if self._cancelled.is_set():
-                    raise CancelledError("the request was cancelled")
+                    raise GenerationCancelledError("the request was cancelled")
                 if error is not None:
                     raise client_error(error)
                 event = read_response(result)

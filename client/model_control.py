@@ -7,10 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import tritonclient.grpc as grpcclient
-from tritonclient.utils import InferenceServerException
-
-from i2v.client.grpc_client import API_KEY_HEADER, client_error
+from i2v.client.grpc_client import SyncClient
 
 
 @dataclass(frozen=True)
@@ -21,24 +18,10 @@ class ModelState:
     reason: str
 
 
-class ModelControl:
-    def __init__(self, url: str = "localhost:8001", *, api_key: str | None = None):
-        self.url = url
-        self.headers = {API_KEY_HEADER: api_key} if api_key else None
-        self._client = grpcclient.InferenceServerClient(url)
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> ModelControl:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
+class ModelControl(SyncClient):
     def list(self) -> list[ModelState]:
-        """Every model in the repository with its state, loaded or not."""
-        index = self._call(self._client.get_model_repository_index, headers=self.headers, as_json=True)
+        """Every model in the repository with its state, loaded or not. Changes nothing."""
+        index = self._call(self._client.get_model_repository_index, as_json=True)
         return [
             ModelState(m["name"], m.get("version", ""), m.get("state", ""), m.get("reason", ""))
             for m in index.get("models", [])
@@ -46,14 +29,7 @@ class ModelControl:
 
     def load(self, name: str) -> None:
         """Load `name`, or reload it from the repository (new versions are picked up) without a restart."""
-        self._call(self._client.load_model, name, headers=self.headers)
+        self._call(self._client.load_model, name)
 
     def unload(self, name: str) -> None:
-        self._call(self._client.unload_model, name, headers=self.headers)
-
-    @staticmethod
-    def _call(method, *args, **kwargs):
-        try:
-            return method(*args, **kwargs)
-        except InferenceServerException as exc:
-            raise client_error(exc) from exc
+        self._call(self._client.unload_model, name)

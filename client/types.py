@@ -5,43 +5,55 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from i2v.params import GenerationParams, InvalidParameterError, check_value
+from i2v.params import InvalidParameterError, parameter, parameters
 
 
-@dataclass
 class GenerationRequest:
-    """An image and a prompt; every other field left as None takes the served model's default."""
+    """An image and a prompt, plus any parameter of the table by name (`i2v.params.PARAMETERS`); a parameter
+    left out (or None) takes the served model's default.
 
-    image: bytes
-    prompt: str
-    negative_prompt: str | None = None
-    height: int | None = None
-    width: int | None = None
-    num_frames: int | None = None
-    fps: int | None = None
-    num_inference_steps: int | None = None
-    guidance_scale: float | None = None
-    seed: int | None = None
-    decode_chunk_size: int | None = None
-    return_frames: bool = False
+        GenerationRequest(image=png_bytes, prompt="a cat in the grass", num_frames=16, seed=42)
+
+    Parameters read back as attributes (`request.num_frames`; None when not set). An unknown name is refused
+    at once, listing the known ones.
+    """
+
+    def __init__(self, image: bytes, prompt: str, **params: Any) -> None:
+        for name in params:
+            parameter(name)
+        self.image = image
+        self.prompt = prompt
+        self._params = {name: value for name, value in params.items() if value is not None and name != "prompt"}
 
     @classmethod
-    def from_file(cls, image: str | Path, prompt: str, **params) -> GenerationRequest:
+    def from_file(cls, image: str | Path, prompt: str, **params: Any) -> GenerationRequest:
         return cls(image=Path(image).read_bytes(), prompt=prompt, **params)
 
-    def parameters(self) -> dict:
-        """The generation parameters that are set, by name."""
-        return {name: getattr(self, name) for name in GenerationParams.field_names() if getattr(self, name) is not None}
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        parameter(name)  # an AttributeError would hide a typo; this names the known parameters
+        return self._params.get(name)
+
+    def __repr__(self) -> str:
+        params = "".join(f", {k}={v!r}" for k, v in self._params.items())
+        return f"GenerationRequest(image=<{len(self.image)} bytes>, prompt={self.prompt!r}{params})"
+
+    def parameters(self) -> dict[str, Any]:
+        """The parameters that are set, by name, the prompt first."""
+        return {"prompt": self.prompt, **self._params}
 
     def validate(self) -> GenerationRequest:
         """The server's checks, run before anything is sent (the server also checks its size multiple)."""
         if not isinstance(self.image, (bytes, bytearray)) or not self.image:
             raise InvalidParameterError("image must be the non-empty bytes of an image file")
-        for name, value in self.parameters().items():
-            check_value(name, value)
+        for entry in parameters():
+            if entry.name == "prompt" or entry.name in self._params:
+                entry.check(self.parameters()[entry.name])
         return self
 
 

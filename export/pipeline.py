@@ -17,17 +17,16 @@ import os
 import tempfile
 from pathlib import Path
 
-from i2v.export.onnx_export import export_all, part_inputs
-from i2v.export.parts import size_multiple, specs_for_pipeline, vae_scale_factor
+from i2v.export.onnx_export import export_all
+from i2v.export.options import DEFAULT_MAX_QUEUE_SIZE, DEVICES, ENGINE_CHECKS
 from i2v.export.profiles import OptimizationProfile, part_profiles, supported_shapes_for
-from i2v.export.repository import DEFAULT_MAX_QUEUE_SIZE, RUNTIMES, write_model_repository
+from i2v.export.repository import write_model_repository
+from i2v.export.sample_inputs import part_inputs
 from i2v.export.sources import load_pipeline
 from i2v.export.trt_ops import TENSORRT_VERSION, UnsupportedOperatorError, check_graph, format_reports
 from i2v.export.validate import CHECK_SHAPES, check_all
-from i2v.serving.model_info import SupportedShapes
-
-DEVICES = ("auto", "cpu", "gpu")
-ENGINE_CHECKS = ("smallest", "all", "none")
+from i2v.model.info import RUNTIMES, SupportedShapes
+from i2v.model.parts import size_multiple, specs_for_pipeline, vae_scale_factor
 
 
 def default_timing_cache(version: str) -> Path:

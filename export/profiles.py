@@ -20,29 +20,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from i2v.export.parts import PartSpec, TensorSpec
-from i2v.params import NUM_FRAMES_RANGE, RESOLUTION_PRESETS
-from i2v.serving.model_info import SupportedShapes
-
-# Batch ranges (min, opt, max) per part. The UNet sees cond + uncond in one batch under guidance (2) and 1
-# with guidance off; the text encoder the same; the image encoder and the VAE encoder one image per request
-# (the unconditional image embedding is zeros, made by the server); the VAE decoder a chunk of frames.
-PART_BATCH: dict[str, tuple[int, int, int]] = {
-    "text_encoder": (1, 2, 2),
-    "image_encoder": (1, 1, 2),
-    "vae_encoder": (1, 1, 1),
-    "unet": (1, 2, 2),
-}
-DECODE_CHUNK_OPT = 1  # the serving default decode_chunk_size
-OPT_FRAMES = 16  # the serving default num_frames: TensorRT tunes for it
+from i2v.model.info import SupportedShapes, request_frame_range
+from i2v.model.parts import SIZE_FREE_SPECS, PartSpec, TensorSpec
+from i2v.params import RESOLUTION_PRESETS, parameter
 
 # The production table: the resolution presets (512p, 768p, 1024p; square and 16:9 where they fit the
 # 1280-pixel size limit), 8-32 frames, VAE decode chunks up to 8 frames.
 DEFAULT_SUPPORTED_SHAPES = SupportedShapes(
-    resolutions=tuple(RESOLUTION_PRESETS.values()), num_frames=NUM_FRAMES_RANGE, max_decode_chunk_size=8
+    resolutions=tuple(RESOLUTION_PRESETS.values()), num_frames=request_frame_range(), max_decode_chunk_size=8
 )
 # The tiny model's own sizes (its default 64x96 and a square), for building its engines on a GPU host.
-TINY_SUPPORTED_SHAPES = SupportedShapes(resolutions=((64, 64), (64, 96)), num_frames=NUM_FRAMES_RANGE)
+TINY_SUPPORTED_SHAPES = SupportedShapes(resolutions=((64, 64), (64, 96)), num_frames=request_frame_range())
 
 
 @dataclass(frozen=True)
@@ -83,12 +71,13 @@ def dim_ranges(
     if height % vae_scale_factor or width % vae_scale_factor:
         raise ValueError(f"{height}x{width} is not a multiple of the VAE scale factor {vae_scale_factor}")
     low, high = shapes.num_frames
-    frames = (low, min(max(OPT_FRAMES, low), high), high)
+    opt_frames = parameter("num_frames").default  # TensorRT tunes for the serving default
+    frames = (low, min(max(opt_frames, low), high), high)
     if part == "vae_decoder":
         chunk = shapes.max_decode_chunk_size
-        batch = (1, min(DECODE_CHUNK_OPT, chunk), chunk)
+        batch = (1, min(parameter("decode_chunk_size").default, chunk), chunk)
     else:
-        batch = PART_BATCH[part]
+        batch = SIZE_FREE_SPECS[part].batch
     lh, lw = height // vae_scale_factor, width // vae_scale_factor
     return {
         "batch": batch,

@@ -19,15 +19,17 @@ from __future__ import annotations
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from string import Template
 
-from i2v.export.parts import PartSpec, size_multiple, specs_for_pipeline, vae_scale_factor
+from i2v.export.options import DEFAULT_MAX_QUEUE_SIZE
 from i2v.export.profiles import OptimizationProfile, config_dims, part_profiles
-from i2v.params import GenerationParams
-from i2v.serving.model_info import ModelInfo, SupportedShapes
+from i2v.export.sources import model_id, serving_defaults
+from i2v.model.info import RUNTIMES, ModelInfo, SupportedShapes
+from i2v.model.modules import WEIGHTS_DIR, save_part_weights
+from i2v.model.parts import PartSpec, size_multiple, specs_for_pipeline, vae_scale_factor
+from i2v.params import MODEL_NAME, TRITON_CONFIG_TYPES, GenerationParams, model_defaults, parameters
 
-BLS_MODEL = "i2vgen_xl"
 TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32"}
-RUNTIMES = ("onnxruntime", "torch", "tensorrt")
 
 # What each runtime puts in a part's version folder; write_model_repository removes the others' leftovers.
 PART_ARTIFACTS = {
@@ -36,21 +38,14 @@ PART_ARTIFACTS = {
     "tensorrt": ("model.plan",),
 }
 
-# Requests that may wait while one is generated; beyond that the server refuses at once.
-DEFAULT_MAX_QUEUE_SIZE = 4
-
-# Small defaults for the tiny model, which serves on CPU; real weights get diffusers' defaults.
-TINY_DEFAULTS = {"height": 64, "width": 96, "num_frames": 16, "num_inference_steps": 25}
-
 
 def model_info_for(
     pipe, source: str, *, runtime: str = "onnxruntime", supported_shapes: SupportedShapes | None = None
 ) -> ModelInfo:
-    defaults = {k: v for k, v in GenerationParams(prompt="-").to_dict().items() if k not in ("prompt", "seed")}
-    if source == "tiny":
-        defaults.update(TINY_DEFAULTS)
+    """What the server needs to know of this model; `source` is recorded as a name (`model_id`), never a path."""
+    defaults = model_defaults(serving_defaults(source))
     info = ModelInfo(
-        source=source,
+        source=model_id(source),
         vae_scale_factor=vae_scale_factor(pipe),
         vae_scaling_factor=float(pipe.vae.config.scaling_factor),
         latent_channels=pipe.unet.config.in_channels,
@@ -117,8 +112,6 @@ def write_model_repository(
             if runtime == "onnxruntime":
                 _copy_graph(Path(onnx_paths[name]), version / "model.onnx")
             else:
-                from i2v.serving.torch_parts import WEIGHTS_DIR, save_part_weights
-
                 shutil.rmtree(version / WEIGHTS_DIR, ignore_errors=True)
                 save_part_weights(pipe, name, version / WEIGHTS_DIR)
             (version / "model.py").write_text(_shim("i2v.serving.part_runner", f"{runtime} runner for {name}"))
@@ -127,7 +120,7 @@ def write_model_repository(
 
     version = write_bls_pipeline(pipe, repository, info=info)
     (version / "model.py").write_text(_shim("i2v.serving.bls", "I2VGen-XL BLS: the whole generation loop"))
-    (repository / BLS_MODEL / "config.pbtxt").write_text(bls_config(max_queue_size, instance_kind))
+    (repository / MODEL_NAME / "config.pbtxt").write_text(bls_config(max_queue_size, instance_kind, info.defaults))
     return repository
 
 
@@ -137,7 +130,7 @@ def write_bls_pipeline(
     """`<repository>/i2vgen_xl/1/pipeline/`: what the sampling loop reads besides the parts (tokenizer, CLIP
     processor, scheduler, model_info.json). Returns the version folder."""
     info = info or model_info_for(pipe, source, runtime=runtime)
-    version = Path(repository) / BLS_MODEL / "1"
+    version = Path(repository) / MODEL_NAME / "1"
     pipeline_dir = version / "pipeline"
     pipeline_dir.mkdir(parents=True, exist_ok=True)
     pipe.tokenizer.save_pretrained(pipeline_dir / "tokenizer")
@@ -255,41 +248,68 @@ def tensorrt_part_config(spec: PartSpec, profiles: Sequence[OptimizationProfile]
     )
 
 
-def bls_config(max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE, instance_kind: str = "KIND_CPU") -> str:
-    """config.pbtxt of the BLS: decoupled, so it can stream one progress response per step."""
+def bls_config(
+    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE, instance_kind: str = "KIND_CPU", defaults: Mapping | None = None
+) -> str:
+    """config.pbtxt of the BLS: decoupled, so it can stream one progress response per step.
+
+    Its inputs are the image and the parameter table's entries (all optional but the required ones); the
+    model's defaults go into `parameters` as `default.<name>`, so a client can read them from the model config.
+    """
     if max_queue_size < 1:
         raise ValueError(f"max_queue_size must be at least 1, got {max_queue_size}")
     if instance_kind not in ("KIND_CPU", "KIND_GPU"):
         raise ValueError(f"instance_kind must be KIND_CPU or KIND_GPU, got {instance_kind!r}")
-    return BLS_CONFIG.replace("MAX_QUEUE_SIZE", str(max_queue_size)).replace("KIND_CPU", instance_kind)
+    inputs = ['  { name: "image", data_type: TYPE_STRING, dims: [ 1 ] }  # encoded PNG / JPEG / WebP bytes']
+    for entry in parameters():
+        optional = "" if entry.required else ", optional: true"
+        dtype = TRITON_CONFIG_TYPES[entry.triton_dtype]
+        inputs.append(f'  {{ name: "{entry.name}", data_type: {dtype}, dims: [ 1 ]{optional} }}  # {entry.help}')
+    defaults = model_defaults(dict(defaults or {}))
+    entries = [
+        f'  {{ key: "default.{name}", value: {{ string_value: "{_pbtxt_text(v)}" }} }}' for name, v in defaults.items()
+    ]
+    return BLS_CONFIG.substitute(
+        model_name=MODEL_NAME,
+        max_queue_size=max_queue_size,
+        instance_kind=instance_kind,
+        inputs=_comma_lines(inputs),
+        defaults=_comma_lines(entries),
+    )
 
 
-BLS_CONFIG = """# I2VGen-XL image-to-video: the whole loop (preprocess, encoders, denoising, VAE decode, MP4).
+def _comma_lines(lines: list[str]) -> str:
+    """Entries of a pbtxt list, one per line: the comma goes before a trailing comment, not after it."""
+    out = []
+    for i, line in enumerate(lines):
+        entry, _, comment = line.partition("  # ")
+        comma = "," if i < len(lines) - 1 else ""
+        out.append(f"{entry}{comma}  # {comment}" if comment else f"{entry}{comma}")
+    return "\n".join(out)
+
+
+def _pbtxt_text(value) -> str:
+    """A default as protobuf text: booleans as true/false, strings escaped."""
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+BLS_CONFIG = Template("""# I2VGen-XL image-to-video: the whole loop (preprocess, encoders, denoising, VAE decode, MP4).
 # Decoupled: one response per denoising step carries `progress` ([step, total]); the last carries
 # `video` (H.264 MP4 bytes), `metadata` (JSON: parameters used, seed, timings) and, on request, `frames`.
-# Omitted optional inputs take the model's defaults (see 1/pipeline/model_info.json).
-name: "i2vgen_xl"
+# Omitted optional inputs take the model's defaults, listed below as parameters `default.<name>`.
+# Written by `i2v export` from the parameter table (i2v/params.py).
+name: "$model_name"
 backend: "python"
 max_batch_size: 0
 model_transaction_policy { decoupled: true }
 # A bounded queue: a request beyond it is refused at once ("Exceeds maximum queue size") instead of waiting
 # behind minutes of work. One instance generates one video at a time; raise `count` on bigger machines.
 dynamic_batching {
-  default_queue_policy { max_queue_size: MAX_QUEUE_SIZE, timeout_action: REJECT }
+  default_queue_policy { max_queue_size: $max_queue_size, timeout_action: REJECT }
 }
 input [
-  { name: "image", data_type: TYPE_STRING, dims: [ 1 ] },  # encoded PNG / JPEG / WebP bytes
-  { name: "prompt", data_type: TYPE_STRING, dims: [ 1 ] },
-  { name: "negative_prompt", data_type: TYPE_STRING, dims: [ 1 ], optional: true },
-  { name: "height", data_type: TYPE_INT32, dims: [ 1 ], optional: true },
-  { name: "width", data_type: TYPE_INT32, dims: [ 1 ], optional: true },
-  { name: "num_frames", data_type: TYPE_INT32, dims: [ 1 ], optional: true },
-  { name: "fps", data_type: TYPE_INT32, dims: [ 1 ], optional: true },
-  { name: "num_inference_steps", data_type: TYPE_INT32, dims: [ 1 ], optional: true },
-  { name: "guidance_scale", data_type: TYPE_FP32, dims: [ 1 ], optional: true },
-  { name: "seed", data_type: TYPE_INT64, dims: [ 1 ], optional: true },
-  { name: "decode_chunk_size", data_type: TYPE_INT32, dims: [ 1 ], optional: true },
-  { name: "return_frames", data_type: TYPE_BOOL, dims: [ 1 ], optional: true }
+$inputs
 ]
 output [
   { name: "progress", data_type: TYPE_INT32, dims: [ 2 ] },  # [step, total]
@@ -297,5 +317,8 @@ output [
   { name: "metadata", data_type: TYPE_STRING, dims: [ 1 ] },  # JSON
   { name: "frames", data_type: TYPE_UINT8, dims: [ -1, -1, -1, 3 ] }  # [frames, height, width, RGB]
 ]
-instance_group [ { count: 1, kind: KIND_CPU } ]
-"""
+instance_group [ { count: 1, kind: $instance_kind } ]
+parameters [
+$defaults
+]
+""")

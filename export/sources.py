@@ -36,6 +36,23 @@ FULL_SIZE_SCHEDULER = {
 }
 
 
+# The tiny model serves on a CPU: small defaults that make a request take seconds. Real weights keep the
+# parameter table's (diffusers') defaults.
+TINY_SERVING_DEFAULTS = {"height": 64, "width": 96, "num_frames": 16, "num_inference_steps": 25}
+
+
+def serving_defaults(source: str | Path) -> dict:
+    """The defaults a model from `source` is served with, where they differ from the parameter table's."""
+    return dict(TINY_SERVING_DEFAULTS) if str(source) == TINY else {}
+
+
+def model_id(source: str | Path) -> str:
+    """The model's name as clients see it: a hub id or 'tiny' as given, a local folder by its name alone
+    (a server must not tell clients where its files are)."""
+    path = Path(source)
+    return path.resolve().name if path.exists() else str(source)
+
+
 def load_pipeline(source: str | Path, *, cache_dir: Path = DEFAULT_TINY_DIR) -> I2VGenXLPipeline:
     """Load a pipeline from `tiny`, `full-size-random`, a local diffusers folder or a hub id."""
     if str(source) == TINY:

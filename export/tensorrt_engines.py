@@ -27,6 +27,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from i2v.export.profiles import OptimizationProfile
+from i2v.model.parts import SIZE_FREE_SPECS
 
 INSTALL_HINT = (
     "TensorRT is not installed in this environment. Build engines on a GPU host, either inside NVIDIA's "
@@ -36,17 +37,6 @@ INSTALL_HINT = (
     "index). Without TensorRT, "
     "use `--runtime torch` (PyTorch on the GPU) or `--runtime onnxruntime`. See docs/tensorrt.md."
 )
-
-# polygraphy's simple comparison: an output passes when its mean absolute error is within atol or its mean
-# relative error within rtol. fp16 engines against fp32 ONNX Runtime: the deep UNet and text encoder drift
-# the most. Written against the documentation, not yet calibrated on a GPU (docs/tensorrt.md).
-FP16_TOLERANCES: dict[str, tuple[float, float]] = {  # part -> (atol, rtol)
-    "text_encoder": (2e-2, 2e-2),
-    "image_encoder": (1e-2, 1e-2),
-    "vae_encoder": (1e-2, 1e-2),
-    "unet": (2e-2, 2e-2),
-    "vae_decoder": (1e-2, 1e-2),
-}
 
 
 class TensorRTUnavailableError(RuntimeError):
@@ -169,7 +159,9 @@ def compare_engine(
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
     from polygraphy.backend.trt import TrtRunner, engine_from_bytes
 
-    atol, rtol = tolerance or FP16_TOLERANCES.get(name, (1e-2, 1e-2))
+    # polygraphy's simple comparison: an output passes when its mean absolute error is within atol or its mean
+    # relative error within rtol (the part spec's fp16_tolerance).
+    atol, rtol = tolerance or SIZE_FREE_SPECS[name].fp16_tolerance
     # SimpleCompareFunc since polygraphy 0.53; CompareFunc.simple before (deprecated there, same arguments).
     simple = getattr(comparator, "SimpleCompareFunc", None) or comparator.CompareFunc.simple
     compare = simple(atol=atol, rtol=rtol, check_error_stat="mean")

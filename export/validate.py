@@ -1,7 +1,7 @@
 """Check exported ONNX parts against the PyTorch modules they came from, in ONNX Runtime on CPU.
 
 An export can succeed and still be wrong: a bin layout or a repeat axis baked in at the trace shape shows up
-only at other shapes (DESIGN.md). So every part is run at two resolutions and two frame counts, all different
+only at other shapes (docs/export.md). So every part is run at two resolutions and two frame counts, all different
 from the export's sample shape, and compared with the pipeline's own modules (the UNet with its original
 `AdaptiveAvgPool2d`, so the exact replacement is checked too).
 
@@ -21,24 +21,9 @@ import onnxruntime as ort
 import torch
 from tqdm.auto import tqdm
 
-from i2v.export.onnx_export import part_inputs, part_module
-from i2v.export.parts import PART_NAMES, specs_for_pipeline
-
-# Max abs error per part, about 10x the worst seen on the tiny model over 30 random inputs and shapes
-# (300 prompts for the text encoder); a wrong graph (pool bins, repeat axis, weights) is off by far more.
-# Calibrated on the tiny model: deeper full-size parts may need `check_all(..., tolerances=...)`.
-TOLERANCES: dict[str, float] = {
-    # worst 2.5e-5: the tiny model's layer norm over 4 values divides reordering noise by a small std.
-    "text_encoder": 1e-4,
-    # worst 3.6e-7: a projection of one pooled token, outputs of order 1.
-    "image_encoder": 1e-5,
-    # worst 9.5e-7: mean and exp(0.5 * logvar) of a convolutional encoder, values of order 1.
-    "vae_encoder": 1e-5,
-    # worst 1.1e-6: one denoising step, noise predictions of order 1.
-    "unet": 2e-5,
-    # worst 4.4e-6: pixels in [-1, 1] from latents of order 5 (divided by the scaling factor).
-    "vae_decoder": 5e-5,
-}
+from i2v.export.sample_inputs import part_inputs
+from i2v.model.modules import part_module
+from i2v.model.parts import PART_NAMES, SIZE_FREE_SPECS, specs_for_pipeline
 
 # Two resolutions and two frame counts, each axis once away from the export's sample (64x96, 8 frames), with
 # small latents (8x8, 8x12) because ONNX Runtime on CPU is memory-hungry on the UNet. The UNet always gets
@@ -81,7 +66,7 @@ def check_part(
     so one bad part does not hide the figures of the others.
     """
     spec = specs_for_pipeline(pipe)[name]
-    tolerance = TOLERANCES[name] if tolerance is None else tolerance
+    tolerance = spec.onnx_tolerance if tolerance is None else tolerance
     output_names = [t.name for t in spec.outputs]
     module = part_module(pipe, name)
     session = _session(onnx_path, name)
@@ -117,8 +102,11 @@ def check_all(
     shapes: Sequence[dict[str, int]] = CHECK_SHAPES,
     tolerances: dict[str, float] | None = None,
 ) -> list[PartCheck]:
-    """Check every part in `paths` at `shapes`, print a table, raise `ExportCheckError` if any is off."""
-    tolerances = {**TOLERANCES, **(tolerances or {})}
+    """Check every part in `paths` at `shapes`, print a table, raise `ExportCheckError` if any is off.
+
+    Each part's tolerance is its spec's `onnx_tolerance` (calibrated on the tiny model), unless `tolerances`
+    names another (deeper full-size parts may need one)."""
+    tolerances = {name: spec.onnx_tolerance for name, spec in SIZE_FREE_SPECS.items()} | (tolerances or {})
     names = [n for n in PART_NAMES if n in paths] + [n for n in paths if n not in PART_NAMES]
     checks: list[PartCheck] = []
     for name in tqdm(names, desc="ONNX check", unit="part", disable=not progress):
@@ -142,7 +130,7 @@ def format_checks(checks: Iterable[PartCheck]) -> str:
 def _session(onnx_path: Path, name: str) -> ort.InferenceSession:
     """A CPU session; the UNet's without the memory arena, which holds every attention-score buffer it saw.
 
-    Without the arena the UNet uses about half the memory at 1.5-2x the time (DESIGN.md); a one-off check
+    Without the arena the UNet uses about half the memory at 1.5-2x the time (docs/export.md); a one-off check
     on a 24 GB machine can afford the time, not the memory.
     """
     options = ort.SessionOptions()

@@ -1,24 +1,22 @@
-"""Generation parameters: names, defaults and allowed ranges, shared by the server and the client.
+"""The request's parameters: one table, and everything else generated from it.
 
-The server validates every request with `GenerationParams.validate`; the client runs the same check before it
-sends anything, so a bad value fails fast with the same message either way. Torch-free on purpose: a
-client-only install imports this module.
+`PARAMETERS` declares each parameter once: its type, Triton data type, range or choices, default, CLI flag,
+help and UI control. The BLS `config.pbtxt` inputs (`i2v.export.repository`), the server's reading and
+validation (`i2v.serving.request`), the client's request tensors (`i2v.client`), the `i2v generate` flags
+(`i2v.client.command`) and the Gradio controls (`i2v.ui`) are all made from it, so a new parameter is one
+entry here. Consumers read the table when they run (`parameters()`), never copy it at import.
+
+Torch-free on purpose: a client-only install imports this module.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
+from typing import Any
 
-# Inclusive ranges. Defaults follow diffusers' I2VGenXLPipeline.__call__.
-NUM_FRAMES_RANGE = (8, 32)
-FPS_RANGE = (4, 24)
-STEPS_RANGE = (10, 100)
-GUIDANCE_RANGE = (1.0, 20.0)
-SIZE_RANGE = (64, 1280)
-SEED_RANGE = (0, 2**63 - 1)
-MAX_PROMPT_CHARS = 2000
-DECODE_CHUNK_RANGE = (1, 32)
+# The served model's name in the Triton repository: the address every request goes to.
+MODEL_NAME = "i2vgen_xl"
 
 # Named resolutions (height, width): the square and 16:9 shapes the TensorRT profiles cover.
 RESOLUTION_PRESETS: dict[str, tuple[int, int]] = {
@@ -29,77 +27,277 @@ RESOLUTION_PRESETS: dict[str, tuple[int, int]] = {
     "1024p": (1024, 1024),
 }
 
+# Triton data type of each parameter type (`config.pbtxt` writes TYPE_<dtype>, BYTES as TYPE_STRING).
+TRITON_CONFIG_TYPES = {
+    "BYTES": "TYPE_STRING",
+    "BOOL": "TYPE_BOOL",
+    "INT32": "TYPE_INT32",
+    "INT64": "TYPE_INT64",
+    "FP32": "TYPE_FP32",
+}
+
+
+# What each parameter type accepts, and how an error message names it (a bool is no number here).
+_TYPES: dict[type, tuple[tuple[type, ...], str]] = {
+    str: ((str,), "a string"),
+    bool: ((bool,), "true or false"),
+    int: ((int,), "an integer"),
+    float: ((int, float), "a number"),
+}
+
 
 class InvalidParameterError(ValueError):
     """A request parameter is missing, of the wrong type or outside its range."""
 
 
-@dataclass
-class GenerationParams:
-    """Everything that shapes one video besides the image itself."""
+@dataclass(frozen=True)
+class Parameter:
+    """One request parameter and everything each consumer needs to know about it."""
 
-    prompt: str
-    negative_prompt: str = ""
-    height: int = 704
-    width: int = 1280
-    num_frames: int = 16
-    fps: int = 16
-    num_inference_steps: int = 50
-    guidance_scale: float = 9.0
-    seed: int = 0
-    decode_chunk_size: int = 1
+    name: str
+    type: type  # int, float, str or bool
+    triton_dtype: str  # "INT32", "INT64", "FP32", "BYTES", "BOOL"
+    default: Any  # diffusers' I2VGenXLPipeline default; a model may override it (model_info.json)
+    help: str
+    range: tuple[float, float] | None = None  # inclusive bounds of a number
+    choices: tuple[Any, ...] | None = None  # the allowed values, where a list says it better than a range
+    max_length: int | None = None  # characters of a string
+    required: bool = False  # must be sent (the prompt)
+    size_step: bool = False  # a multiple of the model's size step (height, width)
+    random_when_omitted: bool = False  # omitted: the server draws one and reports it (the seed)
+    model_default: bool = True  # the served model may have its own default (not the prompt, not the seed)
+    flag: str | None = ""  # the CLI flag; "" derives --name-with-dashes, None: no flag
+    label: str = ""  # the UI's label
+    ui: str | None = None  # "textbox", "slider", "number" or "dropdown"; None: not on the page
+    ui_step: float | None = None  # a slider's step
+
+    @property
+    def cli_flag(self) -> str | None:
+        return None if self.flag is None else self.flag or "--" + self.name.replace("_", "-")
+
+    def describe_range(self) -> str:
+        """'8 to 32', 'one of a, b': what the CLI's help and error messages say is allowed."""
+        if self.choices is not None:
+            return "one of " + ", ".join(str(c) for c in self.choices)
+        if self.range is not None:
+            return f"{_number(self.range[0])} to {_number(self.range[1])}"
+        if self.max_length is not None:
+            return f"at most {self.max_length} characters"
+        return ""
+
+    def check(self, value: object, size_multiple: int = 8) -> None:
+        """Raise `InvalidParameterError` naming this parameter and what it allows."""
+        name = self.name
+        accepted, words = _TYPES[self.type]
+        if not isinstance(value, accepted) or (isinstance(value, bool) and self.type is not bool):
+            raise InvalidParameterError(f"{name} must be {words}, got {type(value).__name__}")
+        if self.type is str:
+            if self.required and not value.strip():
+                raise InvalidParameterError(f"{name} must be a non-empty string")
+            if self.max_length is not None and len(value) > self.max_length:
+                raise InvalidParameterError(f"{name} must be at most {self.max_length} characters, got {len(value)}")
+        if self.choices is not None and value not in self.choices:
+            raise InvalidParameterError(f"{name} must be {self.describe_range()}, got {value!r}")
+        if self.range is not None:
+            low, high = self.range
+            if not (math.isfinite(value) and low <= value <= high):
+                raise InvalidParameterError(f"{name} must be between {_number(low)} and {_number(high)}, got {value}")
+        if self.size_step and value % size_multiple:
+            raise InvalidParameterError(f"{name} must be a multiple of {size_multiple}, got {value}")
+
+
+def _number(value: float) -> str:
+    """1.0 as '1', 2**63 - 1 in full."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+MAX_PROMPT_CHARS = 2000
+
+PARAMETERS: tuple[Parameter, ...] = (
+    Parameter(
+        "prompt",
+        str,
+        "BYTES",
+        None,
+        "what should happen in the video",
+        max_length=MAX_PROMPT_CHARS,
+        required=True,
+        model_default=False,
+        label="Prompt",
+        ui="textbox",
+    ),
+    Parameter(
+        "negative_prompt",
+        str,
+        "BYTES",
+        "",
+        "what the video should avoid",
+        max_length=MAX_PROMPT_CHARS,
+        label="Negative prompt",
+        ui="textbox",
+    ),
+    Parameter(
+        "height",
+        int,
+        "INT32",
+        704,
+        "pixels, a multiple of the model's size step",
+        range=(64, 1280),
+        size_step=True,
+        label="Height",
+        ui="number",
+    ),
+    Parameter(
+        "width",
+        int,
+        "INT32",
+        1280,
+        "pixels, a multiple of the model's size step",
+        range=(64, 1280),
+        size_step=True,
+        label="Width",
+        ui="number",
+    ),
+    Parameter(
+        "num_frames",
+        int,
+        "INT32",
+        16,
+        "length of the video in frames",
+        range=(8, 32),
+        label="Frames",
+        ui="slider",
+        ui_step=1,
+    ),
+    Parameter(
+        "fps",
+        int,
+        "INT32",
+        16,
+        "frames per second, also a model condition",
+        range=(4, 24),
+        label="Frames per second",
+        ui="slider",
+        ui_step=1,
+    ),
+    Parameter(
+        "num_inference_steps",
+        int,
+        "INT32",
+        50,
+        "denoising steps: more take longer and refine more",
+        range=(10, 100),
+        flag="--steps",
+        label="Denoising steps",
+        ui="slider",
+        ui_step=1,
+    ),
+    Parameter(
+        "guidance_scale",
+        float,
+        "FP32",
+        9.0,
+        "classifier-free guidance scale (1 turns guidance off)",
+        range=(1.0, 20.0),
+        flag="--guidance",
+        label="Guidance scale",
+        ui="slider",
+        ui_step=0.5,
+    ),
+    Parameter(
+        "seed",
+        int,
+        "INT64",
+        0,
+        "random when omitted; the one used is reported",
+        range=(0, 2**63 - 1),
+        random_when_omitted=True,
+        model_default=False,
+        label="Seed",
+        ui="number",
+    ),
+    Parameter(
+        "decode_chunk_size",
+        int,
+        "INT32",
+        1,
+        "frames per VAE decode call (more: faster, more memory)",
+        range=(1, 32),
+        label="Frames per VAE decode",
+        ui="slider",
+        ui_step=1,
+    ),
+    Parameter(
+        "return_frames",
+        bool,
+        "BOOL",
+        False,
+        "also return the raw uint8 frames [frames, height, width, 3]",
+        model_default=False,
+        flag=None,
+    ),
+)
+
+
+def parameters() -> tuple[Parameter, ...]:
+    """The table, read when called (a test may extend it)."""
+    return PARAMETERS
+
+
+def parameter(name: str) -> Parameter:
+    """The table's entry for `name`; an unknown name is an `InvalidParameterError` listing the known ones."""
+    for entry in parameters():
+        if entry.name == name:
+            return entry
+    known = ", ".join(p.name for p in parameters())
+    raise InvalidParameterError(f"unknown parameter {name!r}; the parameters are: {known}")
+
+
+class GenerationParams:
+    """Every parameter of the table for one video, defaults filled in; read them as attributes.
+
+    `GenerationParams(prompt="a cat", num_frames=16)`: names outside the table are refused at once;
+    values are checked by `validate`, which the server runs on every request.
+    """
+
+    def __init__(self, prompt: str | None = None, **values: Any) -> None:
+        for name in values:
+            parameter(name)  # unknown names fail here, listing the known ones
+        merged = {"prompt": prompt, **values}
+        object.__setattr__(self, "_values", {p.name: merged.get(p.name, p.default) for p in parameters()})
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_values"][name]
+        except KeyError:
+            raise AttributeError(f"GenerationParams has no parameter {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        parameter(name)
+        self._values[name] = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GenerationParams) and self._values == other._values
+
+    def __repr__(self) -> str:
+        return "GenerationParams(" + ", ".join(f"{k}={v!r}" for k, v in self._values.items()) + ")"
 
     def validate(self, size_multiple: int = 8) -> GenerationParams:
-        """Raise `InvalidParameterError` naming the first bad field and its allowed range."""
-        for name in self.field_names():
-            check_value(name, getattr(self, name), size_multiple)
+        """Raise `InvalidParameterError` naming the first bad value and its allowed range."""
+        for entry in parameters():
+            entry.check(self._values[entry.name], size_multiple)
         return self
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._values)
 
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
-
-
-def _check_int(name: str, value: object, bounds: tuple[int, int]) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidParameterError(f"{name} must be an integer, got {type(value).__name__}")
-    low, high = bounds
-    if not low <= value <= high:
-        raise InvalidParameterError(f"{name} must be between {low} and {high}, got {value}")
+    def replace(self, **values: Any) -> GenerationParams:
+        return GenerationParams(**{**self._values, **values})
 
 
-def check_value(name: str, value: object, size_multiple: int = 8) -> None:
-    """Check one parameter; the client checks the ones it sends, the server checks all."""
-    if name == "prompt" and (not isinstance(value, str) or not value.strip()):
-        raise InvalidParameterError("prompt must be a non-empty string")
-    if name in ("prompt", "negative_prompt"):
-        if not isinstance(value, str):
-            raise InvalidParameterError(f"{name} must be a string, got {type(value).__name__}")
-        if len(value) > MAX_PROMPT_CHARS:
-            raise InvalidParameterError(f"{name} must be at most {MAX_PROMPT_CHARS} characters, got {len(value)}")
-    elif name == "guidance_scale":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidParameterError(f"guidance_scale must be a number, got {type(value).__name__}")
-        low, high = GUIDANCE_RANGE
-        if not math.isfinite(value) or not low <= value <= high:
-            raise InvalidParameterError(f"guidance_scale must be between {low:g} and {high:g}, got {value}")
-    elif name in INT_RANGES:
-        _check_int(name, value, INT_RANGES[name])
-        if name in ("height", "width") and value % size_multiple:
-            raise InvalidParameterError(f"{name} must be a multiple of {size_multiple}, got {value}")
-    else:
-        raise InvalidParameterError(f"unknown parameter {name!r}")
-
-
-INT_RANGES = {
-    "height": SIZE_RANGE,
-    "width": SIZE_RANGE,
-    "num_frames": NUM_FRAMES_RANGE,
-    "fps": FPS_RANGE,
-    "num_inference_steps": STEPS_RANGE,
-    "seed": SEED_RANGE,
-    "decode_chunk_size": DECODE_CHUNK_RANGE,
-}
+def model_defaults(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The defaults a served model reports: the table's, with the model's own `overrides` on top (only for
+    parameters a model may set: not the prompt, not the seed)."""
+    defaults = {p.name: p.default for p in parameters() if p.model_default}
+    defaults.update({k: v for k, v in (overrides or {}).items() if k in defaults})
+    return defaults

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from i2v.cli import EXIT_INVALID, EXIT_UNAVAILABLE
+from i2v.client.command import EXIT_INVALID, EXIT_UNAVAILABLE
 from i2v.video import decode_mp4
 
 

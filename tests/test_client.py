@@ -12,7 +12,7 @@ import pytest
 
 from i2v.client import (
     AsyncI2VClient,
-    CancelledError,
+    GenerationCancelledError,
     GenerationRequest,
     GenerationResult,
     GenerationTimeoutError,
@@ -62,7 +62,7 @@ def test_cancel_mid_run_stops_the_server_at_the_next_step_and_frees_it(triton, c
         if step == 3:
             threading.Thread(target=client.cancel).start()
 
-    with pytest.raises(CancelledError):
+    with pytest.raises(GenerationCancelledError):
         client.generate(
             small(photo_png, num_inference_steps=100, num_frames=16, width=96), on_progress=cancel_after_three
         )
@@ -83,6 +83,57 @@ def test_async_cancel_by_leaving_the_stream(triton, photo_png):
             return await client.generate(small(photo_png))
 
     assert asyncio.run(leave_early()).video
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is Python 3.11+")
+def test_asyncio_cancellation_stays_asyncio_s_own_and_stops_the_server(triton, photo_png):
+    """asyncio.timeout and task.cancel() work as with any library: the task ends with asyncio's own
+    cancellation (TimeoutError for the timeout), and the server stops the request at its next step."""
+    long = small(photo_png, num_inference_steps=100, num_frames=16, width=96)
+    stops_before = triton.log_tail(2000).count("cancelled before step")
+
+    async def run():
+        async with AsyncI2VClient(triton.endpoints.grpc_url) as client:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await client.generate(long)
+            task = asyncio.create_task(client.generate(long))
+            await asyncio.sleep(1.0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return await client.generate(small(photo_png))  # the server is free again
+
+    assert asyncio.run(run()).video
+    deadline = time.monotonic() + 30
+    while triton.log_tail(2000).count("cancelled before step") < stops_before + 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert triton.log_tail(2000).count("cancelled before step") >= stops_before + 2
+
+
+def test_server_errors_are_classified_by_grpc_status_before_their_words():
+    from tritonclient.utils import InferenceServerException
+
+    from i2v.client import GenerationError, InvalidInputError
+    from i2v.client.grpc_client import client_error
+
+    def classify(message: str, status: str | None) -> type:
+        return type(client_error(InferenceServerException(message, status=status)))
+
+    # an internal failure whose message mentions "unavailable" is a failed generation, not a missing server
+    assert classify("generation failed in the unet part: CUDA unavailable", "StatusCode.INTERNAL") is GenerationError
+    assert classify("invalid input: num_frames must be between 8 and 32", "StatusCode.INVALID_ARGUMENT") is (
+        InvalidInputError
+    )
+    assert classify("Request for unknown model", "StatusCode.UNAVAILABLE") is ServerUnavailableError
+    assert classify("Exceeds maximum queue size", "StatusCode.UNAVAILABLE") is OverloadedError
+    assert classify("failed to connect to all addresses", None) is ServerUnavailableError
+
+
+def test_served_model_defaults_are_read_from_the_server(client):
+    defaults = client.model_defaults()
+    assert (defaults["height"], defaults["width"], defaults["num_inference_steps"]) == (64, 96, 25)  # the tiny model's
+    assert defaults["guidance_scale"] == 9.0 and defaults["negative_prompt"] == "" and "seed" not in defaults
 
 
 def test_timeout_raises_its_own_error(triton, photo_png):

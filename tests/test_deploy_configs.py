@@ -6,7 +6,7 @@
 - Prometheus' config and alert rules with the real `promtool` (Debian package `prometheus`), the alerts
   unit-tested with `promtool test rules`; structure checks without it;
 - the Grafana provisioning and dashboard: panels present, every PromQL query valid (promtool) and naming only
-  metrics that exist: Triton's (as served by tritonserver 2.51) and the BLS's (read from i2v/serving/metrics.py);
+  metrics that exist: Triton's (as served by tritonserver 2.51) and the BLS's (read from serving/metrics.py);
 - the Kubernetes manifests against Kubernetes' own schemas (kubernetes-validate, strict), plus GPU, shm,
   probes, the key from a Secret, and the HPA wired to prometheus-adapter's queue metric.
 """
@@ -35,7 +35,7 @@ DATASOURCE = DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.y
 DASHBOARD_PROVIDERS = DEPLOY / "grafana" / "provisioning" / "dashboards" / "dashboards.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "i2v.json"
 KUBERNETES = DEPLOY / "kubernetes"
-BLS_METRICS_SOURCE = ROOT / "i2v" / "serving" / "metrics.py"
+BLS_METRICS_SOURCE = ROOT / "serving" / "metrics.py"
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt-get install prometheus)")
@@ -127,14 +127,14 @@ def promtool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 
 def bls_metric_names() -> set[str]:
-    """The metric families i2v/serving/metrics.py registers (read from the source: it imports pb_utils)."""
+    """The metric families serving/metrics.py registers (read from the source: it imports pb_utils)."""
     names = set(re.findall(r'"(i2v_[a-z0-9_]+)"', BLS_METRICS_SOURCE.read_text()))
     assert {"i2v_requests_in_flight", "i2v_denoise_steps_total", "i2v_stage_seconds"} <= names
     return names
 
 
 def bls_label_values() -> dict[str, set[str]]:
-    """STAGES and OUTCOMES of i2v/serving/metrics.py: the values the stage/outcome/kind labels take."""
+    """STAGES and OUTCOMES of serving/metrics.py: the values the stage/outcome/kind labels take."""
     values = {}
     for node in ast.parse(BLS_METRICS_SOURCE.read_text()).body:
         target = node.targets[0] if isinstance(node, ast.Assign) else None
@@ -287,6 +287,16 @@ def test_every_image_is_pinned_to_a_version(compose):
     assert re.fullmatch(r"nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-py3", base), base
 
 
+def test_the_image_copies_every_package_folder(compose):
+    """The Dockerfile installs the package from its folders: each of pyproject's package-dir, no more."""
+    import tomllib
+
+    folders = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values())
+    dockerfile = (ROOT / compose["services"]["triton"]["build"]["dockerfile"]).read_text()
+    copied = set(re.findall(r"^COPY\s+(\S+)\s+\./\1$", dockerfile, re.MULTILINE))
+    assert copied == folders
+
+
 def test_triton_needs_the_api_key_for_inference_and_model_control_in_explicit_mode(compose):
     command = compose["services"]["triton"]["command"]
     assert command[0] == "tritonserver"
@@ -391,7 +401,7 @@ def test_alert_rules_cover_gpu_memory_queue_rejections_and_triton_down():
 
 
 def test_queue_rejection_alert_matches_the_exported_queue_bound():
-    from i2v.export.repository import DEFAULT_MAX_QUEUE_SIZE
+    from i2v.export.options import DEFAULT_MAX_QUEUE_SIZE
 
     compose_default = re.search(r"\$\{I2V_MAX_QUEUE_SIZE:-(\d+)\}", COMPOSE.read_text()).group(1)
     assert int(compose_default) == DEFAULT_MAX_QUEUE_SIZE

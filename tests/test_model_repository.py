@@ -7,8 +7,8 @@ import json
 from model_configs import read_config
 from tritonclient.grpc import model_config_pb2
 
-from i2v.export.parts import PART_NAMES, specs_for_pipeline
-from i2v.serving.model_info import ModelInfo
+from i2v.model.info import ModelInfo
+from i2v.model.parts import PART_NAMES, specs_for_pipeline
 
 
 def test_every_part_config_declares_the_exported_names_types_and_dims(model_repository, tiny_pipeline):

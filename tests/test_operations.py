@@ -117,6 +117,19 @@ def test_models_can_be_listed_unloaded_and_loaded_at_run_time_with_the_key(ops_t
             i2v("models", "load", "vae_decoder", "--url", url, "--api-key", KEY)
 
 
+def test_listing_named_models_only_lists_them_and_changes_nothing(ops_triton, photo_png):
+    url = ops_triton.endpoints.grpc_url
+    listing = i2v("models", "list", "i2vgen_xl", "unet", "--url", url, "--api-key", KEY)
+    assert listing.returncode == 0, listing.stderr
+    rows = [line.split() for line in listing.stdout.splitlines()]
+    assert sorted(row[0] for row in rows) == ["i2vgen_xl", "unet"] and all(row[2] == "READY" for row in rows)
+    with I2VClient(url, api_key=KEY) as client:
+        client.wait_until_ready()  # still loaded: listing unloaded it once
+        assert client.generate(small(photo_png)).video
+    unknown = i2v("models", "list", "unet", "no_such_model", "--url", url, "--api-key", KEY)
+    assert unknown.returncode == 2 and "not in the model repository: no_such_model" in unknown.stderr
+
+
 def test_server_killed_mid_request_gives_unavailable_then_serves_after_restart(model_repository, tmp_path, photo_png):
     server = EmbeddedTritonServer(model_repository, log_file=tmp_path / "server.log")
     server.start()

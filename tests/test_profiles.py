@@ -8,11 +8,11 @@ import pytest
 from model_configs import parse_config
 from tritonclient.grpc import model_config_pb2
 
-from i2v.export.parts import PART_NAMES, part_specs
 from i2v.export.profiles import DEFAULT_SUPPORTED_SHAPES, config_dims, part_profiles
 from i2v.export.repository import tensorrt_part_config
+from i2v.model.info import ModelInfo, SupportedShapes
+from i2v.model.parts import PART_NAMES, part_specs
 from i2v.params import RESOLUTION_PRESETS, GenerationParams, InvalidParameterError
-from i2v.serving.model_info import ModelInfo, SupportedShapes
 
 # The full-size model's static sizes (CLIP ViT-H text and image towers, 4 latent channels), VAE factor 8.
 SPECS = part_specs(text_len=77, text_dim=1024, clip_size=224, image_embed_dim=1024, latent_channels=4)

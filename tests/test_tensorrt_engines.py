@@ -10,10 +10,10 @@ import torch
 from model_configs import read_config
 from tritonclient.grpc import model_config_pb2
 
-from i2v.export.parts import PART_NAMES, specs_for_pipeline
 from i2v.export.profiles import TINY_SUPPORTED_SHAPES, config_dims, part_profiles
 from i2v.export.tensorrt_engines import tensorrt_version
-from i2v.serving.model_info import ModelInfo, SupportedShapes
+from i2v.model.info import ModelInfo, SupportedShapes
+from i2v.model.parts import PART_NAMES, specs_for_pipeline
 
 TENSORRT = tensorrt_version()
 MISSING = [
@@ -126,7 +126,7 @@ def test_engine_refuses_a_shape_outside_its_profiles(tiny_pipeline, onnx_paths, 
     import numpy as np
     from polygraphy.backend.trt import TrtRunner, engine_from_bytes
 
-    from i2v.export.onnx_export import part_inputs
+    from i2v.export.sample_inputs import part_inputs
     from i2v.export.tensorrt_engines import build_engine
 
     specs = specs_for_pipeline(tiny_pipeline)

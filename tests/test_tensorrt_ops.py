@@ -10,7 +10,6 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from i2v.export.parts import PART_NAMES
 from i2v.export.trt_ops import (
     SUPPORTED_OPS,
     TENSORRT_VERSION,
@@ -19,6 +18,7 @@ from i2v.export.trt_ops import (
     check_graph,
     check_tensorrt_ops,
 )
+from i2v.model.parts import PART_NAMES
 
 
 def tiny_model(nodes, *, opset: int = 18, functions=(), initializers=(), extra_opsets=()) -> onnx.ModelProto:

@@ -14,7 +14,7 @@ import pytest
 from i2v.client.errors import InvalidInputError
 from i2v.client.grpc_client import I2VClient
 from i2v.client.types import GenerationRequest
-from i2v.serving.model_info import ModelInfo, SupportedShapes
+from i2v.model.info import ModelInfo, SupportedShapes
 
 SHAPES = SupportedShapes(resolutions=((64, 96), (64, 64)), num_frames=(8, 16), max_decode_chunk_size=2)
 PROMPT = "a lighthouse"

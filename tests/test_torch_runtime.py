@@ -17,16 +17,17 @@ from tritonclient.grpc import model_config_pb2
 
 from i2v.client.grpc_client import I2VClient
 from i2v.client.types import GenerationRequest
-from i2v.export.parts import PART_NAMES, specs_for_pipeline
-from i2v.serving.model_info import ModelInfo
+from i2v.model.info import ModelInfo
+from i2v.model.parts import PART_NAMES, specs_for_pipeline
 
 
 @pytest.fixture(scope="module")
-def torch_repository(tiny_pipeline, tmp_path_factory):
+def torch_repository(tiny_pipeline, tiny_dir, tmp_path_factory):
+    """Exported from a local folder, as a user with downloaded weights does."""
     from i2v.export.repository import write_model_repository
 
     return write_model_repository(
-        tiny_pipeline, None, tmp_path_factory.mktemp("torch-repository"), source="tiny", runtime="torch"
+        tiny_pipeline, None, tmp_path_factory.mktemp("torch-repository"), source=str(tiny_dir), runtime="torch"
     )
 
 
@@ -89,6 +90,8 @@ def test_torch_runtime_video_equals_diffusers_pipeline(torch_triton, tiny_pipeli
     assert difference.max() <= 1, f"max difference {difference.max()} levels"
     assert (difference > 0).mean() < 0.01
     assert result.metadata["seed"] == seed
+    # the model is named, not located: a server does not tell clients where its weights are
+    assert result.metadata["model"] == "i2vgen-xl-tiny"
 
 
 def test_export_torch_runtime_writes_no_onnx_and_replaces_another_runtime(tiny_dir, tmp_path):
@@ -114,8 +117,8 @@ def test_export_torch_runtime_writes_no_onnx_and_replaces_another_runtime(tiny_d
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the fp16 + SDPA path of the runner)")
 def test_torch_parts_run_fp16_on_cuda_close_to_fp32(torch_repository, tiny_pipeline):
-    from i2v.export.onnx_export import part_inputs
-    from i2v.serving.torch_parts import load_part_module, run_part_module
+    from i2v.export.sample_inputs import part_inputs
+    from i2v.model.modules import load_part_module, run_part_module
 
     tolerances = {"text_encoder": 5e-2, "image_encoder": 2e-2, "vae_encoder": 2e-2, "unet": 2e-2, "vae_decoder": 2e-2}
     for name in PART_NAMES:

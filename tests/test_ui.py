@@ -36,17 +36,18 @@ BROWSER_ARGS = [
 def fields(**overrides):
     values = dict(
         image_path=str(EXAMPLE),
+        resolution=MODEL_DEFAULT,
+        randomize_seed=True,
         prompt="waves",
         negative_prompt="",
-        resolution=MODEL_DEFAULT,
         height=512,
         width=512,
         num_frames=16,
         fps=16,
-        steps=50,
-        guidance=9.0,
+        num_inference_steps=50,
+        guidance_scale=9.0,
         seed=0,
-        randomize_seed=True,
+        decode_chunk_size=1,
     )
     return {**values, **overrides}
 
@@ -66,7 +67,7 @@ def test_page_fields_become_a_request_with_model_defaults_left_out():
     [
         ({"image_path": None}, "add a picture first"),
         ({"prompt": "  "}, "write a prompt"),
-        ({"steps": 5}, "num_inference_steps must be between 10 and 100, got 5"),
+        ({"num_inference_steps": 5}, "num_inference_steps must be between 10 and 100, got 5"),
     ],
 )
 def test_bad_fields_are_explained_in_plain_words(overrides, message):
@@ -94,7 +95,9 @@ def page(page_url):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(page_url, wait_until="networkidle")
+        # not "networkidle": the page holds a session heartbeat open (its per-visitor state)
+        page.goto(page_url, wait_until="load")
+        page.locator("#generate").wait_for(timeout=30_000)
         yield page
         browser.close()
 
@@ -102,10 +105,10 @@ def page(page_url):
 def fill_small_settings(page, steps: int) -> None:
     page.get_by_text("Advanced").click()
     page.locator("#resolution input").click()
-    page.get_by_role("option", name=CUSTOM).click()
+    page.get_by_role("option", name=CUSTOM, exact=True).click()
     page.locator("#height input").fill("64")
     page.locator("#width input").fill("96")
-    for name, value in (("steps", steps), ("frames", 8)):
+    for name, value in (("num_inference_steps", steps), ("num_frames", 8)):
         page.locator(f"#{name} input[type=number]").fill(str(value))
         page.locator(f"#{name} input[type=number]").press("Enter")
 
@@ -144,3 +147,24 @@ def test_a_mistake_is_shown_in_the_page_and_the_page_still_works(page):
     page.wait_for_function(
         "() => { const v = document.querySelector('#video video'); return v && v.duration > 0; }", timeout=90_000
     )
+
+
+@needs_chromium
+def test_the_page_starts_at_the_served_models_defaults_and_shows_what_it_will_send(page):
+    """The tiny model is served with 64x96 and 25 steps: the page shows those, not the table's 704x1280 and 50."""
+    page.get_by_text("Advanced").click()
+    page.wait_for_function(
+        "() => document.querySelector('#num_inference_steps input[type=number]').value === '25'", timeout=20_000
+    )
+    assert (page.locator("#height input").input_value(), page.locator("#width input").input_value()) == ("64", "96")
+    assert page.locator("#resolution input").input_value() == "model default (64x96)"
+
+    page.locator("#image input[type=file]").set_input_files(str(EXAMPLE))
+    page.locator("#prompt textarea").fill("waves")
+    request = page.locator("#request")
+    deadline = time.monotonic() + 20
+    while "waves" not in request.inner_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    sent = request.inner_text()
+    assert re.search(r"num_inference_steps\W+25", sent) and "waves" in sent, sent
+    assert "height" not in sent and "seed" not in sent  # left to the model: its default size, a random seed

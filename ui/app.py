@@ -3,6 +3,10 @@
 It is a thin shell over `AsyncI2VClient`: the server streams progress into Gradio's progress bar, and a
 cancelled event (the Cancel button, a closed tab) cancels the request on the server too, because leaving the
 client's stream cancels it.
+
+The controls are made from the parameter table (`i2v.params`: a parameter with a `ui` kind gets a control
+named after it), and start at the served model's own defaults, read from the server when the page opens.
+"Request" shows exactly what Generate will send.
 """
 
 from __future__ import annotations
@@ -10,77 +14,84 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
 from i2v.client import AsyncI2VClient, GenerationRequest, GenerationResult, I2VError, Progress
-from i2v.params import (
-    FPS_RANGE,
-    GUIDANCE_RANGE,
-    NUM_FRAMES_RANGE,
-    RESOLUTION_PRESETS,
-    SEED_RANGE,
-    STEPS_RANGE,
-    GenerationParams,
-    InvalidParameterError,
-)
+from i2v.examples import LIGHTHOUSE_PROMPT, lighthouse_image
+from i2v.params import RESOLUTION_PRESETS, InvalidParameterError, Parameter, model_defaults, parameters
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 MODEL_DEFAULT = "model default"
 CUSTOM = "custom"
-DEFAULTS = GenerationParams(prompt="-")  # diffusers' defaults, for the sliders' starting points
-EXAMPLES = [
-    ("lighthouse.png", "A lighthouse on a cliff, waves rolling in, clouds drifting by"),
-]
+SIZE = ("height", "width")  # set by the resolution choice: a preset, the model's default, or custom numbers
 
 
-def build_request(
-    image_path: str | None,
-    prompt: str,
-    negative_prompt: str,
-    resolution: str,
-    height: float | None,
-    width: float | None,
-    num_frames: float,
-    fps: float,
-    steps: float,
-    guidance: float,
-    seed: float | None,
-    randomize_seed: bool,
-) -> GenerationRequest:
-    """The page's fields → a validated request; raises `InvalidParameterError` in plain words."""
+def build_request(image_path: str | None, resolution: str, randomize_seed: bool, **values: Any) -> GenerationRequest:
+    """The page's fields (the parameters by name) → a validated request; raises `InvalidParameterError` in
+    plain words. The model-default resolution and a random seed are left out: the server fills them in."""
     if not image_path:
         raise InvalidParameterError("add a picture first: drop an image on the left")
-    if not prompt or not prompt.strip():
+    if not values.get("prompt") or not values["prompt"].strip():
         raise InvalidParameterError("write a prompt: describe what should happen in the video")
-    size: dict[str, int | None] = {"height": None, "width": None}
-    if resolution == CUSTOM:
-        size = {"height": _int(height, "height"), "width": _int(width, "width")}
-    elif resolution != MODEL_DEFAULT:
-        size = dict(zip(("height", "width"), RESOLUTION_PRESETS[resolution], strict=True))
-    return GenerationRequest.from_file(
-        image_path,
-        prompt.strip(),
-        negative_prompt=negative_prompt or None,
-        num_frames=_int(num_frames, "frames"),
-        fps=_int(fps, "fps"),
-        num_inference_steps=_int(steps, "steps"),
-        guidance_scale=float(guidance),
-        seed=None if randomize_seed else _int(seed, "seed"),
-        **size,
-    ).validate()
+    params = {}
+    for entry in parameters():
+        if entry.ui is None or entry.name not in values:
+            continue
+        value = values[entry.name]
+        if entry.name in SIZE and resolution != CUSTOM:
+            value = RESOLUTION_PRESETS[resolution][SIZE.index(entry.name)] if resolution in RESOLUTION_PRESETS else None
+        elif entry.random_when_omitted and randomize_seed:
+            value = None
+        elif entry.type is str:
+            value = (value or "").strip() or None
+        elif value is None:
+            raise InvalidParameterError(f"{entry.label.lower() or entry.name} is empty")
+        else:
+            value = entry.type(value)
+        params[entry.name] = value
+    return GenerationRequest.from_file(image_path, **params).validate()
 
 
-def _int(value: float | None, name: str) -> int:
-    if value is None:
-        raise InvalidParameterError(f"{name} is empty")
-    return int(value)
+def request_preview(image_path, resolution, randomize_seed, *values) -> dict:
+    """What Generate would send now (or why it would not)."""
+    try:
+        request = build_request(image_path, resolution, randomize_seed, **dict(zip(_names(), values, strict=True)))
+    except (InvalidParameterError, OSError) as exc:
+        return {"not ready": str(exc)}
+    return request.parameters()
+
+
+def _names() -> list[str]:
+    return [entry.name for entry in parameters() if entry.ui is not None]
+
+
+def _control(entry: Parameter, value: Any) -> gr.components.Component:
+    """The Gradio control of one parameter, with its range and the starting `value`."""
+    common = {"label": entry.label or entry.name, "elem_id": entry.name, "info": entry.help}
+    if entry.ui == "textbox":
+        return gr.Textbox(value=value or "", lines=2 if entry.required else 1, placeholder=entry.help, **common)
+    if entry.ui == "dropdown":
+        return gr.Dropdown(list(entry.choices or ()), value=value, **common)
+    if entry.ui == "slider" and entry.range is not None:
+        return gr.Slider(*entry.range, value=value, step=entry.ui_step or 1, **common)
+    bounds = {"minimum": entry.range[0], "maximum": entry.range[1]} if entry.range else {}
+    return gr.Number(value=value, precision=0 if entry.type is int else None, **bounds, **common)
+
+
+def _resolution_choices(defaults: dict) -> list[tuple[str, str]]:
+    default = f"{MODEL_DEFAULT} ({defaults['height']}x{defaults['width']})"
+    presets = [(f"{name} ({h}x{w})", name) for name, (h, w) in RESOLUTION_PRESETS.items()]
+    return [(default, MODEL_DEFAULT), *presets, (CUSTOM, CUSTOM)]
 
 
 def build_app(url: str, api_key: str | None = None, concurrency: int = 2) -> gr.Blocks:
+    table_defaults = model_defaults()
+
     async def generate(*fields, progress=gr.Progress()):  # noqa: B008 (Gradio's own idiom)
+        image_path, resolution, randomize_seed, *values = fields
         try:
-            request = build_request(*fields)
+            request = build_request(image_path, resolution, randomize_seed, **dict(zip(_names(), values, strict=True)))
         except (InvalidParameterError, OSError) as exc:
             raise gr.Error(str(exc)) from exc
         progress(0, desc="waiting for the server")
@@ -98,71 +109,96 @@ def build_app(url: str, api_key: str | None = None, concurrency: int = 2) -> gr.
             raise gr.Error("The server ended the request without a video")
         return _save_video(result), result.metadata
 
+    async def load_model_defaults():
+        """The served model's defaults into the controls (and the state), the model-default resolution named."""
+        try:
+            async with AsyncI2VClient(url, api_key=api_key) as client:
+                defaults, note = await client.model_defaults(), ""
+        except I2VError as exc:
+            defaults = table_defaults
+            note = f"The server's defaults could not be read ({_plain(exc)}); the controls show the usual ones."
+        updates = [gr.update(choices=_resolution_choices(defaults), value=MODEL_DEFAULT)]
+        updates += [gr.update(value=defaults[name]) if name in defaults else gr.update() for name in _names()]
+        return [defaults, *updates, gr.update(value=note, visible=bool(note))]
+
+    def on_resolution(resolution: str, defaults: dict):
+        """Height and width show the numbers that will be used; only `custom` lets one type them."""
+        if resolution == CUSTOM:
+            return gr.update(interactive=True), gr.update(interactive=True)
+        height, width = RESOLUTION_PRESETS.get(resolution, (defaults["height"], defaults["width"]))
+        return gr.update(value=height, interactive=False), gr.update(value=width, interactive=False)
+
     with gr.Blocks(title="I2VGen-XL: image to video") as app:
         gr.Markdown("# I2VGen-XL: image to video\nDrop a picture, describe the motion, get a short video.")
+        note = gr.Markdown(visible=False, elem_id="defaults-note")
+        served_defaults = gr.State(table_defaults)
+        controls: dict[str, gr.components.Component] = {}
         with gr.Row():
             with gr.Column():
                 image = gr.Image(label="Picture", type="filepath", sources=["upload", "clipboard"], elem_id="image")
-                prompt = gr.Textbox(label="Prompt", lines=2, placeholder="What should happen?", elem_id="prompt")
-                negative = gr.Textbox(
-                    label="Negative prompt", placeholder="What to avoid (optional)", elem_id="negative"
-                )
+                for entry in parameters():
+                    if entry.ui == "textbox":
+                        controls[entry.name] = _control(entry, table_defaults.get(entry.name))
                 with gr.Accordion("Advanced", open=False, elem_id="advanced"):
                     resolution = gr.Dropdown(
-                        [MODEL_DEFAULT, *RESOLUTION_PRESETS, CUSTOM],
+                        _resolution_choices(table_defaults),
                         value=MODEL_DEFAULT,
                         label="Resolution",
                         elem_id="resolution",
                     )
                     with gr.Row():
-                        height = gr.Number(value=512, precision=0, label="Height (custom)", elem_id="height")
-                        width = gr.Number(value=512, precision=0, label="Width (custom)", elem_id="width")
-                    frames = gr.Slider(
-                        *NUM_FRAMES_RANGE, value=DEFAULTS.num_frames, step=1, label="Frames", elem_id="frames"
-                    )
-                    fps = gr.Slider(*FPS_RANGE, value=DEFAULTS.fps, step=1, label="Frames per second", elem_id="fps")
-                    steps = gr.Slider(
-                        *STEPS_RANGE,
-                        value=DEFAULTS.num_inference_steps,
-                        step=1,
-                        label="Denoising steps",
-                        elem_id="steps",
-                    )
-                    guidance = gr.Slider(
-                        *GUIDANCE_RANGE,
-                        value=DEFAULTS.guidance_scale,
-                        step=0.5,
-                        label="Guidance scale",
-                        elem_id="guidance",
-                    )
-                    with gr.Row():
-                        seed = gr.Number(value=0, precision=0, minimum=SEED_RANGE[0], label="Seed", elem_id="seed")
-                        randomize = gr.Checkbox(value=True, label="Random seed", elem_id="randomize")
+                        for name in SIZE:
+                            entry = next(p for p in parameters() if p.name == name)
+                            controls[name] = _control(entry, table_defaults[name])
+                            controls[name].interactive = False
+                    randomize = None
+                    for entry in parameters():
+                        if entry.ui is None or entry.name in controls:
+                            continue
+                        if entry.random_when_omitted:
+                            with gr.Row():
+                                controls[entry.name] = _control(entry, entry.default)
+                                randomize = gr.Checkbox(
+                                    value=True, label=f"Random {entry.label.lower()}", elem_id="randomize"
+                                )
+                        else:
+                            controls[entry.name] = _control(entry, table_defaults.get(entry.name, entry.default))
                 with gr.Row():
                     run = gr.Button("Generate", variant="primary", elem_id="generate")
                     cancel = gr.Button("Cancel", elem_id="cancel")
+                preview = gr.JSON(
+                    label="Request (what Generate sends; left out: the model's default)", elem_id="request"
+                )
             with gr.Column():
                 video = gr.Video(label="Video", autoplay=True, elem_id="video")
                 metadata = gr.JSON(label="Parameters used", elem_id="metadata")
-        gr.Examples([[str(EXAMPLES_DIR / name), text] for name, text in EXAMPLES], inputs=[image, prompt])
-        fields = [image, prompt, negative, resolution, height, width, frames, fps, steps, guidance, seed, randomize]
+        with lighthouse_image() as example:
+            gr.Examples([[str(example), LIGHTHOUSE_PROMPT]], inputs=[image, controls["prompt"]])
+        ordered = [controls[name] for name in _names()]
+        fields = [image, resolution, randomize or gr.State(False), *ordered]
         event = run.click(generate, inputs=fields, outputs=[video, metadata], concurrency_limit=concurrency)
         cancel.click(None, cancels=[event])
+        size = [controls[name] for name in SIZE]
+        resolution.change(on_resolution, inputs=[resolution, served_defaults], outputs=size, queue=False)
+        for field in fields:
+            if isinstance(field, gr.components.Component) and field is not image:
+                field.change(request_preview, inputs=fields, outputs=preview, queue=False)
+        image.change(request_preview, inputs=fields, outputs=preview, queue=False)
+        app.load(load_model_defaults, outputs=[served_defaults, resolution, *ordered, note], queue=False)
     app.queue(default_concurrency_limit=concurrency)
     return app
 
 
 def _plain(exc: I2VError) -> str:
-    """The server's message without the gRPC wrapping, prefixed with what kind of failure it is."""
-    message = str(exc).split(" (StatusCode.")[0]
+    """The server's message, prefixed with what kind of failure it is."""
     kinds = {
         "OverloadedError": "The server is busy, please try again in a moment",
         "ServerUnavailableError": "The video server cannot be reached",
         "UnauthorizedError": "The video server refused the API key",
-        "CancelledError": "Cancelled",
+        "GenerationCancelledError": "Cancelled",
     }
     prefix = kinds.get(type(exc).__name__)
-    return f"{prefix}: {message}" if prefix else message
+    return f"{prefix}: {exc}" if prefix else str(exc)
 
 
 def _save_video(result: GenerationResult) -> str:

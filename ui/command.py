@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import os
+
+from i2v.client.command import add_connection_args
 
 
 def add_ui_command(commands, formatter_class: type[argparse.HelpFormatter]) -> None:
     """Add the `ui` subcommand to the `i2v` parser."""
     ui = commands.add_parser("ui", help="start the Gradio web page", formatter_class=formatter_class)
-    ui.add_argument(
-        "--url",
-        default=os.environ.get("I2V_TRITON_URL", "localhost:8001"),
-        help="Triton gRPC address (env I2V_TRITON_URL)",
-    )
-    ui.add_argument(
-        "--api-key",
-        default=os.environ.get("I2V_API_KEY"),
-        help="key for a server that restricts inference (env I2V_API_KEY)",
-    )
+    add_connection_args(ui, timeout=False)
     ui.add_argument("--host", default="127.0.0.1", help="address to serve the page on (0.0.0.0 for all)")
     ui.add_argument("--port", type=int, default=7860, help="port of the page")
     ui.add_argument("--concurrency", type=int, default=2, help="videos generated at once for all visitors")

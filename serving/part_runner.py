@@ -4,9 +4,10 @@ The model is parameterised by its own `config.pbtxt` alone: the part is the mode
 are taken by the names it declares, and the `RUNTIME` parameter says what runs it:
 
 - `onnxruntime`: the graph `<version>/model.onnx` in ONNX Runtime (the embedded server's default);
-- `torch`: the diffusers/transformers component saved in `<version>/weights/` (`i2v.serving.torch_parts`).
+- `torch`: the diffusers/transformers component saved in `<version>/weights/` (`i2v.model.modules`).
   On a GPU instance (`kind: KIND_GPU`) it runs on that GPU in the config's `TORCH_DTYPE` (fp16 by default)
   and tensors that arrive on the GPU (the BLS passes them by DLPack) stay there; on a CPU instance, fp32.
+  A GPU instance without a working CUDA fails to load, naming the cause (`i2v.serving.tensors`).
 
 In NVIDIA's container the parts can be native `tensorrt_plan` models instead; the BLS calls them by name and
 cannot tell the difference.
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-RUNTIMES = ("onnxruntime", "torch")
+from i2v.model.info import PYTHON_BACKEND_RUNTIMES
 
 
 class OnnxRuntimePart:
@@ -49,27 +50,23 @@ class TorchPart:
     def __init__(self, name: str, version: Path, output_names: list[str], args: dict, parameters: dict) -> None:
         import torch
 
-        from i2v.serving.torch_parts import DTYPES, WEIGHTS_DIR, load_part_module
+        from i2v.model.modules import DTYPES, WEIGHTS_DIR, load_part_module
+        from i2v.serving.tensors import instance_device
 
-        use_gpu = args["model_instance_kind"] == "GPU" and torch.cuda.is_available()
-        device = torch.device(f"cuda:{args['model_instance_device_id']}" if use_gpu else "cpu")
+        self.device = instance_device(args)
         requested = parameters.get("TORCH_DTYPE", "float16")
         if requested not in DTYPES:
             raise ValueError(f"{name}: TORCH_DTYPE must be one of {', '.join(DTYPES)}, got {requested!r}")
-        self.dtype = DTYPES[requested] if use_gpu else torch.float32  # half precision is a GPU thing
+        self.dtype = DTYPES[requested] if self.device.type == "cuda" else torch.float32  # half precision: GPU only
         self.output_names = output_names
-        self.module = load_part_module(name, version / WEIGHTS_DIR, device, self.dtype)
+        self.module = load_part_module(name, version / WEIGHTS_DIR, self.device, self.dtype)
 
     def __call__(self, inputs: list) -> list:
-        import torch
+        from i2v.model.modules import run_part_module
+        from i2v.serving.tensors import to_torch, to_triton
 
-        from i2v.serving.torch_parts import run_part_module
-
-        tensors = [
-            torch.from_numpy(t.as_numpy().copy()) if t.is_cpu() else torch.from_dlpack(t.to_dlpack()) for t in inputs
-        ]
-        results = run_part_module(self.module, tensors, self.dtype)
-        return [_triton_tensor(n, r) for n, r in zip(self.output_names, results, strict=True)]
+        results = run_part_module(self.module, [to_torch(t, self.device) for t in inputs], self.dtype)
+        return to_triton(dict(zip(self.output_names, results, strict=True)))
 
     def close(self) -> None:
         import torch
@@ -77,15 +74,6 @@ class TorchPart:
         self.module = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-
-def _triton_tensor(name: str, value):
-    """A torch result as a Triton tensor: by DLPack where it is on the GPU, through numpy where on the CPU."""
-    import torch
-
-    if value.is_cuda:
-        return pb_utils.Tensor.from_dlpack(name, torch.utils.dlpack.to_dlpack(value))
-    return pb_utils.Tensor(name, value.numpy())
 
 
 class TritonPythonModel:
@@ -102,7 +90,8 @@ class TritonPythonModel:
         elif runtime == "torch":
             self.part = TorchPart(self.model_name, version, output_names, args, parameters)
         else:
-            raise ValueError(f"{self.model_name}: RUNTIME must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+            choices = ", ".join(PYTHON_BACKEND_RUNTIMES)
+            raise ValueError(f"{self.model_name}: RUNTIME must be one of {choices}, got {runtime!r}")
 
     def execute(self, requests):
         responses = []

@@ -1,7 +1,7 @@
 """The I2VGen-XL sampling loop over exported parts, step for step what diffusers' I2VGenXLPipeline computes.
 
 The parts are reached through `run_part(name, inputs) -> outputs` (torch tensors keyed by the names in
-`i2v.export.parts`), so the same loop runs inside the Triton BLS (parts are other Triton models) and in-process
+`i2v.model.parts`), so the same loop runs inside the Triton BLS (parts are other Triton models) and in-process
 over ONNX Runtime sessions (tests, benchmarks). It reads top to bottom like the diffusers pipeline:
 `encode_prompt`, `encode_image`, `prepare_image_latents`, `prepare_latents`, the denoising loop,
 `decode_latents`.
@@ -26,8 +26,8 @@ from diffusers.image_processor import VaeImageProcessor
 from PIL import Image
 from transformers import CLIPImageProcessor, CLIPTokenizer
 
+from i2v.model.info import ModelInfo
 from i2v.params import GenerationParams
-from i2v.serving.model_info import ModelInfo
 from i2v.serving.preprocess import center_crop_wide, resize_bilinear
 
 RunPart = Callable[[str, dict[str, torch.Tensor]], dict[str, torch.Tensor]]

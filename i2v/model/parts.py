@@ -1,8 +1,11 @@
-"""The five model parts as the server sees them: tensor names, data types and shapes.
+"""The five model parts as the server sees them: tensor names, data types, shapes, and each part's own facts.
 
-One table drives the ONNX export (input/output names, dynamic axes), the validation shapes and the Triton
-`config.pbtxt` of each part, so the three cannot drift apart. A dimension is an int (static) or a name
-(dynamic): the same name on two tensors is the same size.
+One `PartSpec` per part drives the ONNX export (names, dynamic axes), its check against PyTorch (tolerance),
+the TensorRT profiles (batch range) and engine check (fp16 tolerance), the Triton `config.pbtxt` of the part
+and the torch runtime (which pipeline component it runs), so none of these can drift apart. A dimension is
+an int (static) or a name (dynamic): the same name on two tensors is the same size.
+
+Torch-free: it reads sizes from a loaded pipeline's configs, but imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 Dim = int | str
+
+PART_NAMES = ("text_encoder", "image_encoder", "vae_encoder", "unet", "vae_decoder")
 
 
 @dataclass(frozen=True)
@@ -21,34 +26,60 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class PartSpec:
-    """One exported model part: a Triton model of the same name."""
+    """One model part: a Triton model of the same name."""
 
     name: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     description: str
+    component: str  # the pipeline attribute it runs ("vae" for both VAE parts)
+    # (min, opt, max) of the batch axis in the TensorRT profiles; None: the VAE decode chunk decides it
+    batch: tuple[int, int, int] | None
+    # largest abs difference allowed between the ONNX graph in ONNX Runtime and PyTorch (fp32 both): about 10x
+    # the worst seen on the tiny model over 30 random inputs and shapes; a wrong graph is off by far more
+    onnx_tolerance: float
+    # (atol, rtol) of polygraphy's comparison of the fp16 engine with fp32 ONNX Runtime (mean errors);
+    # written against the documentation, not yet calibrated on a GPU (docs/tensorrt.md)
+    fp16_tolerance: tuple[float, float]
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.outputs)
 
 
 def part_specs(
     *, text_len: int, text_dim: int, clip_size: int, image_embed_dim: int, latent_channels: int
 ) -> dict[str, PartSpec]:
-    """The parts for one model; the static sizes come from its configs (see `PipelineInfo`)."""
+    """The parts of one model; the static sizes come from its configs (`specs_for_pipeline`).
+
+    Batch ranges: the UNet and the text encoder see cond + uncond in one batch under guidance (2) and 1 with
+    guidance off; the image and VAE encoders one image per request (the unconditional image embedding is
+    zeros, made by the server); the VAE decoder a chunk of frames.
+    """
     c = latent_channels
     video = ("batch", c, "frames", "latent_height", "latent_width")
-    return {
-        "text_encoder": PartSpec(
+    specs = (
+        PartSpec(
             "text_encoder",
             (TensorSpec("input_ids", "int64", ("batch", text_len)),),
             (TensorSpec("text_embeds", "float32", ("batch", text_len, text_dim)),),
             "CLIP text encoder: penultimate hidden state through the final layer norm (clip_skip=1).",
+            component="text_encoder",
+            batch=(1, 2, 2),
+            onnx_tolerance=1e-4,  # worst 2.5e-5: the tiny layer norm over 4 values divides noise by a small std
+            fp16_tolerance=(2e-2, 2e-2),
         ),
-        "image_encoder": PartSpec(
+        PartSpec(
             "image_encoder",
             (TensorSpec("pixel_values", "float32", ("batch", 3, clip_size, clip_size)),),
             (TensorSpec("image_embeds", "float32", ("batch", image_embed_dim)),),
             "CLIP vision encoder with projection; its size is fixed by the position embeddings.",
+            component="image_encoder",
+            batch=(1, 1, 2),
+            onnx_tolerance=1e-5,  # worst 3.6e-7: a projection of one pooled token, outputs of order 1
+            fp16_tolerance=(1e-2, 1e-2),
         ),
-        "vae_encoder": PartSpec(
+        PartSpec(
             "vae_encoder",
             (TensorSpec("image", "float32", ("batch", 3, "height", "width")),),
             (
@@ -56,8 +87,12 @@ def part_specs(
                 TensorSpec("latent_std", "float32", ("batch", c, "latent_height", "latent_width")),
             ),
             "VAE encoder: the posterior's mean and std; the server samples it with the request's seed.",
+            component="vae",
+            batch=(1, 1, 1),
+            onnx_tolerance=1e-5,  # worst 9.5e-7: mean and exp(0.5 * logvar), values of order 1
+            fp16_tolerance=(1e-2, 1e-2),
         ),
-        "unet": PartSpec(
+        PartSpec(
             "unet",
             (
                 TensorSpec("sample", "float32", video),
@@ -69,17 +104,23 @@ def part_specs(
             ),
             (TensorSpec("noise_pred", "float32", video),),
             "I2VGen-XL 3D UNet: one denoising step for a batch (cond and uncond together under guidance).",
+            component="unet",
+            batch=(1, 2, 2),
+            onnx_tolerance=2e-5,  # worst 1.1e-6: one denoising step, noise predictions of order 1
+            fp16_tolerance=(2e-2, 2e-2),
         ),
-        "vae_decoder": PartSpec(
+        PartSpec(
             "vae_decoder",
             (TensorSpec("latents", "float32", ("batch", c, "latent_height", "latent_width")),),
             (TensorSpec("image", "float32", ("batch", 3, "height", "width")),),
             "VAE decoder: latents already divided by the scaling factor, frames in [-1, 1].",
+            component="vae",
+            batch=None,
+            onnx_tolerance=5e-5,  # worst 4.4e-6: pixels in [-1, 1] from latents of order 5
+            fp16_tolerance=(1e-2, 1e-2),
         ),
-    }
-
-
-PART_NAMES = ("text_encoder", "image_encoder", "vae_encoder", "unet", "vae_decoder")
+    )
+    return {spec.name: spec for spec in specs}
 
 
 def specs_for_pipeline(pipe) -> dict[str, PartSpec]:
@@ -104,8 +145,6 @@ def size_multiple(pipe) -> int:
     return vae_scale_factor(pipe) * 2 ** (len(pipe.unet.config.down_block_types) - 1)
 
 
-# Output names do not depend on sizes: the serving loop requests them by these names.
-OUTPUT_NAMES: dict[str, tuple[str, ...]] = {
-    name: tuple(t.name for t in spec.outputs)
-    for name, spec in part_specs(text_len=1, text_dim=1, clip_size=1, image_embed_dim=1, latent_channels=1).items()
-}
+# Names, components and tolerances do not depend on sizes: the serving loop requests outputs by these names.
+SIZE_FREE_SPECS = part_specs(text_len=1, text_dim=1, clip_size=1, image_embed_dim=1, latent_channels=1)
+OUTPUT_NAMES: dict[str, tuple[str, ...]] = {name: spec.output_names for name, spec in SIZE_FREE_SPECS.items()}

@@ -37,9 +37,13 @@ def decode_image(data: bytes) -> Image.Image:
     except InvalidImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InvalidImageError(f"image is too large: {exc}") from exc
-    except Exception as exc:  # PIL raises many types for corrupt data
-        raise InvalidImageError(f"image could not be decoded ({type(exc).__name__}: {exc})") from exc
+        raise InvalidImageError(
+            f"image is too large: more than {MAX_IMAGE_PIXELS:,} pixels, a possible decompression bomb"
+        ) from exc
+    except Image.UnidentifiedImageError as exc:
+        raise InvalidImageError("image could not be decoded: it is not a PNG, JPEG or WebP file") from exc
+    except Exception as exc:  # PIL raises many types for corrupt data; their messages hold reprs and offsets
+        raise InvalidImageError("image could not be decoded: the file is truncated or corrupt") from exc
     if min(image.size) < MIN_IMAGE_SIDE:
         raise InvalidImageError(
             f"image is too small: {image.width}x{image.height}, each side must be at least {MIN_IMAGE_SIDE}"

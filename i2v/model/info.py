@@ -13,9 +13,20 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from i2v.params import NUM_FRAMES_RANGE, GenerationParams, InvalidParameterError
+from i2v.params import GenerationParams, InvalidParameterError, parameter
 
 MODEL_INFO_FILE = "model_info.json"
+DEFAULT_REPOSITORY = Path("model_repository")  # where `i2v export` writes and `i2v serve` reads
+# What can serve the part models: ONNX Runtime or the PyTorch modules in a Python-backend model (the embedded
+# server has these two), or native TensorRT engines (NVIDIA's Triton image).
+RUNTIMES = ("onnxruntime", "torch", "tensorrt")
+PYTHON_BACKEND_RUNTIMES = ("onnxruntime", "torch")
+
+
+def request_frame_range() -> tuple[int, int]:
+    """The num_frames range a request may ask for (the parameter table's)."""
+    low, high = parameter("num_frames").range
+    return int(low), int(high)
 
 
 @dataclass(frozen=True)
@@ -24,7 +35,7 @@ class SupportedShapes:
     `config.pbtxt` dims and this server-side check (see `i2v.export.profiles`)."""
 
     resolutions: tuple[tuple[int, int], ...]  # (height, width) pixel pairs, each one optimization profile
-    num_frames: tuple[int, int] = NUM_FRAMES_RANGE  # inclusive range of every profile's frame axis
+    num_frames: tuple[int, int] = field(default_factory=request_frame_range)  # every profile's frame axis
     max_decode_chunk_size: int = 8  # the VAE decoder's largest batch (frames decoded per call)
 
     def __post_init__(self) -> None:
@@ -62,14 +73,14 @@ class SupportedShapes:
     def from_dict(cls, data: dict) -> SupportedShapes:
         return cls(
             resolutions=tuple(tuple(r) for r in data["resolutions"]),
-            num_frames=tuple(data.get("num_frames", NUM_FRAMES_RANGE)),
+            num_frames=tuple(data.get("num_frames", request_frame_range())),
             max_decode_chunk_size=int(data.get("max_decode_chunk_size", 8)),
         )
 
 
 @dataclass
 class ModelInfo:
-    source: str  # where the weights came from: "tiny", a hub id or a folder
+    source: str  # the model's name as clients see it: "tiny", a hub id, or a local folder's name (never a path)
     vae_scale_factor: int  # pixels per latent cell
     vae_scaling_factor: float  # latents are scaled by this after encoding
     latent_channels: int

@@ -1,7 +1,7 @@
 """Run NVIDIA's own `tritonserver` from the nvidia-pytriton wheel, without Docker.
 
 The wheel ships the server binary, the Python backend, one backend stub per Python version and the shared
-libraries they need; PyTriton's own Python API is not used. What it takes to run it (TRITON_EMBEDDED notes):
+libraries they need; PyTriton's own Python API is not used. What it takes to run it (docs/embedded-triton.md):
 
 - a backend directory holding `backends/python` with the stub for *this* Python next to `libtriton_python.so`
   (a stub for another version makes model loading hang with no error);

@@ -9,7 +9,6 @@ an error naming the problem; the model keeps serving the next one.
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from pathlib import Path
 
@@ -17,26 +16,30 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
-from i2v.export.parts import OUTPUT_NAMES
-from i2v.params import GenerationParams, InvalidParameterError
+from i2v.model.parts import OUTPUT_NAMES
+from i2v.params import GenerationParams, InvalidParameterError, parameters
 from i2v.serving.generator import GenerationCancelled, VideoGenerator
 from i2v.serving.metrics import BlsMetrics
 from i2v.serving.preprocess import InvalidImageError, decode_image
+from i2v.serving.request import read_parameters
 from i2v.serving.request_log import RequestLog
+from i2v.serving.tensors import instance_device, to_torch, to_triton
 from i2v.video import encode_mp4
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-INT_PARAMS = ("height", "width", "num_frames", "fps", "num_inference_steps", "decode_chunk_size", "seed")
 
 
 class PartError(RuntimeError):
     """A part model answered with an error."""
 
+    def __init__(self, part: str, message: str) -> None:
+        super().__init__(f"{part}: {message}")
+        self.part = part
+
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
-        use_gpu = args["model_instance_kind"] == "GPU" and torch.cuda.is_available()
-        self.device = torch.device(f"cuda:{args['model_instance_device_id']}" if use_gpu else "cpu")
+        self.device = instance_device(args)
         pipeline_dir = Path(args["model_repository"]) / args["model_version"] / "pipeline"
         self.generator = VideoGenerator(pipeline_dir, run_part=self.run_part, device=self.device)
         self.metrics = BlsMetrics(args["model_name"])
@@ -68,8 +71,13 @@ class TritonPythonModel:
         except (InvalidParameterError, InvalidImageError) as exc:
             final = _error(f"invalid input: {exc}", "INVALID_ARG")
             outcome, record["error"] = "invalid_input", str(exc)
-        except Exception as exc:  # report, keep serving
-            final = _error(f"generation failed: {type(exc).__name__}: {exc}", "INTERNAL")
+        except Exception as exc:  # report, keep serving; the details go to the log, not to the client
+            where = f" in the {exc.part} part" if isinstance(exc, PartError) else ""
+            final = _error(
+                f"generation failed{where} (request {request.request_id() or 'without id'}): an internal error; "
+                "the server's log has the details",
+                "INTERNAL",
+            )
             outcome, record["error"] = "internal", f"{type(exc).__name__}: {exc}"
         self.metrics.finish(outcome)
         line = self.request_log.record(request.request_id(), outcome, **record)
@@ -85,7 +93,7 @@ class TritonPythonModel:
         image_bytes = _read_bytes(request, "image")
         if image_bytes is None:
             raise InvalidImageError("image is required: send the bytes of a PNG, JPEG or WebP file")
-        params, return_frames = self.read_params(request)
+        params = self.read_params(request)
         image = decode_image(image_bytes)
 
         def on_step(step: int, total: int) -> None:
@@ -112,69 +120,30 @@ class TritonPythonModel:
             pb_utils.Tensor("video", np.array([mp4], dtype=np.object_)),
             pb_utils.Tensor("metadata", np.array([json.dumps(metadata).encode()], dtype=np.object_)),
         ]
-        if return_frames:
+        if params.return_frames:
             outputs.append(pb_utils.Tensor("frames", video.frames))
         stored = self.request_log.store(mp4, metadata)
         record = {**metadata, "video_bytes": len(mp4), "stored": str(stored) if stored else None}
         return pb_utils.InferenceResponse(output_tensors=outputs), record
 
-    def read_params(self, request) -> tuple[GenerationParams, bool]:
+    def read_params(self, request) -> GenerationParams:
         """Request tensors → validated parameters; omitted ones take this model's defaults, the seed a random one."""
-        prompt = _read_text(request, "prompt")
-        if prompt is None:
-            raise InvalidParameterError("prompt is required")
-        params = self.generator.default_params(prompt)
-        negative = _read_text(request, "negative_prompt")
-        if negative is not None:
-            params.negative_prompt = negative
-        for name in INT_PARAMS:
-            value = _read_scalar(request, name)
-            if value is not None:
-                setattr(params, name, int(value))
-        guidance = _read_scalar(request, "guidance_scale")
-        if guidance is not None:
-            params.guidance_scale = float(guidance)
-        if _read_scalar(request, "seed") is None:
-            params.seed = secrets.randbelow(2**32)
-        return_frames = bool(_read_scalar(request, "return_frames") or False)
-        return params.validate(self.generator.info.size_multiple), return_frames
+        arrays = {}
+        for entry in parameters():
+            tensor = pb_utils.get_input_tensor_by_name(request, entry.name)
+            arrays[entry.name] = None if tensor is None else tensor.as_numpy()
+        info = self.generator.info
+        return read_parameters(arrays, info.defaults, info.size_multiple)
 
     def run_part(self, name: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One BLS call; tensors stay on the GPU when there is one (DLPack), else go as numpy."""
-        tensors = [_to_triton(key, value) for key, value in inputs.items()]
         request = pb_utils.InferenceRequest(
-            model_name=name, requested_output_names=list(OUTPUT_NAMES[name]), inputs=tensors
+            model_name=name, requested_output_names=list(OUTPUT_NAMES[name]), inputs=to_triton(inputs)
         )
         response = request.exec()
         if response.has_error():
-            raise PartError(f"{name}: {response.error().message()}")
-        return {t.name(): _to_torch(t, self.device) for t in response.output_tensors()}
-
-
-def _to_triton(name: str, value: torch.Tensor):
-    value = value.contiguous()
-    if value.is_cuda:
-        return pb_utils.Tensor.from_dlpack(name, torch.utils.dlpack.to_dlpack(value))
-    return pb_utils.Tensor(name, value.numpy())
-
-
-def _to_torch(tensor, device: torch.device) -> torch.Tensor:
-    if tensor.is_cpu():
-        return torch.from_numpy(tensor.as_numpy().copy()).to(device)
-    return torch.from_dlpack(tensor.to_dlpack())
-
-
-def _read_scalar(request, name: str):
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    if tensor is None:
-        return None
-    array = tensor.as_numpy()
-    if array.size != 1:
-        raise InvalidParameterError(f"{name} must hold exactly one value, got shape {list(array.shape)}")
-    value = array.reshape(-1)[0].item()
-    if isinstance(value, float) and name != "guidance_scale":
-        raise InvalidParameterError(f"{name} must be an integer, got {value}")
-    return value
+            raise PartError(name, response.error().message())
+        return {t.name(): to_torch(t, self.device) for t in response.output_tensors()}
 
 
 def _read_bytes(request, name: str) -> bytes | None:
@@ -186,16 +155,6 @@ def _read_bytes(request, name: str) -> bytes | None:
         raise InvalidParameterError(f"{name} must hold exactly one element, got {array.size}")
     value = array[0]
     return value if isinstance(value, bytes) else str(value).encode()
-
-
-def _read_text(request, name: str) -> str | None:
-    data = _read_bytes(request, name)
-    if data is None:
-        return None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidParameterError(f"{name} must be UTF-8 text ({exc})") from exc
 
 
 def _error(message: str, code: str):

@@ -1,0 +1,208 @@
+"""`i2v generate` and `i2v models`: the client's commands, and the options every client-side command shares.
+
+The generation flags are made from the parameter table (`i2v.params`): a parameter added there is a flag here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from i2v.arguments import add_api_key_argument
+from i2v.params import parameters
+
+URL_ENV = "I2V_TRITON_URL"
+DEFAULT_URL = "localhost:8001"
+
+METAVARS = {int: "N", float: "X", str: "TEXT"}
+
+# Exit codes that mean something to scripts.
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_OVERLOADED, EXIT_CANCELLED = 0, 1, 2, 3, 4, 5
+
+
+def add_connection_args(parser: argparse.ArgumentParser, *, timeout: bool = True) -> None:
+    """Where the server is (`--url`, env I2V_TRITON_URL), its key (`--api-key`) and, for requests, `--timeout`."""
+    parser.add_argument(
+        "--url", default=os.environ.get(URL_ENV, DEFAULT_URL), help=f"Triton gRPC address (env {URL_ENV})"
+    )
+    add_api_key_argument(parser, "key for a server that restricts inference and model control")
+    if timeout:
+        parser.add_argument("--timeout", type=float, default=None, help="seconds before the request is cancelled")
+
+
+def add_generation_args(parser: argparse.ArgumentParser) -> None:
+    """One flag per parameter of the table; omitted ones take the served model's defaults (reported back in
+    the metadata JSON)."""
+    group = parser.add_argument_group("generation (default: the served model's own)")
+    for entry in parameters():
+        if entry.cli_flag is None:
+            continue
+        allowed = entry.describe_range()
+        options: dict = {
+            "dest": entry.name,
+            "default": None,
+            "help": f"{entry.help} ({allowed})" if allowed else entry.help,
+        }
+        if entry.type is bool:
+            options.update(action="store_const", const=True)
+        else:
+            options.update(type=entry.type, choices=entry.choices, metavar=METAVARS[entry.type])
+        group.add_argument(entry.cli_flag, **options)
+
+
+def generation_values(args: argparse.Namespace) -> dict:
+    """The parameters given on the command line, by name."""
+    return {p.name: getattr(args, p.name) for p in parameters() if getattr(args, p.name, None) is not None}
+
+
+def add_client_commands(commands, formatter_class: type[argparse.HelpFormatter]) -> None:
+    """Add `generate` and `models` to the `i2v` parser."""
+    generate = commands.add_parser(
+        "generate",
+        formatter_class=formatter_class,
+        help="generate a video (or a batch: a folder of images or a JSONL of requests) through gRPC",
+    )
+    source = generate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", type=Path, help="PNG, JPEG or WebP picture")
+    source.add_argument(
+        "--batch", type=Path, help='a folder of images (all with --prompt), or a JSONL file of {"image", "prompt", ...}'
+    )
+    generate.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("outputs/video.mp4"),
+        help="MP4 to write (single image); its metadata goes beside it as .json",
+    )
+    generate.add_argument(
+        "--output-dir", type=Path, default=Path("outputs/batch"), help="folder for a batch's videos and manifest.json"
+    )
+    add_connection_args(generate)
+    add_generation_args(generate)
+    generate.set_defaults(run=run_generate)
+
+    models = commands.add_parser(
+        "models", help="list, load or unload models on a running server", formatter_class=formatter_class
+    )
+    models.add_argument("action", choices=["list", "load", "unload"])
+    models.add_argument(
+        "names", nargs="*", help="models to load or unload (load also picks up new versions); list: only these"
+    )
+    add_connection_args(models, timeout=False)
+    models.set_defaults(run=run_models)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from i2v.client import errors
+
+    try:
+        if args.batch is not None:
+            return run_batch(args)
+        if not args.prompt:
+            raise ValueError("--prompt is required with --image")
+        result = generate_with_progress(args, args.url)
+    except errors.InvalidInputError as exc:
+        return fail(f"invalid input: {exc}", EXIT_INVALID)
+    except errors.ServerUnavailableError as exc:
+        return fail(f"server unavailable: {exc}", EXIT_UNAVAILABLE)
+    except errors.OverloadedError as exc:
+        return fail(f"server overloaded: {exc}", EXIT_OVERLOADED)
+    except errors.GenerationCancelledError as exc:
+        return fail(f"cancelled: {exc}", EXIT_CANCELLED)
+    except errors.I2VError as exc:
+        return fail(f"generation failed: {exc}", EXIT_FAILED)
+    except ValueError as exc:  # client-side parameter checks
+        return fail(f"invalid input: {exc}", EXIT_INVALID)
+    print(f"wrote {args.output} (seed {result.seed}, {result.timings['total']:.2f} s on the server)")
+    return EXIT_OK
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    """One video per item, a progress bar over the items, a manifest; exit 1 if any item failed."""
+    from tqdm import tqdm
+
+    from i2v.client import batch
+    from i2v.client.grpc_client import I2VClient
+
+    params = generation_values(args)
+    if args.batch.is_dir():
+        if not args.prompt:
+            raise ValueError("--prompt is required with a folder of images")
+        items = batch.items_from_folder(args.batch, params)
+    elif args.batch.is_file():
+        items = batch.items_from_jsonl(args.batch, params)
+    else:
+        raise ValueError(f"batch input not found: {args.batch}")
+    failed = 0
+    with I2VClient(args.url, api_key=args.api_key, timeout_s=args.timeout) as client:
+        client.wait_until_ready()
+        with tqdm(total=len(items), desc="videos", unit="video") as bar:
+            for record in batch.run_batch(client, items, args.output_dir):
+                if record["status"] != "ok":
+                    failed += 1
+                    tqdm.write(f"failed: {record['name']}: {record['error']}", file=sys.stderr)
+                bar.update()
+    print(
+        f"{len(items) - failed} of {len(items)} videos written to {args.output_dir}; "
+        f"manifest: {args.output_dir / batch.MANIFEST}"
+    )
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def generate_with_progress(args: argparse.Namespace, url: str):
+    """Send one request, draw a progress bar from the streamed steps, save MP4 + metadata JSON."""
+    from tqdm import tqdm
+
+    from i2v.client.grpc_client import I2VClient
+    from i2v.client.types import GenerationRequest
+
+    if not args.image.is_file():
+        raise ValueError(f"image file not found: {args.image}")
+    request = GenerationRequest.from_file(args.image, **generation_values(args))
+    with I2VClient(url, api_key=getattr(args, "api_key", None), timeout_s=getattr(args, "timeout", None)) as client:
+        client.wait_until_ready()
+        with tqdm(total=None, desc="denoising", unit="step") as bar:
+
+            def on_progress(step: int, total: int) -> None:
+                bar.total = total
+                bar.update(step - bar.n)
+
+            result = client.generate(request, on_progress=on_progress)
+    result.save(args.output)
+    return result
+
+
+def run_models(args: argparse.Namespace) -> int:
+    """`list` shows states (of the named models, or all) and changes nothing; `load`/`unload` act on names."""
+    from i2v.client import errors
+    from i2v.client.model_control import ModelControl
+
+    if args.action != "list" and not args.names:
+        return fail(f"name the models to {args.action}", EXIT_INVALID)
+    try:
+        with ModelControl(args.url, api_key=args.api_key) as control:
+            if args.action == "list":
+                models = control.list()
+                unknown = sorted(set(args.names) - {m.name for m in models})
+                if unknown:
+                    return fail(f"not in the model repository: {', '.join(unknown)}", EXIT_INVALID)
+                for model in models:
+                    if not args.names or model.name in args.names:
+                        reason = f"  ({model.reason})" if model.reason else ""
+                        print(f"{model.name:<16} {model.version or '-':>3}  {model.state}{reason}")
+                return EXIT_OK
+            for name in args.names:
+                (control.load if args.action == "load" else control.unload)(name)
+                print(f"{args.action}ed {name}")
+    except errors.ServerUnavailableError as exc:
+        return fail(f"server unavailable: {exc}", EXIT_UNAVAILABLE)
+    except errors.I2VError as exc:
+        return fail(str(exc), EXIT_FAILED)
+    return EXIT_OK
+
+
+def fail(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code

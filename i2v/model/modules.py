@@ -1,0 +1,156 @@
+"""The five parts as torch modules: each takes exactly its spec's inputs (in order) and returns its outputs.
+
+The ONNX export traces these modules, its check compares the graphs with them, and the `torch` runtime serves
+them; so the graph, the Triton config and the serving loop all read from one table (`i2v.model.parts`).
+
+The `torch` runtime saves each part's pipeline component into the repository with `save_pretrained`
+(`<part>/1/weights/`: config + safetensors; the VAE encoder and decoder each hold a copy of the VAE, so every
+model folder stands alone for Triton's load/unload) and loads it back with `from_pretrained`. On CUDA the
+modules run in fp16 (or the dtype the config asks for) with PyTorch's scaled-dot-product attention (diffusers'
+`AttnProcessor2_0`, transformers' `attn_implementation="sdpa"`); on CPU in fp32.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from diffusers import AutoencoderKL
+from diffusers.models.attention_processor import AttnProcessor2_0
+from diffusers.models.unets import I2VGenXLUNet
+from torch import nn
+from transformers import CLIPTextModel, CLIPVisionModelWithProjection
+
+from i2v.model.parts import PART_NAMES, SIZE_FREE_SPECS
+
+# The class that loads each pipeline component (`PartSpec.component`).
+COMPONENT_CLASSES: dict[str, type] = {
+    "text_encoder": CLIPTextModel,
+    "image_encoder": CLIPVisionModelWithProjection,
+    "vae": AutoencoderKL,
+    "unet": I2VGenXLUNet,
+}
+WEIGHTS_DIR = "weights"
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+class TextEncoderPart(nn.Module):
+    """What `I2VGenXLPipeline.encode_prompt` computes at its default clip_skip=1: the penultimate hidden state
+    through the final layer norm, without an attention mask (the pipeline passes none for CLIP)."""
+
+    def __init__(self, text_encoder: nn.Module) -> None:
+        super().__init__()
+        self.text_encoder = text_encoder
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.text_encoder(input_ids, output_hidden_states=True).hidden_states
+        return self.text_encoder.text_model.final_layer_norm(hidden_states[-2])
+
+
+class ImageEncoderPart(nn.Module):
+    """The CLIP image embedding; the pipeline adds the singleton token axis itself."""
+
+    def __init__(self, image_encoder: nn.Module) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.image_encoder(pixel_values).image_embeds
+
+
+class VaeEncoderPart(nn.Module):
+    """The posterior's mean and std, unscaled: sampling needs the request's seed, so the server does it."""
+
+    def __init__(self, vae: nn.Module) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        posterior = self.vae.encode(image).latent_dist
+        return posterior.mean, posterior.std
+
+
+class UNetPart(nn.Module):
+    """One denoising step. timestep [1] and fps [batch] are float32: the UNet casts both to float in its
+    sinusoidal projection, so float inputs give the same embedding as the pipeline's integer ones."""
+
+    def __init__(self, unet: nn.Module) -> None:
+        super().__init__()
+        self.unet = unet
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor,
+        fps: torch.Tensor,
+        image_latents: torch.Tensor,
+        image_embeddings: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+    ) -> torch.Tensor:
+        return self.unet(
+            sample,
+            timestep,
+            fps=fps,
+            image_latents=image_latents,
+            image_embeddings=image_embeddings,
+            encoder_hidden_states=encoder_hidden_states,
+            return_dict=False,
+        )[0]
+
+
+class VaeDecoderPart(nn.Module):
+    """Latents (already divided by the scaling factor) to frames in [-1, 1]."""
+
+    def __init__(self, vae: nn.Module) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(latents).sample
+
+
+PART_MODULES: dict[str, type[nn.Module]] = {
+    "text_encoder": TextEncoderPart,
+    "image_encoder": ImageEncoderPart,
+    "vae_encoder": VaeEncoderPart,
+    "unet": UNetPart,
+    "vae_decoder": VaeDecoderPart,
+}
+
+
+def part_module(pipe, name: str) -> nn.Module:
+    """The torch module of one part over the pipeline's own component (shared, not copied), in eval mode."""
+    if name not in PART_MODULES:
+        raise ValueError(f"part must be one of {', '.join(PART_NAMES)}, got {name!r}")
+    return PART_MODULES[name](getattr(pipe, SIZE_FREE_SPECS[name].component)).eval()
+
+
+def save_part_weights(pipe, part: str, folder: Path) -> Path:
+    """Write the component `part` runs with `save_pretrained` (safetensors)."""
+    getattr(pipe, SIZE_FREE_SPECS[part].component).save_pretrained(folder)
+    return Path(folder)
+
+
+def load_part_module(
+    part: str, folder: Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> nn.Module:
+    """The part's torch module (its component loaded from `folder`), on `device` in `dtype`, in eval mode."""
+    component_name = SIZE_FREE_SPECS[part].component
+    cls = COMPONENT_CLASSES[component_name]
+    kwargs = {"attn_implementation": "sdpa"} if cls in (CLIPTextModel, CLIPVisionModelWithProjection) else {}
+    component = cls.from_pretrained(folder, **kwargs)
+    if hasattr(component, "set_attn_processor"):  # diffusers: SDPA, whatever the saved config preferred
+        component.set_attn_processor(AttnProcessor2_0())
+    module = part_module(SimpleNamespace(**{component_name: component}), part)
+    return module.to(device=torch.device(device), dtype=dtype).eval()
+
+
+def run_part_module(module: nn.Module, inputs: list[torch.Tensor], dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """Floating inputs in the module's dtype, outputs back as float32 (the part's declared output type)."""
+    device = next(module.parameters()).device
+    feeds = [t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype) for t in inputs]
+    with torch.inference_mode():
+        outputs = module(*feeds)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    return tuple(o.float().contiguous() for o in outputs)

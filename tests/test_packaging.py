@@ -1,0 +1,123 @@
+"""The built wheel works away from the checkout: what `pip install i2v-serving` gives a user.
+
+The wheel is built from this tree and installed into a fresh virtual environment in a temporary folder; the
+commands that need the bundled example picture then run from another temporary folder, so nothing can be
+found by accident in the checkout. The environment borrows the test environment's installed dependencies
+(a path entry, not a copy) so that no network is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """Built from a copy holding only what pyproject.toml names (setuptools builds in the source tree, and a
+    stale build/ there would leak into the wheel)."""
+    import tomllib
+
+    source = tmp_path_factory.mktemp("source")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, source / name)
+    for folder in project["tool"]["setuptools"]["package-dir"].values():
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
+        check=True,
+        capture_output=True,
+        cwd=out,
+    )
+    return next(out.glob("i2v_serving-*.whl"))
+
+
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory) -> Path:
+    """A fresh venv with the wheel installed; returns its python. Dependencies come from this environment."""
+    home = tmp_path_factory.mktemp("fresh-venv")
+    venv.create(home, with_pip=False)
+    python = home / "bin" / "python"
+    site = Path(
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    # after the venv's own site-packages, so the installed wheel wins over this checkout's editable install
+    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    return python
+
+
+def run(python: Path, code_or_args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return subprocess.run(
+        [python, *code_or_args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600, check=False
+    )
+
+
+def test_wheel_ships_the_example_picture_and_py_typed(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "i2v/py.typed" in names
+    assert "i2v/examples/lighthouse.png" in names
+
+
+def test_installed_package_is_the_wheel_not_the_checkout(installed, tmp_path):
+    where = run(installed, ["-c", "import i2v, i2v.examples; print(i2v.__file__, i2v.examples.__file__)"], tmp_path)
+    assert where.returncode == 0, where.stderr
+    assert str(ROOT) not in where.stdout and "site-packages" in where.stdout
+
+
+def test_bench_and_the_ui_find_the_example_picture_when_installed(installed, tmp_path):
+    bench = run(
+        installed,
+        ["-m", "i2v.cli", "bench", "--runners", "torch", "--grid", "64x64x8", "--steps", "10"]
+        + ["--warmup", "0", "--repeats", "1", "--concurrency", "0", "--output", str(tmp_path / "bench")],
+        tmp_path,
+    )
+    assert bench.returncode == 0, bench.stderr[-3000:]
+    rows = json.loads((tmp_path / "bench" / "results.json").read_text())["rows"]
+    assert [(r["runner"], r["height"], r["width"], r["frames"]) for r in rows] == [("torch", 64, 64, 8)]
+
+    pytest.importorskip("gradio", reason="the UI needs gradio")
+    code = (
+        "from pathlib import Path; from i2v.ui.app import build_app; app = build_app('127.0.0.1:1'); "
+        "examples = [b for b in app.blocks.values() if type(b).__name__ == 'Dataset']; "
+        "paths = [Path(p['path']) for row in examples[0].samples for p in row if isinstance(p, dict)]; "
+        "print(all(p.is_file() for p in paths) and len(paths))"
+    )
+    ui = run(installed, ["-c", code], tmp_path)
+    assert ui.returncode == 0 and ui.stdout.strip() == "1", ui.stderr[-3000:]
+
+
+def test_demo_serves_the_bundled_picture_from_the_installed_package(installed, model_repository, tmp_path):
+    """`i2v demo` on an exported repository: Triton's Python models import the installed `i2v.serving`."""
+    demo = run(
+        installed,
+        ["-m", "i2v.cli", "demo", "--model-repository", str(model_repository), "--steps", "10", "--num-frames", "8"]
+        + ["-o", str(tmp_path / "demo.mp4")],
+        tmp_path,
+    )
+    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-3000:]
+    metadata = json.loads((tmp_path / "demo.json").read_text())
+    assert metadata["parameters"]["prompt"].startswith("A lighthouse") and metadata["frames"] == 8
