@@ -9,7 +9,7 @@ from pathlib import Path
 from i2v.arguments import add_api_key_argument
 from i2v.params import MODEL_NAME
 
-RUNNERS = ("served", "onnxruntime", "torch", "diffusers", "diffusers-compile")
+RUNNERS = ("served", "onnxruntime", "torch", "torch-compile", "diffusers", "diffusers-compile")
 # (grid, steps) when not given: the tiny model on a CPU in about a minute; any other model on a GPU at the
 # sizes people deploy.
 TINY_DEFAULTS = ("64x64x8,64x96x16", "10")
@@ -135,7 +135,7 @@ def run_bench(args: argparse.Namespace) -> int:
                 runners.append(DiffusersRunner(pipe, device, compile=name == "diffusers-compile"))
             else:
                 repository = in_process_repository(name, pipe, args.model, output, repositories)
-                runners.append(InProcessRunner(name, repository, pipe, device if name == "torch" else "cpu"))
+                runners.append(InProcessRunner(name, repository, pipe, "cpu" if name == "onnxruntime" else device))
         settings["served_runtimes"] = [r.name.removeprefix("served-") for r in runners if r.name.startswith("served-")]
         rows = run_grid(runners, points, image, warmup=args.warmup, repeats=args.repeats, on_row=write_partial)
         served = next((r for r in runners if r.name.startswith("served-")), None)
@@ -195,7 +195,7 @@ def in_process_repository(runner: str, pipe, model: str, output: Path, served: l
     for repository in served:
         if runner != "onnxruntime" or any(repository.glob("*/1/model.onnx")):
             return repository
-    if runner == "torch":
+    if runner != "onnxruntime":
         repository = output / "pipeline-torch"
         write_bls_pipeline(pipe, repository, source=str(model), runtime="torch")
         return repository

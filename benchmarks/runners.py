@@ -143,7 +143,8 @@ class InProcessRunner(Runner):
         if name == "onnxruntime":
             run_part = OnnxRuntimeParts(model_repository)
         else:
-            run_part = TorchParts(pipe, self.device, half_precision_on_gpu(self.device))
+            compile_mode = "default" if name == "torch-compile" else "none"
+            run_part = TorchParts(pipe, self.device, half_precision_on_gpu(self.device), compile_mode)
         self.generator = VideoGenerator(model_repository / MODEL_NAME / "1" / "pipeline", run_part, self.device)
 
     def run(self, image, point, seed):
@@ -224,15 +225,24 @@ class OnnxRuntimeParts:
 
 
 class TorchParts:
-    """`run_part` over the PyTorch part modules (the ones the ONNX graphs are traced from)."""
+    """`run_part` over the PyTorch part modules (the ones the ONNX graphs are traced from); with `compile_mode`,
+    the parts the spec marks `compiled` (the UNet) under torch.compile, as the served torch runtime does."""
 
-    def __init__(self, pipe, device: torch.device, dtype: torch.dtype = torch.float32):
-        from i2v.model.modules import part_module
-        from i2v.model.parts import OUTPUT_NAMES
+    def __init__(
+        self, pipe, device: torch.device, dtype: torch.dtype = torch.float32, compile_mode: str = "none"
+    ) -> None:
+        from i2v.model.modules import compile_part, part_module
+        from i2v.model.parts import OUTPUT_NAMES, SIZE_FREE_SPECS
 
         self.output_names = OUTPUT_NAMES
         self.dtype = dtype
-        self.modules = {name: part_module(pipe, name).to(device, dtype).eval() for name in OUTPUT_NAMES}
+        self.modules = {
+            name: compile_part(
+                part_module(pipe, name).to(device, dtype).eval(),
+                compile_mode if SIZE_FREE_SPECS[name].compiled else "none",
+            )
+            for name in OUTPUT_NAMES
+        }
 
     def __call__(self, name: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         outputs = run_part_module(self.modules[name], list(inputs.values()), self.dtype)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from i2v.export.options import DEFAULT_MAX_QUEUE_SIZE, DEVICES, ENGINE_CHECKS
-from i2v.model.info import DEFAULT_REPOSITORY, RUNTIMES
+from i2v.model.info import DEFAULT_REPOSITORY, RUNTIMES, TORCH_COMPILE_MODES
 
 
 def add_export_command(commands, formatter_class: type[argparse.HelpFormatter]) -> None:
@@ -44,6 +44,13 @@ def add_export_command(commands, formatter_class: type[argparse.HelpFormatter]) 
         help="where the torch runtime runs (auto: the GPU if this machine has CUDA)",
     )
     export.add_argument(
+        "--torch-compile",
+        choices=TORCH_COMPILE_MODES,
+        default=TORCH_COMPILE_MODES[0],
+        help="torch runtime: serve the UNet under torch.compile in this mode, compiled while the model loads "
+        "(reduce-overhead adds CUDA graphs)",
+    )
+    export.add_argument(
         "--timing-cache",
         type=Path,
         default=None,
@@ -73,8 +80,9 @@ def run_export(args: argparse.Namespace) -> int:
             device=args.device,
             timing_cache=args.timing_cache,
             engine_check=args.engine_check,
+            torch_compile=args.torch_compile,
         )
-    except (TensorRTUnavailableError, UnsupportedOperatorError) as exc:
+    except (TensorRTUnavailableError, UnsupportedOperatorError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"model repository ({args.runtime}) written to {args.output}")

@@ -25,7 +25,7 @@ from i2v.export.sample_inputs import part_inputs
 from i2v.export.sources import load_pipeline
 from i2v.export.trt_ops import TENSORRT_VERSION, UnsupportedOperatorError, check_graph, format_reports
 from i2v.export.validate import CHECK_SHAPES, check_all
-from i2v.model.info import RUNTIMES, SupportedShapes
+from i2v.model.info import RUNTIMES, TORCH_COMPILE_MODES, SupportedShapes
 from i2v.model.parts import size_multiple, specs_for_pipeline, vae_scale_factor
 
 
@@ -47,16 +47,22 @@ def export_model_repository(
     timing_cache: Path | None = None,
     engine_check: str = "smallest",
     progress: bool = True,
+    torch_compile: str = "none",
 ) -> Path:
     """Export `source` ('tiny', a diffusers folder or a hub id) into a Triton model repository for `runtime`.
 
     `device` places the torch runtime (auto: the GPU when this machine has CUDA). `supported_shapes` is the
     tensorrt runtime's shape table (default: the resolution presets, 8-32 frames). `engine_check` compares
     the engines with ONNX Runtime at the smallest profile, at all of them, or not at all (the largest
-    full-size profiles need tens of GB for ONNX Runtime's fp32 attention).
+    full-size profiles need tens of GB for ONNX Runtime's fp32 attention). `torch_compile` puts the torch
+    runtime's UNet under `torch.compile` in that mode (`TORCH_COMPILE_MODES`), compiled at load.
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if torch_compile not in TORCH_COMPILE_MODES:
+        raise ValueError(f"torch_compile must be one of {', '.join(TORCH_COMPILE_MODES)}, got {torch_compile!r}")
+    if torch_compile != "none" and runtime != "torch":
+        raise ValueError(f"--torch-compile is an option of the torch runtime, not of {runtime}")
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
     if engine_check not in ENGINE_CHECKS:
@@ -76,6 +82,7 @@ def export_model_repository(
             runtime="torch",
             instance_kind=_torch_instance_kind(device),
             max_queue_size=max_queue_size,
+            torch_compile=torch_compile,
         )
     with tempfile.TemporaryDirectory(prefix="i2v-onnx-") as work:
         paths = export_all(pipe, Path(work), progress=progress)

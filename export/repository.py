@@ -77,12 +77,14 @@ def write_model_repository(
     max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
     supported_shapes: SupportedShapes | None = None,
     torch_dtype: str = "float16",
+    torch_compile: str = "none",
 ) -> Path:
     """Write every model of the repository for `runtime`.
 
     - onnxruntime: copies `onnx_paths` in, each served by the generic ONNX Runtime runner (Python backend);
     - torch: saves each part's component with `save_pretrained`, served by the generic PyTorch runner in
-      `torch_dtype` on a GPU instance (fp32 on a CPU one); `onnx_paths` is not used;
+      `torch_dtype` on a GPU instance (fp32 on a CPU one), the parts the spec marks `compiled` under
+      `torch.compile(mode=torch_compile)` unless it is "none"; `onnx_paths` is not used;
     - tensorrt: the engines must already be at `<part>/1/model.plan` (`i2v.export.tensorrt_engines`);
       `supported_shapes` is required, gives each part's optimization profiles and config dims, and goes
       into model_info.json so the BLS refuses other shapes.
@@ -115,7 +117,8 @@ def write_model_repository(
                 shutil.rmtree(version / WEIGHTS_DIR, ignore_errors=True)
                 save_part_weights(pipe, name, version / WEIGHTS_DIR)
             (version / "model.py").write_text(_shim("i2v.serving.part_runner", f"{runtime} runner for {name}"))
-            config = part_config(spec, runtime, instance_kind, torch_dtype)
+            compile_mode = torch_compile if runtime == "torch" and spec.compiled else "none"
+            config = part_config(spec, runtime, instance_kind, torch_dtype, compile_mode, default_request_dims(info))
         (repository / name / "config.pbtxt").write_text(config)
 
     version = write_bls_pipeline(pipe, repository, info=info)
@@ -199,19 +202,48 @@ RUNTIME_COMMENTS = {
 }
 
 
+def default_request_dims(info: ModelInfo) -> dict[str, int]:
+    """Every named dim of the parts at the model's default request (guidance on: batch 2)."""
+    defaults = model_defaults(info.defaults)
+    height, width, factor = defaults["height"], defaults["width"], info.vae_scale_factor
+    return {
+        "batch": 2 if defaults["guidance_scale"] > 1 else 1,
+        "frames": defaults["num_frames"],
+        "height": height,
+        "width": width,
+        "latent_height": height // factor,
+        "latent_width": width // factor,
+    }
+
+
 def part_config(
-    spec: PartSpec, runtime: str = "onnxruntime", instance_kind: str = "KIND_CPU", torch_dtype: str = "float16"
+    spec: PartSpec,
+    runtime: str = "onnxruntime",
+    instance_kind: str = "KIND_CPU",
+    torch_dtype: str = "float16",
+    torch_compile: str = "none",
+    warmup_dims: Mapping[str, int] | None = None,
 ) -> str:
     """config.pbtxt of one part served by the generic Python-backend runner (`i2v.serving.part_runner`),
-    which reads its `RUNTIME` parameter: the ONNX graph in ONNX Runtime, or the PyTorch module."""
+    which reads its `RUNTIME` parameter: the ONNX graph in ONNX Runtime, or the PyTorch module.
+
+    A compiled part (`torch_compile` not "none") also gets Triton's `model_warmup`: one request at the
+    default request's shapes (`warmup_dims`), so compilation happens while the model loads, not in a user's
+    first request."""
     parameters = [f'  {{ key: "RUNTIME", value: {{ string_value: "{runtime}" }} }}']
     if runtime == "torch":
         parameters += [
             f'  {{ key: "TORCH_DTYPE", value: {{ string_value: "{torch_dtype}" }} }},  # float16, bfloat16 or float32',
+            f'  {{ key: "TORCH_COMPILE", value: {{ string_value: "{torch_compile}" }} }},  # torch.compile mode',
             "  # GPU tensors from the BLS stay on the GPU (DLPack) instead of being copied to the CPU first\n"
             '  { key: "FORCE_CPU_ONLY_INPUT_TENSORS", value: { string_value: "no" } }',
         ]
         parameters[0] += ","
+    warmup = ""
+    if torch_compile != "none":
+        if warmup_dims is None:
+            raise ValueError(f"{spec.name}: a compiled part needs the warm-up request's dims")
+        warmup = _warmup_block(spec, warmup_dims)
     return (
         f"# {spec.description}\n" + RUNTIME_COMMENTS[runtime] + f'name: "{spec.name}"\n'
         'backend: "python"\n'
@@ -222,6 +254,20 @@ def part_config(
         + "parameters [\n"
         + "\n".join(parameters)
         + "\n]\n"
+        + warmup
+    )
+
+
+def _warmup_block(spec: PartSpec, dims: Mapping[str, int]) -> str:
+    """Triton's `model_warmup`: one request of random inputs at `dims`, sent while the model loads."""
+    inputs = "".join(
+        f'    inputs {{ key: "{t.name}", value: {{ data_type: {TRITON_DTYPES[t.dtype]}, '
+        f"dims: {_dims([d if isinstance(d, int) else dims[d] for d in t.dims])}, random_data: true }} }}\n"
+        for t in spec.inputs
+    )
+    return (
+        "# Compiles at load: one request at the model's default request shapes\n"
+        f'model_warmup [\n  {{\n    name: "default request"\n    batch_size: 1\n{inputs}  }}\n]\n'
     )
 
 

@@ -23,6 +23,7 @@ from i2v.serving.metrics import BlsMetrics
 from i2v.serving.preprocess import InvalidImageError, decode_image
 from i2v.serving.request import read_parameters
 from i2v.serving.request_log import RequestLog
+from i2v.serving.stub import use_utf8_text
 from i2v.serving.tensors import instance_device, to_torch, to_triton
 from i2v.video import encode_mp4
 
@@ -39,6 +40,7 @@ class PartError(RuntimeError):
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
+        use_utf8_text()
         self.device = instance_device(args)
         pipeline_dir = Path(args["model_repository"]) / args["model_version"] / "pipeline"
         self.generator = VideoGenerator(pipeline_dir, run_part=self.run_part, device=self.device)

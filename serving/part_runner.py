@@ -23,6 +23,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from i2v.model.info import PYTHON_BACKEND_RUNTIMES
+from i2v.serving.stub import use_utf8_text
 
 
 class OnnxRuntimePart:
@@ -50,7 +51,7 @@ class TorchPart:
     def __init__(self, name: str, version: Path, output_names: list[str], args: dict, parameters: dict) -> None:
         import torch
 
-        from i2v.model.modules import DTYPES, WEIGHTS_DIR, load_part_module
+        from i2v.model.modules import DTYPES, WEIGHTS_DIR, compile_part, load_part_module
         from i2v.serving.tensors import instance_device
 
         self.device = instance_device(args)
@@ -59,13 +60,25 @@ class TorchPart:
             raise ValueError(f"{name}: TORCH_DTYPE must be one of {', '.join(DTYPES)}, got {requested!r}")
         self.dtype = DTYPES[requested] if self.device.type == "cuda" else torch.float32  # half precision: GPU only
         self.output_names = output_names
-        self.module = load_part_module(name, version / WEIGHTS_DIR, self.device, self.dtype)
+        module = load_part_module(name, version / WEIGHTS_DIR, self.device, self.dtype)
+        self.name, self.compile_mode = name, parameters.get("TORCH_COMPILE", "none")
+        self.module = compile_part(module, self.compile_mode)
+        self.calls = 0
 
     def __call__(self, inputs: list) -> list:
+        import time
+
         from i2v.model.modules import run_part_module
         from i2v.serving.tensors import to_torch, to_triton
 
+        start = time.perf_counter()
         results = run_part_module(self.module, [to_torch(t, self.device) for t in inputs], self.dtype)
+        self.calls += 1
+        if self.calls == 1 and self.compile_mode != "none":  # the warm-up request, while the model loads
+            seconds = time.perf_counter() - start
+            pb_utils.Logger.log_info(
+                f"{self.name}: compiled (torch.compile mode {self.compile_mode}) in {seconds:.1f} s"
+            )
         return to_triton(dict(zip(self.output_names, results, strict=True)))
 
     def close(self) -> None:
@@ -78,6 +91,7 @@ class TorchPart:
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
+        use_utf8_text()
         config = json.loads(args["model_config"])
         self.model_name = config["name"]
         self.input_names = [t["name"] for t in config["input"]]

@@ -135,3 +135,59 @@ def test_torch_parts_run_fp16_on_cuda_close_to_fp32(torch_repository, tiny_pipel
             assert g.is_cuda and g.dtype == torch.float32
             error = (g.cpu() - e).abs().max().item()
             assert error <= tolerances[name] * max(1.0, e.abs().max().item()), f"{name}: {error}"
+
+
+def test_compiled_unet_repository_compiles_at_load_with_a_warmup_at_the_default_shapes(tiny_pipeline, tmp_path):
+    from i2v.export.repository import write_model_repository
+
+    repository = write_model_repository(
+        tiny_pipeline, None, tmp_path, source="tiny", runtime="torch", torch_compile="reduce-overhead"
+    )
+    for name in PART_NAMES:
+        config = read_config(repository / name / "config.pbtxt")
+        mode = config.parameters["TORCH_COMPILE"].string_value
+        assert mode == ("reduce-overhead" if name == "unet" else "none")
+        assert len(config.model_warmup) == (1 if name == "unet" else 0)
+    warmup = read_config(repository / "unet" / "config.pbtxt").model_warmup[0]
+    sample = warmup.inputs["sample"]
+    assert list(sample.dims) == [2, 4, 16, 8, 12] and sample.random_data  # the tiny model's default request
+    assert list(warmup.inputs["timestep"].dims) == [1]
+
+
+@pytest.fixture(scope="module")
+def compiled_triton(tiny_pipeline, tmp_path_factory):
+    from i2v.export.repository import write_model_repository
+    from i2v.serving.triton_server import EmbeddedTritonServer
+
+    repository = write_model_repository(
+        tiny_pipeline,
+        None,
+        tmp_path_factory.mktemp("compiled"),
+        source="tiny",
+        runtime="torch",
+        torch_compile="default",
+    )
+    log = tmp_path_factory.mktemp("compiled-triton") / "server.log"
+    # TorchInductor compiles the UNet during the warm-up request: minutes on two CPU cores
+    with EmbeddedTritonServer(repository, log_file=log, startup_timeout_s=600) as server:
+        yield server
+
+
+def test_served_compiled_unet_gives_the_eager_video(compiled_triton, torch_triton, photo_png):
+    """torch.compile (TorchInductor, fp32 on the CPU) against the eager torch runtime: the same frames. The
+    compilation happened while the model loaded (Triton's warm-up request), before any client asked."""
+    assert "unet: compiled (torch.compile mode default)" in compiled_triton.log_tail(400)
+    request = GenerationRequest(
+        image=photo_png,
+        prompt=PROMPT,
+        height=64,
+        width=96,
+        num_inference_steps=10,
+        num_frames=16,
+        seed=7,
+        return_frames=True,
+    )
+    with I2VClient(compiled_triton.endpoints.grpc_url) as compiled, I2VClient(torch_triton.endpoints.grpc_url) as eager:
+        got, expected = compiled.generate(request).frames, eager.generate(request).frames
+    difference = np.abs(got.astype(np.int16) - expected.astype(np.int16))
+    assert got.shape == (16, 64, 96, 3) and difference.max() <= 1

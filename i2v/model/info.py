@@ -21,6 +21,9 @@ DEFAULT_REPOSITORY = Path("model_repository")  # where `i2v export` writes and `
 # server has these two), or native TensorRT engines (NVIDIA's Triton image).
 RUNTIMES = ("onnxruntime", "torch", "tensorrt")
 PYTHON_BACKEND_RUNTIMES = ("onnxruntime", "torch")
+# torch.compile modes of the torch runtime's compiled parts: "reduce-overhead" adds CUDA graphs (one per input
+# shape; a request keeps its shapes for all its steps), "max-autotune" also tunes kernels (slow to compile).
+TORCH_COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 
 
 def request_frame_range() -> tuple[int, int]:

@@ -22,6 +22,7 @@ from diffusers.models.unets import I2VGenXLUNet
 from torch import nn
 from transformers import CLIPTextModel, CLIPVisionModelWithProjection
 
+from i2v.model.info import TORCH_COMPILE_MODES
 from i2v.model.parts import PART_NAMES, SIZE_FREE_SPECS
 
 # The class that loads each pipeline component (`PartSpec.component`).
@@ -144,6 +145,16 @@ def load_part_module(
         component.set_attn_processor(AttnProcessor2_0())
     module = part_module(SimpleNamespace(**{component_name: component}), part)
     return module.to(device=torch.device(device), dtype=dtype).eval()
+
+
+def compile_part(module: nn.Module, mode: str) -> nn.Module:
+    """The module under `torch.compile` (TorchInductor) in `mode`, or as it is for "none". Compilation happens
+    at the first call of each new input shape; the repository's warm-up request makes that the load."""
+    if mode not in TORCH_COMPILE_MODES:
+        raise ValueError(f"torch compile mode must be one of {', '.join(TORCH_COMPILE_MODES)}, got {mode!r}")
+    if mode == "none":
+        return module
+    return torch.compile(module, mode=None if mode == "default" else mode)
 
 
 def run_part_module(module: nn.Module, inputs: list[torch.Tensor], dtype: torch.dtype) -> tuple[torch.Tensor, ...]:

@@ -41,6 +41,8 @@ class PartSpec:
     # (atol, rtol) of polygraphy's comparison of the fp16 engine with fp32 ONNX Runtime (mean errors);
     # written against the documentation, not yet calibrated on a GPU (docs/tensorrt.md)
     fp16_tolerance: tuple[float, float]
+    # compiled under the torch runtime's --torch-compile (the UNet: over 90% of a video's time on a GPU)
+    compiled: bool = False
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -108,6 +110,7 @@ def part_specs(
             batch=(1, 2, 2),
             onnx_tolerance=2e-5,  # worst 1.1e-6: one denoising step, noise predictions of order 1
             fp16_tolerance=(2e-2, 2e-2),
+            compiled=True,
         ),
         PartSpec(
             "vae_decoder",
