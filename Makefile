@@ -7,7 +7,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-tools lint install clean
+.PHONY: demo test test-tools lint install clean wheelhouse gpu-proof
 
 demo: $(VENV)/.installed
 	$(BIN)/i2v demo
@@ -37,5 +37,25 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
+# The GPU proof (benchmarks/README.md). On a networked machine, `make wheelhouse` collects what a bare GPU host
+# (Python 3.12 with PyTorch + CUDA, no network) lacks (SERVED=1 adds the embedded server, its client and PyAV);
+# on the GPU host, `make gpu-proof` installs them into its Python, runs the GPU tests (with the served wheels)
+# and `i2v bench --suite gpu`, writing benchmarks/results/<gpu>-full-size-<date>/ to commit. A read-only
+# system Python: PIP_TARGET=/tmp/site PYTHONPATH=/tmp/site make gpu-proof.
+WHEELHOUSE ?= wheelhouse
+GPU_PYTHON ?= python3
+GPU_TESTS := tests/test_gpu_serving.py tests/test_torch_runtime.py tests/test_tensorrt_engines.py
+GPU_GRID ?= 512x512x16 768x768x16 704x1280x16  # one call per size, each under 10 minutes, into one results folder
+
+wheelhouse: $(VENV)/.installed
+	$(BIN)/python -m i2v.benchmarks.wheelhouse $(WHEELHOUSE) $(if $(SERVED),--served)
+
+gpu-proof:
+	$(GPU_PYTHON) -m pip install -q --no-index --no-deps --upgrade $(WHEELHOUSE)/*.whl
+	@if $(GPU_PYTHON) -c "import pytriton, tritonclient, av" 2>/dev/null; then \
+	  $(GPU_PYTHON) -m pytest -ra -m gpu $(GPU_TESTS); \
+	else echo "note: GPU serving tests skipped: the wheelhouse has no served part (make wheelhouse SERVED=1)"; fi
+	for grid in $(GPU_GRID); do $(GPU_PYTHON) -m i2v.cli bench --suite gpu --grid $$grid || exit 1; done
+
 clean:
-	rm -rf $(VENV) models outputs model_repository/*/
+	rm -rf $(VENV) models outputs model_repository/*/ $(WHEELHOUSE)

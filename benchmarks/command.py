@@ -14,6 +14,9 @@ RUNNERS = ("served", "onnxruntime", "torch", "torch-compile", "diffusers", "diff
 # sizes people deploy.
 TINY_DEFAULTS = ("64x64x8,64x96x16", "10")
 FULL_SIZE_DEFAULTS = ("512x512x16,768x768x16,704x1280x16", "25")
+# The GPU proof (`make gpu-proof`): one command on a bare GPU host; with --device cpu, its dry run on the tiny model.
+GPU_SUITE_RUNNERS = ("served", "torch", "torch-compile", "diffusers")
+SERVED_NEEDS = ("pytriton", "tritonclient", "av")  # the embedded server, its client, the MP4 encoder
 
 
 def add_bench_command(commands, formatter_class: type[argparse.HelpFormatter]) -> None:
@@ -22,6 +25,14 @@ def add_bench_command(commands, formatter_class: type[argparse.HelpFormatter]) -
         "bench", help="measure latency and memory per resolution, frames and steps", formatter_class=formatter_class
     )
     bench.add_argument("--model", default="tiny", help="'tiny', 'full-size-random', a diffusers folder or hub id")
+    bench.add_argument(
+        "--suite",
+        choices=["gpu"],
+        default=None,
+        help="gpu: the GPU proof: the full-size architecture at 512x512x16, 768x768x16, 704x1280x16, 25 steps, "
+        f"runners {','.join(GPU_SUITE_RUNNERS)} (served only where {', '.join(SERVED_NEEDS)} are installed), "
+        "results in benchmarks/results/<gpu>-<date>/; with --device cpu a dry run of it on the tiny model",
+    )
     bench.add_argument(
         "--grid",
         default=None,
@@ -70,6 +81,12 @@ def add_bench_command(commands, formatter_class: type[argparse.HelpFormatter]) -
     bench.add_argument(
         "--output", type=Path, default=None, help="results folder (default benchmarks/results/local/<model>-<date>)"
     )
+    bench.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the rows already in OUTPUT/results.json for other grid points (one point per call: the GPU "
+        "proof's calls each stay under 10 minutes); --suite gpu appends",
+    )
     bench.set_defaults(run=run_bench)
 
 
@@ -85,6 +102,8 @@ def run_bench(args: argparse.Namespace) -> int:
     from i2v.model.parts import vae_scale_factor
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if args.suite == "gpu":
+        apply_gpu_suite(args, device)
     default_runners = "served,torch,diffusers" if device == "cuda" else "served,onnxruntime,torch,diffusers"
     names = [n.strip() for n in (args.runners or default_runners).split(",") if n.strip()]
     unknown = sorted(set(names) - set(RUNNERS))
@@ -119,9 +138,20 @@ def run_bench(args: argparse.Namespace) -> int:
         "device": device,
     }
 
+    previous = report.read_results(output) if args.append else None
+    if previous is not None and (previous["settings"]["model"], previous["settings"]["device"]) != (
+        settings["model"],
+        device,
+    ):
+        raise SystemExit(f"error: {output} holds results of another model or device: choose another --output")
+
+    def results_of(rows_so_far) -> dict:
+        current = report.to_json(rows_so_far, machine, settings, extra)
+        return report.merge_results(previous, current) if previous is not None else current
+
     def write_partial(rows_so_far) -> None:
         """Results so far, after every row: a stopped run (a GPU lease running out) keeps what it measured."""
-        report.write_results(report.to_json(rows_so_far, machine, settings, extra), output, plots=False)
+        report.write_results(results_of(rows_so_far), output, plots=False)
 
     runners = []
     try:
@@ -152,11 +182,37 @@ def run_bench(args: argparse.Namespace) -> int:
     finally:
         for runner in runners:
             runner.close()
-    result = report.to_json(rows, machine, settings, extra)
+    result = results_of(rows)
     paths = report.write_results(result, output)
     print(report.markdown_table(result))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def apply_gpu_suite(args: argparse.Namespace, device: str) -> None:
+    """The GPU proof's settings (options given on the command line win): on a GPU, the full-size model at the
+    sizes people deploy, results in a folder named after the GPU and the date, ready to commit; on a CPU, the
+    same runners on the tiny model, small and quick (CI runs it)."""
+    import importlib.util
+
+    import torch
+
+    cuda = device == "cuda"
+    missing = [name for name in SERVED_NEEDS if importlib.util.find_spec(name) is None]
+    runners = [r for r in GPU_SUITE_RUNNERS if r != "served" or not missing]
+    if missing:
+        print(f"note: no served rows: {', '.join(missing)} not installed (the wheelhouse's served part)")
+    args.model = "full-size-random" if cuda else "tiny"
+    args.grid = args.grid or (FULL_SIZE_DEFAULTS[0] if cuda else "64x64x8")
+    args.steps = args.steps or (FULL_SIZE_DEFAULTS[1] if cuda else TINY_DEFAULTS[1])
+    args.runners = args.runners or ",".join(runners)
+    args.served_runtimes = args.served_runtimes or "torch"
+    args.concurrency = 0  # one video at a time: the figures are latency and memory
+    args.append = True  # `make gpu-proof` measures one resolution per call
+    args.repeats = 2 if cuda else 1  # with one warm-up: each size's call stays under 10 minutes on one GPU
+    if args.output is None and cuda:
+        gpu = torch.cuda.get_device_name(0).lower().replace(" ", "-")
+        args.output = Path("benchmarks/results") / f"{gpu}-full-size-{time.strftime('%Y-%m-%d')}"
 
 
 def served_repositories(args: argparse.Namespace, device: str, output: Path) -> list[Path]:

@@ -133,6 +133,17 @@ def unet_flops_per_step(unet_config: dict, height: int, width: int, frames: int,
     return float(counter.get_total_flops())
 
 
+def frame_psnr(frames, reference) -> list[float]:
+    """Peak signal-to-noise ratio of each uint8 frame against the reference's, in dB (inf where equal)."""
+    import numpy as np
+
+    a, b = np.asarray(frames, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"frames {a.shape} and reference {b.shape} differ in shape")
+    mse = ((a - b) ** 2).reshape(a.shape[0], -1).mean(axis=1)
+    return [float("inf") if m == 0 else float(10 * np.log10(255.0**2 / m)) for m in mse]
+
+
 def machine_info() -> dict:
     info = {
         "date": time.strftime("%Y-%m-%d"),

@@ -34,6 +34,32 @@ def to_json(rows: list[Row], machine: dict, settings: dict, extra: dict) -> dict
     }
 
 
+def read_results(folder: Path) -> dict | None:
+    path = Path(folder) / "results.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def merge_results(previous: dict, current: dict) -> dict:
+    """`current` with the rows of `previous` it did not measure again (other points, other runners) kept, in
+    grid order; the machine and settings are the current run's, the grid the union of both."""
+
+    def key(row: dict) -> tuple:
+        return (row["height"], row["width"], row["frames"], row["steps"], row["runner"])
+
+    measured = {key(r) for r in current["rows"]}
+    rows = [r for r in previous["rows"] if key(r) not in measured] + current["rows"]
+    order = {p: i for i, p in enumerate(dict.fromkeys(k[:4] for k in map(key, rows)))}
+    rows.sort(key=lambda r: order[key(r)[:4]])
+    grid = list(dict.fromkeys([*previous["settings"]["grid"].split(","), *current["settings"]["grid"].split(",")]))
+    flops = {**previous.get("unet_tflops_per_step", {}), **current.get("unet_tflops_per_step", {})}
+    return {
+        **current,
+        "settings": {**current["settings"], "grid": ",".join(grid)},
+        "unet_tflops_per_step": flops,
+        "rows": rows,
+    }
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
@@ -63,16 +89,17 @@ def markdown_table(result: dict) -> str:
         by_point.setdefault((row["height"], row["width"], row["frames"], row["steps"]), {})[row["runner"]] = row
     lines = [
         "| size | frames | steps | runner | median s | p90 s | UNet s/step | UNet TFLOP/s (of peak) | × in-process "
-        "| × diffusers | peak RSS MB | peak GPU MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| step × in-process | × diffusers | peak RSS MB | peak GPU MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (height, width, frames, steps), runners in by_point.items():
         for name, row in runners.items():
+            in_process = runners.get(baseline_of(name))
             lines.append(
                 f"| {height}x{width} | {frames} | {steps} | {name} | {row['median_s']:.3f} | {row['p90_s']:.3f} | "
                 f"{_fmt(row['stages'].get('unet_per_step'))} | {_throughput(row)} | "
-                f"{_ratio(row, runners.get(baseline_of(name)))} | {_ratio(row, runners.get('diffusers'))} | "
-                f"{row['peak_rss_mb']:.0f} | {_fmt(_gpu_mb(row), 0)} |"
+                f"{_ratio(row, in_process)} | {_step_ratio(row, in_process)} | "
+                f"{_ratio(row, runners.get('diffusers'))} | {row['peak_rss_mb']:.0f} | {_fmt(_gpu_mb(row), 0)} |"
             )
     machine = result["machine"]
     head = (
@@ -116,6 +143,14 @@ def _fmt(value, digits: int = 4) -> str:
 
 def _ratio(row: dict, baseline: dict | None) -> str:
     return "–" if baseline is None else f"{row['median_s'] / baseline['median_s']:.2f}"
+
+
+def _step_ratio(row: dict, baseline: dict | None) -> str:
+    """Seconds per denoising step, served over in-process: the serving overhead where it grows with the work."""
+    if baseline is None:
+        return "–"
+    served, local = row["stages"].get("unet_per_step"), baseline["stages"].get("unet_per_step")
+    return "–" if not served or not local else f"{served / local:.2f}"
 
 
 def plot(result: dict, folder: Path) -> list[Path]:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from i2v.client import GenerationRequest, I2VClient
+from i2v.client import GenerationRequest
 from i2v.examples import LIGHTHOUSE_PROMPT
 from i2v.model.modules import run_part_module
 from i2v.params import MODEL_NAME, GenerationParams
@@ -87,6 +87,7 @@ class ServedRunner(Runner):
         runtime: str = "remote",
         api_key: str | None = None,
     ):
+        from i2v.client import I2VClient
         from i2v.model.info import ModelInfo
         from i2v.serving.triton_server import EmbeddedTritonServer
 
@@ -116,6 +117,8 @@ class ServedRunner(Runner):
     def throughput(self, image, point, concurrency: int, requests: int) -> float:
         """Requests per second with `concurrency` clients sending `requests` in all."""
         from concurrent.futures import ThreadPoolExecutor
+
+        from i2v.client import I2VClient
 
         def one(request: GenerationRequest) -> None:
             with I2VClient(self.url, api_key=self.api_key) as client:

@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from i2v.export.options import DEFAULT_MAX_QUEUE_SIZE, DEVICES, ENGINE_CHECKS
-from i2v.model.info import DEFAULT_REPOSITORY, RUNTIMES, TORCH_COMPILE_MODES
+from i2v.export.options import ALLOCATIONS, DEFAULT_MAX_QUEUE_SIZE, DEVICES, ENGINE_CHECKS
+from i2v.model.info import DEFAULT_REPOSITORY, RUNTIMES, TORCH_COMPILE_MODES, SupportedShapes, request_frame_range
+from i2v.params import RESOLUTION_PRESETS
 
 
 def add_export_command(commands, formatter_class: type[argparse.HelpFormatter]) -> None:
@@ -60,7 +61,34 @@ def add_export_command(commands, formatter_class: type[argparse.HelpFormatter]) 
         "--engine-check",
         choices=ENGINE_CHECKS,
         default=ENGINE_CHECKS[0],
-        help="compare TensorRT engines with ONNX Runtime at the smallest profile, all, or none",
+        help="compare TensorRT engines with the fp32 PyTorch parts at every profile's opt shape, the smallest "
+        "profile's, or none",
+    )
+    export.add_argument(
+        "--resolutions",
+        type=_resolutions,
+        default=None,
+        help="tensorrt: HEIGHTxWIDTH pairs the engines cover, comma-separated (default: the presets, "
+        f"{', '.join(f'{h}x{w}' for h, w in RESOLUTION_PRESETS.values())}); fewer hold less GPU memory",
+    )
+    export.add_argument(
+        "--max-frames",
+        type=int,
+        default=None,
+        help="tensorrt: the most frames the engines cover (default: the parameter table's maximum)",
+    )
+    export.add_argument(
+        "--gpu-memory-budget",
+        type=float,
+        default=None,
+        help="tensorrt: GiB the loaded engines may hold; a bigger plan fails the export (default: 90%% of this GPU)",
+    )
+    export.add_argument(
+        "--context-allocation",
+        choices=ALLOCATIONS,
+        default=ALLOCATIONS[0],
+        help="tensorrt: how the serving Triton sizes execution contexts: static (24.10: every context at the "
+        "largest profile) or on-profile-change (25.05+: each at its own, when used)",
     )
     export.set_defaults(run=run_export)
 
@@ -81,9 +109,35 @@ def run_export(args: argparse.Namespace) -> int:
             timing_cache=args.timing_cache,
             engine_check=args.engine_check,
             torch_compile=args.torch_compile,
+            supported_shapes=_supported_shapes(args),
+            gpu_memory_budget_gib=args.gpu_memory_budget,
+            context_allocation=args.context_allocation,
         )
     except (TensorRTUnavailableError, UnsupportedOperatorError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"model repository ({args.runtime}) written to {args.output}")
     return 0
+
+
+def _resolutions(text: str) -> tuple[tuple[int, int], ...]:
+    """'512x512,768x768' -> ((512, 512), (768, 768))."""
+    wrong = argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH pairs such as 512x512,704x1280, got {text!r}")
+    try:
+        pairs = tuple(tuple(int(v) for v in item.lower().split("x")) for item in text.split(",") if item.strip())
+    except ValueError:
+        raise wrong from None
+    if not pairs or any(len(p) != 2 for p in pairs):
+        raise wrong
+    return pairs
+
+
+def _supported_shapes(args: argparse.Namespace) -> SupportedShapes | None:
+    """The TensorRT shape table the options ask for; None: the model's default table."""
+    if args.resolutions is None and args.max_frames is None:
+        return None
+    if args.runtime != "tensorrt":
+        raise ValueError("--resolutions and --max-frames choose the TensorRT engines' shapes: use --runtime tensorrt")
+    low, high = request_frame_range()
+    resolutions = args.resolutions or tuple(RESOLUTION_PRESETS.values())
+    return SupportedShapes(resolutions=resolutions, num_frames=(low, args.max_frames or high))

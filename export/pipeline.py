@@ -17,8 +17,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from i2v.export.memory_plan import GIB, PLAN_FILE
+from i2v.export.memory_plan import plan as plan_memory
 from i2v.export.onnx_export import export_all
-from i2v.export.options import DEFAULT_MAX_QUEUE_SIZE, DEVICES, ENGINE_CHECKS
+from i2v.export.options import ALLOCATIONS, DEFAULT_MAX_QUEUE_SIZE, DEVICES, ENGINE_CHECKS
 from i2v.export.profiles import OptimizationProfile, part_profiles, supported_shapes_for
 from i2v.export.repository import write_model_repository
 from i2v.export.sample_inputs import part_inputs
@@ -26,6 +28,7 @@ from i2v.export.sources import load_pipeline
 from i2v.export.trt_ops import TENSORRT_VERSION, UnsupportedOperatorError, check_graph, format_reports
 from i2v.export.validate import CHECK_SHAPES, check_all
 from i2v.model.info import RUNTIMES, TORCH_COMPILE_MODES, SupportedShapes
+from i2v.model.modules import part_module
 from i2v.model.parts import size_multiple, specs_for_pipeline, vae_scale_factor
 
 
@@ -45,17 +48,20 @@ def export_model_repository(
     device: str = "auto",
     supported_shapes: SupportedShapes | None = None,
     timing_cache: Path | None = None,
-    engine_check: str = "smallest",
+    engine_check: str = ENGINE_CHECKS[0],
     progress: bool = True,
     torch_compile: str = "none",
+    gpu_memory_budget_gib: float | None = None,
+    context_allocation: str = ALLOCATIONS[0],
 ) -> Path:
     """Export `source` ('tiny', a diffusers folder or a hub id) into a Triton model repository for `runtime`.
 
     `device` places the torch runtime (auto: the GPU when this machine has CUDA). `supported_shapes` is the
     tensorrt runtime's shape table (default: the resolution presets, 8-32 frames). `engine_check` compares
-    the engines with ONNX Runtime at the smallest profile, at all of them, or not at all (the largest
-    full-size profiles need tens of GB for ONNX Runtime's fp32 attention). `torch_compile` puts the torch
-    runtime's UNet under `torch.compile` in that mode (`TORCH_COMPILE_MODES`), compiled at load.
+    the engines with the fp32 PyTorch parts at every profile's opt shape, at the smallest profile's only, or
+    not at all. The engines' memory plan (`i2v.export.memory_plan`) must fit `gpu_memory_budget_gib` (default:
+    90% of this machine's GPU) under `context_allocation` (what the serving Triton does: "static" in 24.10).
+    `torch_compile` puts the torch runtime's UNet under `torch.compile` in that mode, compiled at load.
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
@@ -104,6 +110,8 @@ def export_model_repository(
             timing_cache=timing_cache,
             engine_check=engine_check if check else "none",
             progress=progress,
+            gpu_memory_budget_gib=gpu_memory_budget_gib,
+            context_allocation=context_allocation,
         )
         return write_model_repository(
             pipe,
@@ -113,6 +121,7 @@ def export_model_repository(
             runtime="tensorrt",
             max_queue_size=max_queue_size,
             supported_shapes=shapes,
+            context_allocation=context_allocation,
         )
 
 
@@ -134,14 +143,18 @@ def build_tensorrt_engines(
     shapes: SupportedShapes,
     *,
     timing_cache: Path | None = None,
-    engine_check: str = "smallest",
+    engine_check: str = ENGINE_CHECKS[0],
     progress: bool = True,
+    gpu_memory_budget_gib: float | None = None,
+    context_allocation: str = ALLOCATIONS[0],
 ) -> dict[str, Path]:
-    """Build `<repository>/<part>/1/model.plan` for every part from the shape table; compare with ONNX Runtime."""
+    """Build `<repository>/<part>/1/model.plan` for every part from the shape table, plan the GPU memory they
+    will hold (refusing a plan over the budget), and compare each engine with the fp32 PyTorch part."""
     from i2v.export.tensorrt_engines import (
         EngineCheckError,
         build_engines,
         compare_engine,
+        engine_memory,
         require_tensorrt,
     )
 
@@ -151,25 +164,44 @@ def build_tensorrt_engines(
     plans = {name: Path(repository) / name / "1" / "model.plan" for name in onnx_paths}
     cache = timing_cache or default_timing_cache(trt.__version__)
     build_engines(onnx_paths, plans, profiles, timing_cache=cache, progress=progress)
+    budget = gpu_memory_budget_gib if gpu_memory_budget_gib is not None else default_gpu_memory_budget_gib()
+    memory = plan_memory(
+        [engine_memory(plans[name], name, contexts=len(profiles[name])) for name in onnx_paths],
+        allocation=context_allocation,
+        budget_gib=budget,
+    )
+    memory.save(repository)
+    if progress:
+        print(f"GPU memory plan ({PLAN_FILE}):\n{memory.describe()}")
+    memory.check()
     if engine_check != "none":
         failures = []
         for name in onnx_paths:
             feeds = [(i, engine_check_feed(pipe, name, p)) for i, p in _profiles_to_check(profiles[name], engine_check)]
-            checks = compare_engine(name, onnx_paths[name], plans[name], feeds)
+            checks = compare_engine(name, part_module(pipe, name), plans[name], feeds)
             for c in checks:
                 if progress:
                     print(f"{c.name} profile {c.profile}: {'ok' if c.passed else 'FAIL'} ({c.detail})")
             failures += [c for c in checks if not c.passed]
         if failures:
             names = ", ".join(sorted({f"{c.name} (profile {c.profile})" for c in failures}))
-            raise EngineCheckError(f"TensorRT engines differ from ONNX Runtime beyond fp16 tolerance: {names}")
+            raise EngineCheckError(f"TensorRT engines differ from the fp32 PyTorch parts beyond tolerance: {names}")
     return plans
 
 
+def default_gpu_memory_budget_gib() -> float | None:
+    """90% of this machine's first GPU (engines are built on the GPU model that serves them), or None."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return 0.9 * torch.cuda.get_device_properties(0).total_memory / GIB
+
+
 def engine_check_feed(pipe, name: str, profile: OptimizationProfile, seed: int = 0) -> dict:
-    """Inputs inside one profile: its opt batch, its fewest frames (cheapest for the fp32 reference), its size."""
+    """Inputs at one profile's opt shape: the shape TensorRT tuned for, and the one most requests have."""
     dims = profile.dims
-    batch, frames = dims["batch"][1], dims["frames"][0]
+    batch, frames = dims["batch"][1], dims["frames"][1]
     height, width = dims["height"][0], dims["width"][0]
     if name == "vae_decoder":  # part_inputs decodes batch x frames images: one video of `batch` frames
         batch, frames = 1, batch

@@ -21,8 +21,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from string import Template
 
+from i2v.export.memory_plan import cuda_memory_pool_bytes
 from i2v.export.options import DEFAULT_MAX_QUEUE_SIZE
-from i2v.export.profiles import OptimizationProfile, config_dims, part_profiles
+from i2v.export.profiles import DEFAULT_SUPPORTED_SHAPES, OptimizationProfile, config_dims, part_profiles
 from i2v.export.sources import model_id, serving_defaults
 from i2v.model.info import RUNTIMES, ModelInfo, SupportedShapes
 from i2v.model.modules import WEIGHTS_DIR, save_part_weights
@@ -44,6 +45,9 @@ def model_info_for(
 ) -> ModelInfo:
     """What the server needs to know of this model; `source` is recorded as a name (`model_id`), never a path."""
     defaults = model_defaults(serving_defaults(source))
+    pool = cuda_memory_pool_bytes(
+        specs_for_pipeline(pipe), supported_shapes or DEFAULT_SUPPORTED_SHAPES, vae_scale_factor(pipe)
+    )
     info = ModelInfo(
         source=model_id(source),
         vae_scale_factor=vae_scale_factor(pipe),
@@ -54,6 +58,7 @@ def model_info_for(
         defaults=defaults,
         runtime=runtime,
         supported_shapes=supported_shapes,
+        cuda_memory_pool_bytes=pool,
     )
     if supported_shapes is not None:
         for height, width in supported_shapes.resolutions:
@@ -78,6 +83,7 @@ def write_model_repository(
     supported_shapes: SupportedShapes | None = None,
     torch_dtype: str = "float16",
     torch_compile: str = "none",
+    context_allocation: str = "static",
 ) -> Path:
     """Write every model of the repository for `runtime`.
 
@@ -109,7 +115,8 @@ def write_model_repository(
         if runtime == "tensorrt":
             if not (version / "model.plan").is_file():
                 raise FileNotFoundError(f"{name}: no TensorRT engine at {version / 'model.plan'}; build it first")
-            config = tensorrt_part_config(spec, part_profiles(spec, supported_shapes, info.vae_scale_factor))
+            profiles = part_profiles(spec, supported_shapes, info.vae_scale_factor)
+            config = tensorrt_part_config(spec, profiles, context_allocation)
         else:
             if runtime == "onnxruntime":
                 _copy_graph(Path(onnx_paths[name]), version / "model.onnx")
@@ -271,12 +278,16 @@ def _warmup_block(spec: PartSpec, dims: Mapping[str, int]) -> str:
     )
 
 
-def tensorrt_part_config(spec: PartSpec, profiles: Sequence[OptimizationProfile]) -> str:
+def tensorrt_part_config(
+    spec: PartSpec, profiles: Sequence[OptimizationProfile], context_allocation: str = "static"
+) -> str:
     """config.pbtxt of one part served by its TensorRT engine (1/model.plan), one instance using every profile.
 
     Dims follow the profiles (`config_dims`): an axis fixed in every profile is written as its size. Triton
     picks, per request, the instance's profile whose ranges fit the input shapes; listing them all matters,
-    because an instance with no `profile` list uses profile 0 only.
+    because an instance with no `profile` list uses profile 0 only. Triton creates one execution context per
+    listed profile; `context_allocation` "on-profile-change" asks Triton 25.05+ to size each for its own
+    profile, when first used, instead of the engine's largest (`i2v.export.memory_plan`; 24.10 ignores it).
     """
     listed = "\n".join(f"#   {i}: {p.describe()}" for i, p in enumerate(profiles))
     profile_names = ", ".join(f'"{i}"' for i in range(len(profiles)))
@@ -291,7 +302,14 @@ def tensorrt_part_config(spec: PartSpec, profiles: Sequence[OptimizationProfile]
         + _tensor_block("input", spec.inputs, lambda t: config_dims(t, profiles))
         + _tensor_block("output", spec.outputs, lambda t: config_dims(t, profiles))
         + f"instance_group [ {{ count: 1, kind: KIND_GPU, profile: [ {profile_names} ] }} ]\n"
+        + (ON_PROFILE_CHANGE if context_allocation == "on-profile-change" else "")
     )
+
+
+ON_PROFILE_CHANGE = (
+    "# Triton 25.05+: each execution context allocates for its own profile when first used (24.10 ignores it)\n"
+    'parameters [ { key: "execution_context_allocation_strategy", value: { string_value: "ON_PROFILE_CHANGE" } } ]\n'
+)
 
 
 def bls_config(

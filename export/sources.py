@@ -21,6 +21,8 @@ from transformers import (
     CLIPVisionModelWithProjection,
 )
 
+from i2v.model.parts import PartSpec, part_specs
+
 TINY = "tiny"
 FULL_SIZE_RANDOM = "full-size-random"
 DEFAULT_TINY_DIR = Path("models/i2vgen-xl-tiny")
@@ -199,6 +201,21 @@ def full_size_configs() -> dict[str, dict]:
             "projection_dim": 1024,
         },
     }
+
+
+FULL_SIZE_VAE_SCALE_FACTOR = 2 ** (len(full_size_configs()["vae"]["block_out_channels"]) - 1)
+
+
+def full_size_specs() -> dict[str, PartSpec]:
+    """The part specs of the full-size model, from its configs alone (no weights, nothing built)."""
+    cfg = full_size_configs()
+    return part_specs(
+        text_len=cfg["text_encoder"]["max_position_embeddings"],
+        text_dim=cfg["text_encoder"]["hidden_size"],
+        clip_size=cfg["image_encoder"]["image_size"],
+        image_embed_dim=cfg["image_encoder"]["projection_dim"],
+        latent_channels=cfg["unet"]["in_channels"],
+    )
 
 
 def build_full_size_modules(device: str | torch.device = "cpu") -> dict[str, torch.nn.Module]:

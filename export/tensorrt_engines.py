@@ -5,12 +5,14 @@ profiles, the configs, the operator check) works without it. What it does, per p
 
 1. parse the ONNX graph (`NetworkFromOnnxPath`: TensorRT's parser reads external weights beside the graph);
 2. build a serialized fp16 engine with one optimization profile per supported resolution
-   (`CreateConfig(fp16=True, profiles=..., load_timing_cache=...)`, `EngineBytesFromNetwork(...,
-   save_timing_cache=...)`): the timing cache keeps tactic timings between builds, so a rebuild (another
-   part with the same layers, a new profile, new weights) skips most of the autotuning;
+   (`CreateConfig(fp16=True, tf32=True, profiles=..., load_timing_cache=...)`, `EngineBytesFromNetwork(...,
+   save_timing_cache=...)`): layers TensorRT keeps in fp32 may use TF32 (polygraphy turns it off unless
+   asked); the timing cache keeps tactic timings between builds, so a rebuild (another part with the same
+   layers, a new profile, new weights) skips most of the autotuning;
 3. write it as `<repository>/<part>/1/model.plan`, the default file name of Triton's `tensorrt_plan` platform;
-4. run the engine and ONNX Runtime on the same inputs (polygraphy's `Comparator`) at the opt shapes of a
-   profile, and compare the outputs within fp16 tolerances.
+4. read back what each profile's execution context needs on the GPU (`engine_memory`) for the memory plan;
+5. run the engine and ONNX Runtime on the same inputs (polygraphy's `Comparator`) at the opt shape of every
+   profile: no NaN or infinity, and every element within the part's fp16 tolerance.
 
 An engine only runs with the TensorRT version (and GPU architecture) it was built with: build it with the
 TensorRT that the serving Triton container ships (docs/tensorrt.md).
@@ -26,13 +28,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from i2v.export.memory_plan import EngineMemory
 from i2v.export.profiles import OptimizationProfile
 from i2v.model.parts import SIZE_FREE_SPECS
 
 INSTALL_HINT = (
-    "TensorRT is not installed in this environment. Build engines on a GPU host, either inside NVIDIA's "
-    "TensorRT or Triton container (nvcr.io/nvidia/tensorrt:<yy.mm>-py3, or the tritonserver image of the "
-    "release that will serve the engines), or with `pip install tensorrt==<that release's TensorRT> "
+    "TensorRT is not installed in this environment. Build engines on a GPU host with the project's image "
+    "(`docker compose --profile export run --rm export`: the serving Triton with its TensorRT), or in a "
+    "Python 3.11+ environment with `pip install tensorrt-cu12==<the serving Triton's TensorRT> "
     "--extra-index-url https://pypi.nvidia.com` (the PyPI package alone is a stub that fetches from NVIDIA's "
     "index). Without TensorRT, "
     "use `--runtime torch` (PyTorch on the GPU) or `--runtime onnxruntime`. See docs/tensorrt.md."
@@ -100,7 +103,7 @@ def build_engine(
     cache = str(timing_cache) if timing_cache is not None else None
     if timing_cache is not None:
         Path(timing_cache).parent.mkdir(parents=True, exist_ok=True)
-    config = CreateConfig(fp16=fp16, profiles=polygraphy_profiles(profiles), load_timing_cache=cache)
+    config = CreateConfig(fp16=fp16, tf32=True, profiles=polygraphy_profiles(profiles), load_timing_cache=cache)
     build = EngineBytesFromNetwork(NetworkFromOnnxPath(str(onnx_path)), config=config, save_timing_cache=cache)
     serialized = build()
     plan_path = Path(plan_path)
@@ -136,6 +139,26 @@ def build_engines(
     return builds
 
 
+def engine_memory(plan_path: Path, part: str, contexts: int) -> EngineMemory:
+    """What Triton will hold for this engine: its size (weights) and each profile's activation memory, as
+    TensorRT reports it (`get_device_memory_size_for_profile_v2`, TensorRT 10.1+; the engine-wide
+    `device_memory_size` before)."""
+    trt = require_tensorrt()
+    data = Path(plan_path).read_bytes()
+    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(data)
+    if engine is None:
+        raise RuntimeError(f"{part}: TensorRT could not load the engine it just built ({plan_path})")
+    count = engine.num_optimization_profiles
+    per_profile = getattr(engine, "get_device_memory_size_for_profile_v2", None) or getattr(
+        engine, "get_device_memory_size_for_profile", None
+    )
+    if per_profile is not None:
+        sizes = tuple(int(per_profile(i)) for i in range(count))
+    else:
+        sizes = (int(getattr(engine, "device_memory_size_v2", engine.device_memory_size)),) * count
+    return EngineMemory(part, len(data), sizes, contexts)
+
+
 @dataclass
 class EngineCheck:
     name: str
@@ -146,37 +169,62 @@ class EngineCheck:
 
 def compare_engine(
     name: str,
-    onnx_path: Path,
+    module,
     plan_path: Path,
     feeds: Sequence[tuple[int, dict]],
     *,
     tolerance: tuple[float, float] | None = None,
 ) -> list[EngineCheck]:
-    """Run the engine (at each feed's profile index) and ONNX Runtime on the same feeds; compare outputs."""
-    require_tensorrt()
-    import onnxruntime as ort
-    from polygraphy import comparator
-    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
-    from polygraphy.backend.trt import TrtRunner, engine_from_bytes
+    """Run the engine (at each feed's profile index) and the part's PyTorch module in fp32 on the GPU (the
+    module the ONNX graph was traced from, with PyTorch's memory-efficient attention: ONNX Runtime's fp32
+    attention does not fit at the large profiles) on the same feeds.
 
-    # polygraphy's simple comparison: an output passes when its mean absolute error is within atol or its mean
-    # relative error within rtol (the part spec's fp16_tolerance).
+    An output passes with only finite values and every element within `tolerance` = (atol, rtol) of the
+    reference (polygraphy's element-wise check: |engine - reference| <= atol, or <= rtol * |reference|)."""
+    require_tensorrt()
+    import numpy as np
+    import torch
+    from polygraphy import comparator
+    from polygraphy.backend.pyt import PytRunner
+    from polygraphy.backend.trt import TrtRunner, engine_from_bytes
+    from polygraphy.common import TensorMetadata
+
     atol, rtol = tolerance or SIZE_FREE_SPECS[name].fp16_tolerance
     # SimpleCompareFunc since polygraphy 0.53; CompareFunc.simple before (deprecated there, same arguments).
     simple = getattr(comparator, "SimpleCompareFunc", None) or comparator.CompareFunc.simple
-    compare = simple(atol=atol, rtol=rtol, check_error_stat="mean")
-    available = ort.get_available_providers()
-    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    compare = simple(atol=atol, rtol=rtol, check_error_stat="elemwise")
     engine = engine_from_bytes(Path(plan_path).read_bytes())
-    session = SessionFromOnnx(str(onnx_path), providers=providers)
+    reference = _TupleOutputs(module.to("cuda", torch.float32).eval())
+    output_names = list(SIZE_FREE_SPECS[name].output_names)
     checks = []
     for profile, feed in feeds:
+        metadata = TensorMetadata()
+        for key, value in feed.items():
+            metadata.add(key, dtype=value.dtype, shape=value.shape)
         runners = [
             TrtRunner(engine, name=f"{name}-tensorrt", optimization_profile=profile),
-            OnnxrtRunner(session, name=f"{name}-onnxruntime"),
+            PytRunner(reference, metadata, output_names, name=f"{name}-pytorch-fp32"),
         ]
-        results = comparator.Comparator.run(runners, data_loader=[feed])
-        passed = bool(comparator.Comparator.compare_accuracy(results, compare_func=compare))
+        results = comparator.Comparator.run(
+            runners, data_loader=[{k: np.ascontiguousarray(v) for k, v in feed.items()}]
+        )
+        finite = bool(comparator.Comparator.validate(results, check_inf=True, check_nan=True))
+        close = bool(comparator.Comparator.compare_accuracy(results, compare_func=compare))
         shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in feed.items())
-        checks.append(EngineCheck(name, profile, passed, shapes))
+        detail = shapes if finite else f"NaN or infinity in the outputs; {shapes}"
+        checks.append(EngineCheck(name, profile, finite and close, detail))
     return checks
+
+
+class _TupleOutputs:
+    """A part module whose outputs are always a tuple (polygraphy's PyTorch runner zips them with the names)."""
+
+    def __init__(self, module) -> None:
+        self.module = module
+
+    def eval(self):
+        return self
+
+    def __call__(self, *inputs):
+        outputs = self.module(*inputs)
+        return outputs if isinstance(outputs, tuple) else (outputs,)

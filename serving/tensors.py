@@ -3,10 +3,10 @@
 - `instance_device`: a `KIND_GPU` instance runs on its GPU or fails to load, naming the cause; it never falls
   back to the CPU (a full-size model there would take hours per video and look like a hang).
 - `to_triton`: torch tensors to Triton tensors, by DLPack on the GPU and through numpy on the CPU. A GPU
-  tensor is handed over only once the stream that wrote it has finished: the consumer (another process)
-  reads it on its own stream, and python_backend's `from_dlpack` synchronises at most the legacy default
-  stream (2.51: none at all for a capsule), so work queued on any other stream (a side stream, CUDA graphs,
-  torch.compile) could still be writing it.
+  tensor is handed over only once the device has finished all work queued so far: the consumer (another
+  process) reads it on its own stream, python_backend synchronises nothing for a DLPack capsule, and a BLS
+  `exec()` passes the pointer on as it is (r24.10 and main alike), so work still queued on any stream (the
+  current one, a side stream, CUDA graphs, torch.compile) could still be writing it.
 - `to_torch`: Triton tensors to torch tensors on the caller's device, wherever they arrived.
 """
 
@@ -35,10 +35,10 @@ def instance_device(args: dict) -> torch.device:
 
 
 def to_triton(tensors: dict[str, torch.Tensor]) -> list:
-    """Triton tensors of the same names; GPU ones after their streams have finished writing them."""
+    """Triton tensors of the same names; GPU ones after every stream of their device has finished."""
     contiguous = {name: value.contiguous() for name, value in tensors.items()}
     for device in {value.device for value in contiguous.values() if value.is_cuda}:
-        torch.cuda.current_stream(device).synchronize()
+        torch.cuda.synchronize(device)
     return [
         pb_utils.Tensor.from_dlpack(name, torch.utils.dlpack.to_dlpack(value))
         if value.is_cuda

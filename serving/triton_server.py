@@ -11,6 +11,11 @@ libraries they need; PyTriton's own Python API is not used. What it takes to run
 
 The server runs in its own session, so a Ctrl-C in the terminal reaches our code, which stops it cleanly
 (SIGTERM, then SIGKILL to the whole process group, stubs included).
+
+On a GPU host the server gets the CUDA memory pool the export planned (`cuda_memory_pool_bytes`, by default the
+repository's model_info.json value): the Python backend passes GPU tensors between the BLS and the parts through
+it. Whether there is a GPU is asked of the driver (`nvidia-smi -L`), not of torch, so that the launcher stays
+light and does not initialise CUDA in this process.
 """
 
 from __future__ import annotations
@@ -39,8 +44,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from i2v.model.info import MODEL_INFO_FILE, ModelInfo
+from i2v.params import MODEL_NAME
+
 INSTALL_HINT = "pip install 'i2v-serving[server]'"
 STUB_NAME = "triton_python_backend_stub"
+NVIDIA_SMI_TIMEOUT_S = 15
 
 
 class TritonServerError(RuntimeError):
@@ -136,6 +145,62 @@ def check_numpy() -> None:
         )
 
 
+def count_gpus() -> int:
+    """GPUs the NVIDIA driver lists (`nvidia-smi -L`); 0 without nvidia-smi or when it fails (no driver).
+
+    nvidia-smi comes with the driver, and in a container the NVIDIA runtime mounts it with the GPUs it grants
+    (the `utility` capability, on by default in NVIDIA's images), so it lists exactly the container's GPUs.
+    /dev/nvidia* nodes were not chosen: they can exist without a working driver, and their numbers are the
+    driver's minor numbers, not CUDA's device ids. torch was not chosen: importing it costs seconds and memory,
+    and `torch.cuda` would initialise CUDA in the launcher for nothing.
+    """
+    nvidia_smi = shutil.which("nvidia-smi")
+    if nvidia_smi is None:
+        return 0
+    try:
+        result = subprocess.run(
+            [nvidia_smi, "-L"], capture_output=True, text=True, timeout=NVIDIA_SMI_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return gpus_listed(result.stdout) if result.returncode == 0 else 0
+
+
+def gpus_listed(nvidia_smi_list: str) -> int:
+    """The GPUs in `nvidia-smi -L` output: one "GPU <n>: <name> (UUID: ...)" line each (MIG lines are indented)."""
+    return sum(1 for line in nvidia_smi_list.splitlines() if re.match(r"GPU \d+:", line))
+
+
+def visible_gpu_ids(gpu_count: int, cuda_visible_devices: str | None) -> tuple[int, ...]:
+    """The CUDA device ids a process sees: `gpu_count` GPUs, narrowed by CUDA_VISIBLE_DEVICES when it is set.
+
+    CUDA renumbers the devices it is shown from 0, and stops at the first entry that names no device ("" or
+    "-1" hide them all); entries are indexes or GPU-/MIG- UUIDs.
+    """
+    if cuda_visible_devices is None:
+        return tuple(range(gpu_count))
+    shown = 0
+    for entry in cuda_visible_devices.split(","):
+        entry = entry.strip()
+        if not ((entry.isdigit() and int(entry) < gpu_count) or entry.startswith(("GPU-", "MIG-"))):
+            break
+        shown += 1
+    return tuple(range(min(shown, gpu_count)))
+
+
+def repository_cuda_memory_pool_bytes(model_repository: Path) -> int | None:
+    """The CUDA memory pool the export planned for this repository, from model_info.json of the BLS version
+    Triton serves (the highest); None, Triton's default, for a repository exported before it was recorded."""
+    model = Path(model_repository) / MODEL_NAME
+    if not model.is_dir():
+        return None
+    versions = [int(path.name) for path in model.iterdir() if path.is_dir() and path.name.isdigit()]
+    pipeline = model / str(max(versions, default=1)) / "pipeline"
+    if not (pipeline / MODEL_INFO_FILE).is_file():
+        return None
+    return ModelInfo.load(pipeline).cuda_memory_pool_bytes or None
+
+
 # Strong references: a started server must not be dropped, and stopped, by garbage collection alone.
 _LIVE_SERVERS: set[EmbeddedTritonServer] = set()
 
@@ -151,6 +216,9 @@ class EmbeddedTritonServer:
     """One `tritonserver` process on a model repository, with its own backend directory and log.
 
     Ports left as None are picked free when the object is made, so `endpoints` is known before `start()`.
+    `cuda_memory_pool_bytes` sizes Triton's CUDA memory pool on every GPU the server will see (None: the
+    repository's planned value; 0, or a repository without one: Triton's default, 64 MiB); on a machine
+    without a GPU it is left out.
     """
 
     def __init__(
@@ -167,8 +235,12 @@ class EmbeddedTritonServer:
         extra_args: Sequence[str] = (),
         startup_timeout_s: float = 120.0,
         log_verbose: int = 0,
+        cuda_memory_pool_bytes: int | None = None,
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
+        if cuda_memory_pool_bytes is None:
+            cuda_memory_pool_bytes = repository_cuda_memory_pool_bytes(self.model_repository)
+        self.cuda_memory_pool_bytes = cuda_memory_pool_bytes
         self.api_key = api_key
         self.env = dict(env or {})  # added to this process's environment for the server and its models
         self.host = host
@@ -298,7 +370,16 @@ class EmbeddedTritonServer:
             # Inference and model control need the key; health, metadata and metrics stay open.
             restricted = f"inference,model-repository:api-key={self.api_key}"
             args += [f"--grpc-restricted-protocol={restricted}", f"--http-restricted-api={restricted}"]
+        if self.cuda_memory_pool_bytes:
+            # The pool the Python backend moves GPU tensors through (BLS <-> parts); a tensor that does not fit
+            # falls back to cudaMalloc + CUDA IPC per transfer. The GPUs are asked for only when there is a pool.
+            for gpu in self.gpu_ids():
+                args.append(f"--cuda-memory-pool-byte-size={gpu}:{self.cuda_memory_pool_bytes}")
         return args + list(self.extra_args)
+
+    def gpu_ids(self) -> tuple[int, ...]:
+        """The CUDA device ids the server will see: the driver's GPUs, narrowed by its CUDA_VISIBLE_DEVICES."""
+        return visible_gpu_ids(count_gpus(), {**os.environ, **self.env}.get("CUDA_VISIBLE_DEVICES"))
 
     # -- internals ---------------------------------------------------------------------------------------
 

@@ -148,3 +148,38 @@ def test_tensorrt_is_not_served_by_the_embedded_server(tiny_dir, tmp_path):
                 str(tmp_path),
             ]
         )
+
+
+def test_gpu_suite_dry_run_on_the_cpu_runs_every_runner_of_the_gpu_proof(tmp_path):
+    """`i2v bench --suite gpu --device cpu`: the GPU proof's runners (served torch runtime, the loop eager and
+    compiled, diffusers) on the tiny model, as CI can run it."""
+    code = main(["bench", "--suite", "gpu", "--device", "cpu", "--output", str(tmp_path)])
+    assert code == 0
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert [r["runner"] for r in result["rows"]] == ["served-torch", "torch", "torch-compile", "diffusers"]
+    assert result["settings"]["model"] == "tiny" and result["settings"]["grid"] == "64x64x8"
+    assert "step × in-process" in (tmp_path / "results.md").read_text()
+
+
+def test_appended_runs_keep_the_other_points_rows_in_grid_order():
+    from i2v.benchmarks.report import merge_results
+
+    def result(grid: str, rows: list[tuple]) -> dict:
+        return {
+            "settings": {"grid": grid, "model": "m", "device": "cuda"},
+            "unet_tflops_per_step": {f"{h}x{w}x{f}": 1.0 for h, w, f, _ in rows},
+            "rows": [{"height": h, "width": w, "frames": f, "steps": 25, "runner": r} for h, w, f, r in rows],
+        }
+
+    first = result("512x512x16", [(512, 512, 16, "torch"), (512, 512, 16, "diffusers")])
+    second = result("768x768x16", [(768, 768, 16, "torch"), (768, 768, 16, "diffusers")])
+    again = result("512x512x16", [(512, 512, 16, "torch")])
+    merged = merge_results(merge_results(first, second), again)
+    assert [(r["height"], r["runner"]) for r in merged["rows"]] == [
+        (512, "diffusers"),
+        (512, "torch"),
+        (768, "torch"),
+        (768, "diffusers"),
+    ]
+    assert merged["settings"]["grid"] == "512x512x16,768x768x16"
+    assert set(merged["unet_tflops_per_step"]) == {"512x512x16", "768x768x16"}

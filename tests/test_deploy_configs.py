@@ -8,7 +8,10 @@
 - the Grafana provisioning and dashboard: panels present, every PromQL query valid (promtool) and naming only
   metrics that exist: Triton's (as served by tritonserver 2.51) and the BLS's (read from serving/metrics.py);
 - the Kubernetes manifests against Kubernetes' own schemas (kubernetes-validate, strict), plus GPU, shm,
-  probes, the key from a Secret, and the HPA wired to prometheus-adapter's queue metric.
+  probes, the key from a Secret, and the HPA wired to prometheus-adapter's queue metric;
+- the GPU facts both deployments share: the image's torch and TensorRT pins (TensorRT equal to the base
+  image's), TensorRT engines exported on a GPU with the timing cache on a volume, and Triton's CUDA memory pool
+  equal to the export's plan.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "docker" / "triton.Dockerfile"
 DEPLOY = ROOT / "deploy"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
@@ -367,6 +371,150 @@ def test_only_the_secrets_lack_defaults_and_unauthenticated_ports_stay_on_localh
             assert port.startswith("127.0.0.1:"), port
 
 
+# -- the image and the GPU settings both deployments share -----------------------------------------------
+
+# The TensorRT in NVIDIA's Triton images (NVIDIA's frameworks support matrix), by release. An engine loads only in
+# the TensorRT that built it, so the Dockerfile's `tensorrt` pin must be the base image's. A new base image needs
+# its row here.
+TRITON_IMAGE_TENSORRT = {"24.10": "10.5.0"}
+
+
+def base_image_release() -> str:
+    base = re.search(r"^FROM\s+(\S+)", DOCKERFILE.read_text(), re.MULTILINE).group(1)
+    return re.fullmatch(r"nvcr\.io/nvidia/tritonserver:(\d\d\.\d\d)-py3", base).group(1)
+
+
+def pip_pins() -> dict[str, str]:
+    """`name==version` of every `pip install` line of the Dockerfile, by package name."""
+    installs = re.findall(r"^RUN .*\bpip install\b(.*)$", DOCKERFILE.read_text(), re.MULTILINE)
+    return dict(pin for line in installs for pin in re.findall(r"([A-Za-z0-9_.-]+)==(\S+)", line))
+
+
+def test_the_image_pins_torch_and_tensorrt_to_exact_versions():
+    pins = pip_pins()
+    assert "torch" in pins, "the Dockerfile must `pip install torch==<version>`"
+    tensorrt = [name for name in pins if re.fullmatch(r"tensorrt(-cu\d+)?", name)]
+    assert len(tensorrt) == 1, f"the Dockerfile must pin exactly one TensorRT package with ==, found {tensorrt}"
+    # torch first, so that the package's own `torch>=...` is already met by the pinned wheel.
+    text = DOCKERFILE.read_text()
+    assert text.index("torch==") < text.index('pip install --no-cache-dir ".[server,ui]"')
+
+
+def test_the_image_tensorrt_is_the_base_image_tensorrt():
+    release = base_image_release()
+    assert release in TRITON_IMAGE_TENSORRT, f"add tritonserver:{release}-py3's TensorRT to TRITON_IMAGE_TENSORRT"
+    (version,) = [v for name, v in pip_pins().items() if name.startswith("tensorrt")]
+    assert version == TRITON_IMAGE_TENSORRT[release], "engines load only in the TensorRT that built them"
+
+
+def test_the_image_torch_and_python_meet_what_the_pinned_packages_declare():
+    """diffusers 0.42.1 declares torch>=2.6 (it calls torch.accelerator) and Python>=3.11; pip does not enforce
+    the first (the package asks for plain diffusers), and the base image's Python is 3.10."""
+    import importlib.metadata
+
+    import tomllib
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    torch = Version(pip_pins()["torch"])
+    server = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["server"]
+    wanted = [Requirement(r) for r in server if Requirement(r).name == "torch"]
+    wanted += [
+        Requirement(r.split(";")[0])
+        for r in importlib.metadata.requires("diffusers") or []
+        if re.match(r"torch\s*[<>=]", r)
+    ]
+    assert len(wanted) >= 2
+    for requirement in wanted:
+        assert torch in requirement.specifier, f"the image's torch {torch} does not meet {requirement}"
+    python = Version(re.search(r"\bpython(3\.\d+) -m venv\b", DOCKERFILE.read_text()).group(1))
+    for package in ("diffusers", "transformers", "onnxruntime"):
+        requires = importlib.metadata.metadata(package)["Requires-Python"] or ""
+        assert all(python.release >= Version(v).release[:2] for v in re.findall(r">=\s*([\d.]+)", requires)), (
+            f"the image's Python {python} is older than {package}'s Requires-Python {requires}"
+        )
+
+
+@pytest.fixture(scope="module")
+def planned_pool() -> int:
+    from i2v.export.memory_plan import default_cuda_memory_pool_bytes
+
+    return default_cuda_memory_pool_bytes()
+
+
+def pool_args(args: list[str]) -> list[str]:
+    return [arg for arg in args if arg.startswith("--cuda-memory-pool-byte-size")]
+
+
+def test_compose_and_kubernetes_give_triton_the_planned_cuda_memory_pool(compose, planned_pool):
+    """One GPU per Triton, GPU 0, with exactly the pool the export plans for I2VGen-XL at the default shapes."""
+    assert pool_args(compose["services"]["triton"]["command"]) == [f"--cuda-memory-pool-byte-size=0:{planned_pool}"]
+    (container,) = only("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert pool_args(container["args"]) == [f"--cuda-memory-pool-byte-size=0:{planned_pool}"]
+
+
+def test_compose_exports_tensorrt_engines_on_the_gpu(compose):
+    export = compose["services"]["export"]
+    command = export["command"]
+    assert command[command.index("--runtime") + 1] == "${I2V_RUNTIME:-tensorrt}"
+    (device,) = export["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"] and device["count"] >= 1
+    assert export["image"] == compose["services"]["triton"]["image"]  # the TensorRT that will load the engines
+
+
+def test_kubernetes_export_job_builds_tensorrt_engines_on_a_gpu_node():
+    job = only("Job")
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    command = container["command"]
+    assert command[:2] == ["i2v", "export"]
+    assert command[command.index("--runtime") + 1] == "tensorrt"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] >= 1
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == container["resources"]["limits"]["nvidia.com/gpu"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    # The same image as the replicas: the TensorRT that builds the engines is the one that loads them.
+    (triton,) = only("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == triton["image"]
+
+
+def timing_cache_path(command: list[str], environment: dict[str, str], monkeypatch) -> Path:
+    """Where `i2v export` puts the TensorRT timing cache in this container: --timing-cache, or the default under
+    the container's XDG_CACHE_HOME (export's own `default_timing_cache`; the version is the image's TensorRT)."""
+    from i2v.export.pipeline import default_timing_cache
+
+    if "--timing-cache" in command:
+        return Path(command[command.index("--timing-cache") + 1])
+    assert environment.get("XDG_CACHE_HOME"), "without XDG_CACHE_HOME the cache is in the container's home"
+    monkeypatch.setenv("XDG_CACHE_HOME", environment["XDG_CACHE_HOME"])
+    (version,) = [v for name, v in pip_pins().items() if name.startswith("tensorrt")]
+    return default_timing_cache(version)
+
+
+def mount_holding(path: Path, mounts: dict[str, str]) -> str:
+    """The volume of the deepest mount point (`mounts`: mount path -> volume) that holds `path`."""
+    holding = [target for target in mounts if path.is_relative_to(target)]
+    assert holding, f"{path} is on no volume: it is lost with the container"
+    return mounts[max(holding, key=len)]
+
+
+def test_the_tensorrt_timing_cache_lives_on_a_volume_in_compose_and_kubernetes(compose, monkeypatch):
+    export = compose["services"]["export"]
+    cache = timing_cache_path(export["command"], export["environment"], monkeypatch)
+    mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in export["volumes"]}
+    assert mount_holding(cache, mounts) in compose["volumes"], "a named volume, kept between `run --rm` exports"
+
+    pod = only("Job")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    environment = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    cache = timing_cache_path(container["command"], environment, monkeypatch)
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    claim = volumes[mount_holding(cache, mounts)].get("persistentVolumeClaim")
+    assert claim, "the timing cache must outlive the Job's pod: a PersistentVolumeClaim"
+    claims = {doc["metadata"]["name"] for docs in kubernetes_objects().values() for doc in docs}
+    assert claim["claimName"] in claims and claim["claimName"] != "i2v-model-repository"
+
+
 # -- Prometheus ------------------------------------------------------------------------------------------
 
 
@@ -613,8 +761,14 @@ def kubernetes_objects() -> dict[Path, list[dict]]:
     return objects
 
 
-def only(kind: str) -> dict:
-    (found,) = [doc for docs in kubernetes_objects().values() for doc in docs if doc["kind"] == kind]
+def only(kind: str, name: str | None = None) -> dict:
+    """The one object of this kind (and name, where several share the kind)."""
+    (found,) = [
+        doc
+        for docs in kubernetes_objects().values()
+        for doc in docs
+        if doc["kind"] == kind and name in (None, doc["metadata"]["name"])
+    ]
     return found
 
 
@@ -649,8 +803,9 @@ def test_triton_deployment_has_a_gpu_shared_memory_probes_and_the_model_reposito
     shm = volumes[mounts["/dev/shm"]]["emptyDir"]
     assert shm["medium"] == "Memory" and shm["sizeLimit"].endswith("Gi") and int(shm["sizeLimit"][:-2]) >= 2
     claim = volumes[mounts["/models"]]["persistentVolumeClaim"]
-    assert claim["claimName"] == only("PersistentVolumeClaim")["metadata"]["name"]
-    assert "ReadWriteMany" in only("PersistentVolumeClaim")["spec"]["accessModes"]  # replicas on several nodes
+    repository = only("PersistentVolumeClaim", claim["claimName"])
+    assert repository["metadata"]["name"] == "i2v-model-repository"
+    assert "ReadWriteMany" in repository["spec"]["accessModes"]  # replicas on several nodes
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports == {"http": 8000, "grpc": 8001, "metrics": 8002}
     assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -25,24 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    """Built from a copy holding only what pyproject.toml names (setuptools builds in the source tree, and a
-    stale build/ there would leak into the wheel)."""
-    import tomllib
+    from i2v.benchmarks.wheelhouse import project_wheel
 
-    source = tmp_path_factory.mktemp("source")
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy2(ROOT / name, source / name)
-    for folder in project["tool"]["setuptools"]["package-dir"].values():
-        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
-        check=True,
-        capture_output=True,
-        cwd=out,
-    )
-    return next(out.glob("i2v_serving-*.whl"))
+    return project_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 @pytest.fixture(scope="module")

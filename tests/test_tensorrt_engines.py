@@ -135,3 +135,73 @@ def test_engine_refuses_a_shape_outside_its_profiles(tiny_pipeline, onnx_paths, 
     feed = part_inputs(tiny_pipeline, "vae_decoder", batch=1, height=96, width=96, frames=1)
     with TrtRunner(engine_from_bytes(plan.read_bytes())) as runner, pytest.raises(Exception):  # noqa: B017
         runner.infer({k: np.ascontiguousarray(v) for k, v in feed.items()})
+
+
+def test_on_profile_change_allocation_is_written_for_newer_tritons(tiny_pipeline, tmp_path):
+    from i2v.export.repository import write_model_repository
+
+    for name in PART_NAMES:
+        (tmp_path / name / "1").mkdir(parents=True)
+        (tmp_path / name / "1" / "model.plan").write_bytes(b"engine")
+    write_model_repository(
+        tiny_pipeline,
+        None,
+        tmp_path,
+        source="tiny",
+        runtime="tensorrt",
+        supported_shapes=TINY_SUPPORTED_SHAPES,
+        context_allocation="on-profile-change",
+    )
+    config = read_config(tmp_path / "unet" / "config.pbtxt")
+    assert config.parameters["execution_context_allocation_strategy"].string_value == "ON_PROFILE_CHANGE"
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+@needs_engines
+def test_engine_memory_is_read_per_profile_and_planned(tiny_pipeline, onnx_paths, tmp_path):
+    from i2v.export.memory_plan import plan
+    from i2v.export.tensorrt_engines import build_engine, engine_memory
+
+    profiles = part_profiles(specs_for_pipeline(tiny_pipeline)["unet"], TINY_SUPPORTED_SHAPES, 8)
+    path = build_engine(onnx_paths["unet"], tmp_path / "model.plan", profiles)
+    memory = engine_memory(path, "unet", contexts=len(profiles))
+    assert len(memory.profile_bytes) == len(profiles) and all(b > 0 for b in memory.profile_bytes)
+    assert memory.weights_bytes == path.stat().st_size
+    assert plan([memory]).held_bytes == memory.weights_bytes + len(profiles) * max(memory.profile_bytes)
+
+
+PSNR_THRESHOLD_DB = 30.0  # fp16 engines against the fp32 pipeline, every frame; a wrong graph is far below
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+@needs_engines
+def test_tensorrt_video_matches_the_diffusers_fp32_pipeline_frame_by_frame(tiny_pipeline, onnx_paths, photo, tmp_path):
+    """The whole loop over fp16 engines against diffusers' fp32 I2VGenXLPipeline, same seed: PSNR per frame."""
+    from diffusers_reference import PROMPT, diffusers_frames
+    from tensorrt_parts import TensorRTParts
+
+    from i2v.benchmarks.measure import frame_psnr
+    from i2v.export.pipeline import build_tensorrt_engines
+    from i2v.export.repository import write_model_repository
+    from i2v.params import GenerationParams
+    from i2v.serving.generator import VideoGenerator
+
+    repository = tmp_path / "repository"
+    build_tensorrt_engines(tiny_pipeline, onnx_paths, repository, TINY_SUPPORTED_SHAPES, progress=False)
+    write_model_repository(
+        tiny_pipeline, onnx_paths, repository, source="tiny", runtime="tensorrt", supported_shapes=TINY_SUPPORTED_SHAPES
+    )
+    parts = TensorRTParts(repository, tiny_pipeline)
+    try:
+        generator = VideoGenerator(repository / "i2vgen_xl" / "1" / "pipeline", parts, "cuda")
+        params = dict(height=64, width=96, num_frames=16, num_inference_steps=10, guidance_scale=9.0, fps=16, seed=3)
+        got = generator(photo, GenerationParams(prompt=PROMPT, **params)).frames
+    finally:
+        parts.close()
+    expected = diffusers_frames(
+        tiny_pipeline, photo, height=64, width=96, num_frames=16, steps=10, guidance=9.0, fps=16, seed=3
+    )
+    psnr = frame_psnr(got, expected)
+    assert min(psnr) >= PSNR_THRESHOLD_DB, f"PSNR per frame {psnr}"

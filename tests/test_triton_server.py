@@ -15,11 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from i2v.model.info import ModelInfo
+from i2v.params import MODEL_NAME
 from i2v.serving.triton_server import (
     EmbeddedTritonServer,
     TritonServerError,
     check_numpy,
     find_tritonserver,
+    gpus_listed,
+    repository_cuda_memory_pool_bytes,
+    visible_gpu_ids,
 )
 
 DOUBLE_CONFIG = """\
@@ -311,3 +316,113 @@ def test_serve_forever_stops_on_sigterm_during_start_up(tmp_path):
             process.kill()
     assert "stopping Triton (SIGTERM)" in process.stdout.read()
     assert processes_mentioning(str(repository)) == []
+
+
+# -- the CUDA memory pool on a GPU host ------------------------------------------------------------------
+
+POOL = 256 * 2**20
+NVIDIA_SMI_LIST = """\
+GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-4b1f0c2e-0000-0000-0000-000000000000)
+GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-9d2e7a10-0000-0000-0000-000000000001)
+  MIG 3g.20gb     Device  0: (UUID: MIG-5c89a9f2-0000-0000-0000-000000000002)
+"""
+
+
+def fake_nvidia_smi(folder: Path, output: str, exit_code: int = 0) -> Path:
+    """An `nvidia-smi` executable that prints `output` for `-L` and exits with `exit_code`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "nvidia-smi"
+    script.write_text(f"#!/bin/sh\ncat <<'EOF'\n{output}EOF\nexit {exit_code}\n")
+    script.chmod(0o755)
+    return folder
+
+
+def pool_flags(server: EmbeddedTritonServer) -> list[str]:
+    command = server.command(Path("/opt/tritonserver/bin/tritonserver"), Path("/tmp/backends"))
+    return [arg for arg in command if arg.startswith("--cuda-memory-pool-byte-size")]
+
+
+@pytest.fixture
+def gpu_host(tmp_path, monkeypatch) -> Path:
+    """PATH with an nvidia-smi that lists two GPUs, as on a host or container with the NVIDIA driver."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv(
+        "PATH", os.pathsep.join([str(fake_nvidia_smi(tmp_path / "bin", NVIDIA_SMI_LIST)), os.environ["PATH"]])
+    )
+    return tmp_path
+
+
+def test_command_sets_the_cuda_memory_pool_on_every_gpu_the_driver_lists(gpu_host):
+    server = EmbeddedTritonServer(gpu_host, log_file=gpu_host / "log", cuda_memory_pool_bytes=POOL, extra_args=["-x"])
+    command = server.command(Path("tritonserver"), Path("backends"))
+    assert pool_flags(server) == [f"--cuda-memory-pool-byte-size=0:{POOL}", f"--cuda-memory-pool-byte-size=1:{POOL}"]
+    assert command[-1] == "-x"  # extra_args still come last, so they can override the pool
+
+
+def test_command_sets_the_pool_only_on_the_gpus_cuda_visible_devices_shows(gpu_host):
+    server = EmbeddedTritonServer(
+        gpu_host, log_file=gpu_host / "log", cuda_memory_pool_bytes=POOL, env={"CUDA_VISIBLE_DEVICES": "1"}
+    )
+    assert pool_flags(server) == [f"--cuda-memory-pool-byte-size=0:{POOL}"]  # CUDA renumbers from 0
+    hidden = EmbeddedTritonServer(
+        gpu_host, log_file=gpu_host / "log", cuda_memory_pool_bytes=POOL, env={"CUDA_VISIBLE_DEVICES": ""}
+    )
+    assert pool_flags(hidden) == []
+
+
+def test_command_leaves_the_pool_to_triton_without_a_size(gpu_host):
+    for size in (None, 0):  # 0: model_info.json of a repository that planned none
+        server = EmbeddedTritonServer(gpu_host, log_file=gpu_host / "log", cuda_memory_pool_bytes=size)
+        assert pool_flags(server) == []
+
+
+def test_command_has_no_cuda_memory_pool_without_a_gpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no nvidia-smi at all: no driver
+    server = EmbeddedTritonServer(tmp_path, log_file=tmp_path / "log", cuda_memory_pool_bytes=POOL)
+    assert pool_flags(server) == []
+    # nvidia-smi present but the driver is not loaded: it fails, as it does on such a machine
+    message = "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n"
+    monkeypatch.setenv(
+        "PATH", os.pathsep.join([str(fake_nvidia_smi(tmp_path / "bin", message, 9)), os.environ["PATH"]])
+    )
+    assert pool_flags(server) == []
+
+
+def test_nvidia_smi_listing_counts_gpus_not_mig_devices():
+    assert gpus_listed(NVIDIA_SMI_LIST) == 2
+    assert gpus_listed("") == 0
+    assert gpus_listed("No devices were found\n") == 0
+
+
+@pytest.mark.parametrize(
+    ("gpus", "cuda_visible_devices", "expected"),
+    [
+        (2, None, (0, 1)),
+        (0, None, ()),
+        (4, "2,3", (0, 1)),
+        (2, "GPU-4b1f0c2e-0000-0000-0000-000000000000", (0,)),
+        (2, "", ()),
+        (2, "-1", ()),
+        (2, "1,7,0", (0,)),  # CUDA stops at the first entry that names no device
+        (0, "0", ()),
+    ],
+)
+def test_visible_gpu_ids_follow_cuda_visible_devices(gpus, cuda_visible_devices, expected):
+    assert visible_gpu_ids(gpus, cuda_visible_devices) == expected
+
+
+def test_serve_reads_the_pool_the_export_recorded_in_model_info(tmp_path):
+    repository = tmp_path / "repository"
+    (repository / MODEL_NAME / "1").mkdir(parents=True)
+    assert repository_cuda_memory_pool_bytes(repository) is None  # exported before the pool was recorded
+
+    def record(version: int, pool: int) -> None:
+        pipeline = repository / MODEL_NAME / str(version) / "pipeline"
+        pipeline.mkdir(parents=True)
+        info = ModelInfo("tiny", 8, 0.18215, 4, 16, 77, runtime="tensorrt", cuda_memory_pool_bytes=pool)
+        info.save(pipeline)
+
+    record(1, 0)
+    assert repository_cuda_memory_pool_bytes(repository) is None  # 0: Triton's default
+    record(2, POOL)
+    assert repository_cuda_memory_pool_bytes(repository) == POOL  # the version Triton serves: the highest

@@ -92,6 +92,9 @@ class ModelInfo:
     defaults: dict = field(default_factory=dict)  # GenerationParams defaults for this model
     runtime: str = "onnxruntime"  # what serves the part models: onnxruntime, torch or tensorrt
     supported_shapes: SupportedShapes | None = None  # None: any valid shape (ONNX Runtime, torch)
+    # Triton's CUDA memory pool for the BLS's GPU transfers at these shapes (export's memory plan); the
+    # launcher passes it as --cuda-memory-pool-byte-size on a GPU host. 0: Triton's default (64 MiB).
+    cuda_memory_pool_bytes: int = 0
 
     def check_supported(self, params: GenerationParams) -> None:
         """Refuse a request the part models cannot run (a shape outside the TensorRT profiles)."""

@@ -38,7 +38,7 @@ class PartSpec:
     # largest abs difference allowed between the ONNX graph in ONNX Runtime and PyTorch (fp32 both): about 10x
     # the worst seen on the tiny model over 30 random inputs and shapes; a wrong graph is off by far more
     onnx_tolerance: float
-    # (atol, rtol) of polygraphy's comparison of the fp16 engine with fp32 ONNX Runtime (mean errors);
+    # (atol, rtol) of the fp16 engine against the fp32 PyTorch part, element by element (polygraphy);
     # written against the documentation, not yet calibrated on a GPU (docs/tensorrt.md)
     fp16_tolerance: tuple[float, float]
     # compiled under the torch runtime's --torch-compile (the UNet: over 90% of a video's time on a GPU)

@@ -1,0 +1,114 @@
+"""The served GPU path: the embedded tritonserver is a GPU build, so on a CUDA host it serves KIND_GPU Python
+models. These tests skip where there is no CUDA, and run wherever a GPU is (`make gpu-proof`); one test runs
+on a CPU-only host instead: a GPU repository there is refused, never served on the CPU.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from i2v.client.grpc_client import I2VClient
+from i2v.client.types import GenerationRequest
+
+HERE = Path(__file__).resolve().parent
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+PROMPT = "a lighthouse"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: the no-GPU refusal cannot happen")
+def test_a_gpu_repository_on_a_host_without_gpu_is_refused_not_run_on_the_cpu(tiny_pipeline, tmp_path):
+    from i2v.export.repository import write_model_repository
+    from i2v.serving.triton_server import EmbeddedTritonServer, TritonServerError
+
+    repository = write_model_repository(
+        tiny_pipeline, None, tmp_path / "repository", source="tiny", runtime="torch", instance_kind="KIND_GPU"
+    )
+    with pytest.raises(TritonServerError, match="has kind KIND_GPU but no GPUs are available"):
+        EmbeddedTritonServer(repository, log_file=tmp_path / "server.log").start()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA works here: the driver-mismatch message cannot show")
+def test_a_gpu_instance_where_torch_has_no_cuda_fails_naming_the_cause(monkeypatch):
+    """Where Triton sees a GPU but PyTorch cannot use it (a driver older than torch's CUDA build). Imported
+    with Triton's own triton_python_backend_utils on the path, as the Python backend imports it."""
+    import pytriton
+
+    monkeypatch.syspath_prepend(str(Path(pytriton.__file__).parent / "tritonserver" / "backends" / "python"))
+    from i2v.serving.tensors import CudaUnavailableError, instance_device
+
+    with pytest.raises(CudaUnavailableError, match=r"unet: the instance is KIND_GPU, but PyTorch .* cannot use CUDA"):
+        instance_device({"model_instance_kind": "GPU", "model_instance_device_id": "0", "model_name": "unet"})
+    assert (
+        instance_device({"model_instance_kind": "CPU", "model_instance_device_id": "0", "model_name": "unet"}).type
+        == "cpu"
+    )
+
+
+@pytest.fixture(scope="module")
+def gpu_triton(tiny_pipeline, tmp_path_factory):
+    from i2v.export.repository import write_model_repository
+    from i2v.serving.triton_server import EmbeddedTritonServer
+
+    repository = write_model_repository(
+        tiny_pipeline,
+        None,
+        tmp_path_factory.mktemp("gpu-repository"),
+        source="tiny",
+        runtime="torch",
+        instance_kind="KIND_GPU",
+    )
+    with EmbeddedTritonServer(repository, log_file=tmp_path_factory.mktemp("gpu-triton") / "server.log") as server:
+        yield server
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_served_gpu_torch_runtime_gives_the_in_process_video(gpu_triton, tiny_pipeline, photo, photo_png):
+    """KIND_GPU BLS and parts in fp16, tensors kept on the GPU between them, against the same loop in this
+    process over the same fp16 modules."""
+    from i2v.benchmarks.runners import TorchParts
+    from i2v.params import GenerationParams
+    from i2v.serving.generator import VideoGenerator
+
+    params = dict(height=64, width=96, num_frames=16, num_inference_steps=10, seed=5)
+    with I2VClient(gpu_triton.endpoints.grpc_url) as client:
+        served = client.generate(GenerationRequest(image=photo_png, prompt=PROMPT, return_frames=True, **params))
+    device = torch.device("cuda")
+    generator = VideoGenerator(
+        gpu_triton.model_repository / "i2vgen_xl" / "1" / "pipeline",
+        TorchParts(tiny_pipeline, device, torch.float16),
+        device,
+    )
+    expected = generator(photo, GenerationParams(prompt=PROMPT, **params)).frames
+    difference = np.abs(served.frames.astype(np.int16) - expected.astype(np.int16))
+    assert served.frames.shape == expected.shape and difference.max() <= 2, difference.max()
+
+
+@pytest.fixture(scope="module")
+def handoff_triton(tmp_path_factory):
+    from i2v.serving.triton_server import EmbeddedTritonServer
+
+    repository = tmp_path_factory.mktemp("handoff")
+    shutil.copytree(HERE / "gpu_handoff", repository, dirs_exist_ok=True)
+    with EmbeddedTritonServer(repository, log_file=tmp_path_factory.mktemp("handoff-triton") / "server.log") as server:
+        yield server
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_a_gpu_tensor_written_on_a_side_stream_arrives_whole_through_bls(handoff_triton):
+    """256 MB written at the end of slow side-stream work, handed to another model at once (i2v.serving.tensors):
+    the receiver must see every element written, request after request."""
+    import tritonclient.grpc as grpcclient
+
+    with grpcclient.InferenceServerClient(handoff_triton.endpoints.grpc_url) as client:
+        for value in range(1, 11):
+            tensor = grpcclient.InferInput("value", [1], "FP32")
+            tensor.set_data_from_numpy(np.array([value], dtype=np.float32))
+            result = client.infer("writer", [tensor])
+            assert int(result.as_numpy("mismatches")[0]) == 0, f"request {value}: stale elements arrived"
