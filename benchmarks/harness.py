@@ -10,7 +10,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from i2v.benchmarks.measure import PeakMemory
-from i2v.benchmarks.runners import GridPoint, Runner
+from i2v.benchmarks.runners import GridPoint, Run, Runner
 
 
 @dataclass
@@ -54,40 +54,55 @@ def run_grid(
     seed: int = 0,
     on_row: Callable[[list[Row]], None] | None = None,
 ) -> list[Row]:
-    """Every runner at every point: `warmup` untimed runs, then `repeats` timed ones under the memory sampler.
+    """Every runner at every point: `warmup` untimed runs each, then `repeats` rounds of one timed run per runner
+    under the memory sampler. Interleaved rounds expose the runners to the same drift of a shared machine (the
+    served and in-process figures are compared with each other); the warm-ups come first (compilation).
 
-    `on_row` gets the rows so far after each one, so a long GPU run that is stopped still leaves its results.
+    `on_row` gets the rows so far after every round, so a long GPU run that is stopped still leaves its results.
     """
-    rows = []
-    with tqdm(total=len(runners) * len(points), desc="benchmark", unit="run") as bar:
+    rows: list[Row] = []
+    with tqdm(total=len(points) * len(runners) * (warmup + repeats), desc="benchmark", unit="run") as bar:
         for point in points:
             for runner in runners:
-                bar.set_postfix_str(f"{runner.name} {point.label}")
+                bar.set_postfix_str(f"warm-up {runner.name} {point.label}")
                 for i in range(warmup):
                     runner.run(image, point, seed + i)
-                runs = []
-                with PeakMemory(runner.pids) as memory:
-                    for i in range(repeats):
-                        runs.append(runner.run(image, point, seed + i))
-                stages = {
-                    stage: statistics.median(r.timings[stage] for r in runs)
-                    for stage in runs[0].timings
-                    if all(stage in r.timings for r in runs)
-                }
-                torch_peaks = [r.torch_gpu_mb for r in runs if r.torch_gpu_mb is not None]
-                rows.append(
-                    Row(
-                        runner.name,
-                        point,
-                        [r.seconds for r in runs],
-                        stages,
-                        memory.rss_mb,
-                        memory.gpu_mb,
-                        memory.gpu_device_mb,
-                        max(torch_peaks) if torch_peaks else None,
-                    )
-                )
+                    bar.update()
+            runs: dict[str, list[tuple[Run, PeakMemory]]] = {runner.name: [] for runner in runners}
+            for i in range(repeats):
+                for runner in runners:
+                    bar.set_postfix_str(f"{runner.name} {point.label}")
+                    with PeakMemory(runner.pids) as memory:
+                        run = runner.run(image, point, seed + i)
+                    runs[runner.name].append((run, memory))
+                    bar.update()
                 if on_row is not None:
-                    on_row(rows)
-                bar.update()
+                    on_row(rows + [_row(name, point, measured) for name, measured in runs.items()])
+            rows += [_row(name, point, measured) for name, measured in runs.items()]
     return rows
+
+
+def _row(runner: str, point: GridPoint, measured: list[tuple[Run, PeakMemory]]) -> Row:
+    """One runner's timed runs at one point: median stages, peak memory over all of them."""
+    runs = [run for run, _ in measured]
+    stages = {
+        stage: statistics.median(r.timings[stage] for r in runs)
+        for stage in runs[0].timings
+        if all(stage in r.timings for r in runs)
+    }
+    torch_peaks = [r.torch_gpu_mb for r in runs if r.torch_gpu_mb is not None]
+    return Row(
+        runner,
+        point,
+        [r.seconds for r in runs],
+        stages,
+        max(m.rss_mb for _, m in measured),
+        _max(m.gpu_mb for _, m in measured),
+        _max(m.gpu_device_mb for _, m in measured),
+        max(torch_peaks) if torch_peaks else None,
+    )
+
+
+def _max(values) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None

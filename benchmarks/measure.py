@@ -6,23 +6,31 @@ import contextlib
 import importlib.metadata
 import os
 import platform
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 
 def process_group_members(pids: list[int]) -> set[int]:
-    """These processes and their process groups (a Triton server and its Python stubs)."""
+    """These processes and their process groups (a Triton server and its Python stubs), read from /proc: no
+    subprocess, so sampling costs the measured processes next to nothing."""
     members: set[int] = set(pids)
+    groups = set()
     for pid in pids:
-        try:
-            group = os.getpgid(pid)
-        except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError):
+            groups.add(os.getpgid(pid))
+    groups.discard(os.getpgid(0))  # our own group would count the test runner or shell too
+    if not groups:
+        return members
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
             continue
-        if group != os.getpgid(0):  # our own group would count the test runner or shell too
-            out = subprocess.run(["pgrep", "-g", str(group)], capture_output=True, text=True).stdout
-            members.update(int(p) for p in out.split())
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if int(fields[2]) in groups:  # the field after state and ppid: the process group id
+            members.add(int(entry.name))
     return members
 
 
@@ -41,10 +49,15 @@ def rss_mb(members: set[int]) -> float:
 class PeakMemory:
     """Sample memory in a thread while a block runs and keep the peaks: RSS of the processes, and where NVML
     sees a GPU, the GPU memory those processes hold (`gpu_mb`) and the whole device's use (`gpu_device_mb`:
-    the fallback where a container's PID namespace hides the processes from NVML)."""
+    the fallback where a container's PID namespace hides the processes from NVML).
 
-    def __init__(self, pids: list[int], interval_s: float = 0.05):
-        self.pids, self.interval_s = pids, interval_s
+    The processes are looked up once a second, not at every sample: the sampler shares the cores with what it
+    measures (it once ran `pgrep` every 50 ms, which alone made the served steps 8% slower on two cores)."""
+
+    def __init__(self, pids: list[int], interval_s: float = 0.05, lookup_every_s: float = 1.0):
+        self.pids, self.interval_s, self.lookup_every_s = pids, interval_s, lookup_every_s
+        self._members: set[int] = set()
+        self._looked_up = -float("inf")
         self.rss_mb = 0.0
         self.gpu_mb: float | None = None
         self.gpu_device_mb: float | None = None
@@ -67,7 +80,9 @@ class PeakMemory:
             time.sleep(self.interval_s)
 
     def _sample_once(self) -> None:
-        members = process_group_members(self.pids)
+        if time.monotonic() - self._looked_up >= self.lookup_every_s:
+            self._members, self._looked_up = process_group_members(self.pids), time.monotonic()
+        members = self._members
         self.rss_mb = max(self.rss_mb, rss_mb(members))
         if self._nvml is None:
             return

@@ -214,10 +214,10 @@ class OnnxRuntimeParts:
     """`run_part` over one ONNX Runtime session per part, read from a model repository."""
 
     def __init__(self, model_repository: Path):
-        import onnxruntime as ort
+        from i2v.serving.onnxruntime_session import open_session
 
         self.sessions = {
-            path.parent.parent.name: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            path.parent.parent.name: open_session(path)
             for path in sorted(Path(model_repository).glob("*/1/model.onnx"))
         }
 

@@ -16,7 +16,6 @@ cannot tell the difference.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -30,14 +29,10 @@ class OnnxRuntimePart:
     """One ONNX graph in an ONNX Runtime session (CPU)."""
 
     def __init__(self, version: Path, output_names: list[str]) -> None:
-        import onnxruntime as ort
+        from i2v.serving.onnxruntime_session import open_session
 
-        options = ort.SessionOptions()
-        threads = int(os.environ.get("I2V_ORT_THREADS", "0"))
-        if threads:
-            options.intra_op_num_threads = threads
         self.output_names = output_names
-        self.session = ort.InferenceSession(str(version / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        self.session = open_session(version / "model.onnx")
 
     def __call__(self, inputs: list) -> list:
         feeds = {t.name(): np.ascontiguousarray(t.as_numpy()) for t in inputs}
