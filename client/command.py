@@ -20,6 +20,7 @@ METAVARS = {int: "N", float: "X", str: "TEXT"}
 
 # Exit codes that mean something to scripts.
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_OVERLOADED, EXIT_CANCELLED = 0, 1, 2, 3, 4, 5
+EXIT_OUT_OF_MEMORY = 6
 
 
 def add_connection_args(parser: argparse.ArgumentParser, *, timeout: bool = True) -> None:
@@ -111,6 +112,8 @@ def run_generate(args: argparse.Namespace) -> int:
         return fail(f"server overloaded: {exc}", EXIT_OVERLOADED)
     except errors.GenerationCancelledError as exc:
         return fail(f"cancelled: {exc}", EXIT_CANCELLED)
+    except errors.OutOfMemoryError as exc:
+        return fail(str(exc), EXIT_OUT_OF_MEMORY)
     except errors.I2VError as exc:
         return fail(f"generation failed: {exc}", EXIT_FAILED)
     except ValueError as exc:  # client-side parameter checks

@@ -11,6 +11,8 @@ from __future__ import annotations
 class I2VError(Exception):
     """Base class of every client error."""
 
+    retryable = False  # True where the same request may succeed later, unchanged
+
 
 class InvalidInputError(I2VError):
     """The request was refused for a bad image or parameter; the message names it."""
@@ -18,6 +20,8 @@ class InvalidInputError(I2VError):
 
 class OverloadedError(I2VError):
     """The server's queue is full; try again later."""
+
+    retryable = True
 
 
 class GenerationCancelledError(I2VError):
@@ -29,11 +33,19 @@ class GenerationCancelledError(I2VError):
 
 
 class ServerUnavailableError(I2VError):
-    """The server cannot be reached or the model is not ready."""
+    """The server cannot be reached, the model is not ready, or a process of it stopped during the request (it
+    restarts by itself); try again later."""
+
+    retryable = True
 
 
 class UnauthorizedError(I2VError):
     """The server needs an API key, or refused the one sent."""
+
+
+class OutOfMemoryError(I2VError):
+    """The server ran out of memory for this request (and released it): ask for fewer frames, a smaller size or a
+    smaller decode_chunk_size. A request too large for the server from the start is an `InvalidInputError`."""
 
 
 class GenerationTimeoutError(I2VError, TimeoutError):
@@ -70,6 +82,18 @@ def error_from_server(message: str, status: str | None = None) -> I2VError:
         return OverloadedError(message)
     if "protocol is restricted" in text or "api-key" in text:
         return UnauthorizedError(message)
+    if "out of memory" in text:
+        return OutOfMemoryError(message)
+    if code == "UNAVAILABLE" and ("stream removed" in text or "socket closed" in text):
+        return ServerUnavailableError(
+            f"the connection to the server broke during the request ({message}): it may be restarting; retry in a "
+            "few seconds"
+        )
+    if "is not healthy" in text:  # Triton's words when the served model's own process has died
+        return ServerUnavailableError(
+            "the server's process for this model stopped during the request; it restarts by itself: retry in a "
+            f"few seconds ({message})"
+        )
     if code in STATUS_ERRORS:
         return STATUS_ERRORS[code](message)
     return _error_from_message(message)

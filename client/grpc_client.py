@@ -18,9 +18,8 @@ from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
 from i2v.client.errors import GenerationCancelledError, I2VError, ServerUnavailableError, error_from_server
 from i2v.client.types import GenerationRequest, GenerationResult, Progress
-from i2v.params import MODEL_NAME, parameter, parameters
+from i2v.params import API_KEY_HEADER, MODEL_NAME, parameter, parameters
 
-API_KEY_HEADER = "triton-grpc-protocol-api-key"
 DEFAULT_PREFIX = "default."  # the BLS config's parameters that hold the model's defaults
 ProgressCallback = Callable[[int, int], None]  # (step, total)
 

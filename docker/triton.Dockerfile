@@ -37,6 +37,8 @@ COPY serving ./serving
 COPY export ./export
 COPY benchmarks ./benchmarks
 COPY examples ./examples
+# the Triton container's entrypoint: drains (i2v drain) before stopping tritonserver
+COPY docker/triton-entrypoint.sh ./docker/triton-entrypoint.sh
 RUN pip install --no-cache-dir ".[server,ui]"
 
 # The image's Python-backend stub embeds Python 3.10. nvidia-pytriton (a server dependency) ships the same

@@ -59,6 +59,9 @@ def model_info_for(
         runtime=runtime,
         supported_shapes=supported_shapes,
         cuda_memory_pool_bytes=pool,
+        unet_channels=pipe.unet.config.block_out_channels[0],
+        unet_heads=pipe.unet.config.block_out_channels[0] // pipe.unet.config.attention_head_dim,
+        vae_channels=pipe.vae.config.block_out_channels[0],
     )
     if supported_shapes is not None:
         for height, width in supported_shapes.resolutions:

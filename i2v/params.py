@@ -17,6 +17,8 @@ from typing import Any
 
 # The served model's name in the Triton repository: the address every request goes to.
 MODEL_NAME = "i2vgen_xl"
+# The gRPC metadata key that carries the server's API key (Triton's restricted protocols; HTTP: `api-key`).
+API_KEY_HEADER = "triton-grpc-protocol-api-key"
 
 # Named resolutions (height, width): the square and 16:9 shapes the TensorRT profiles cover.
 RESOLUTION_PRESETS: dict[str, tuple[int, int]] = {

@@ -18,6 +18,8 @@ import triton_python_backend_utils as pb_utils
 
 from i2v.model.parts import OUTPUT_NAMES
 from i2v.params import GenerationParams, InvalidParameterError, parameters
+from i2v.serving.admission import OUT_OF_MEMORY, check_memory
+from i2v.serving.drain import draining
 from i2v.serving.generator import GenerationCancelled, VideoGenerator
 from i2v.serving.metrics import BlsMetrics
 from i2v.serving.preprocess import InvalidImageError, decode_image
@@ -30,12 +32,20 @@ from i2v.video import encode_mp4
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 
+class ServerDraining(RuntimeError):
+    """The server is stopping (`i2v.serving.drain`): new requests are refused, retryably."""
+
+
 class PartError(RuntimeError):
     """A part model answered with an error."""
 
     def __init__(self, part: str, message: str) -> None:
         super().__init__(f"{part}: {message}")
         self.part = part
+        # Triton's words when the part's Python-backend process has died ("Stub process 'unet_0_0' is not
+        # healthy."): the supervisor restarts the server, so the request may be retried
+        self.process_died = "is not healthy" in message
+        self.out_of_memory = OUT_OF_MEMORY in message  # the part runner's words (`i2v.serving.part_runner`)
 
 
 class TritonPythonModel:
@@ -68,19 +78,8 @@ class TritonPythonModel:
         try:
             final, record = self.generate(request, sender)
             outcome = "ok"
-        except GenerationCancelled as exc:
-            outcome, record["error"] = "cancelled", str(exc)
-        except (InvalidParameterError, InvalidImageError) as exc:
-            final = _error(f"invalid input: {exc}", "INVALID_ARG")
-            outcome, record["error"] = "invalid_input", str(exc)
-        except Exception as exc:  # report, keep serving; the details go to the log, not to the client
-            where = f" in the {exc.part} part" if isinstance(exc, PartError) else ""
-            final = _error(
-                f"generation failed{where} (request {request.request_id() or 'without id'}): an internal error; "
-                "the server's log has the details",
-                "INTERNAL",
-            )
-            outcome, record["error"] = "internal", f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # every failure is answered; the server keeps serving
+            final, outcome, record["error"] = failure(exc, request.request_id() or "without id")
         self.metrics.finish(outcome)
         line = self.request_log.record(request.request_id(), outcome, **record)
         log = pb_utils.Logger.log_error if outcome == "internal" else pb_utils.Logger.log_info
@@ -91,12 +90,15 @@ class TritonPythonModel:
             sender.send(final, flags=FINAL)
 
     def generate(self, request, sender) -> tuple[pb_utils.InferenceResponse, dict]:
+        if draining():
+            raise ServerDraining("unavailable: the server is shutting down: retry in a few seconds (another replica)")
         start = time.perf_counter()
         image_bytes = _read_bytes(request, "image")
         if image_bytes is None:
             raise InvalidImageError("image is required: send the bytes of a PNG, JPEG or WebP file")
         params = self.read_params(request)
         image = decode_image(image_bytes)
+        check_memory(self.generator.info, params, self.device)  # refused before any part runs
 
         def on_step(step: int, total: int) -> None:
             progress = pb_utils.Tensor("progress", np.array([step, total], dtype=np.int32))
@@ -146,6 +148,42 @@ class TritonPythonModel:
         if response.has_error():
             raise PartError(name, response.error().message())
         return {t.name(): to_torch(t, self.device) for t in response.output_tensors()}
+
+
+def failure(exc: Exception, request_id: str) -> tuple[object | None, str, str]:
+    """(the final error response, or None for a cancelled request; the outcome; what the request log records).
+
+    Plain words for the client; the details (types, reprs, paths) only in the server's log."""
+    if isinstance(exc, GenerationCancelled):
+        return None, "cancelled", str(exc)
+    if isinstance(exc, (InvalidParameterError, InvalidImageError)):
+        return _error(f"invalid input: {exc}", "INVALID_ARG"), "invalid_input", str(exc)
+    if isinstance(exc, ServerDraining):
+        return _error(str(exc), "UNAVAILABLE"), "unavailable", str(exc)
+    if (isinstance(exc, PartError) and exc.out_of_memory) or _torch_out_of_memory(exc):
+        where = f"the {exc.part} part" if isinstance(exc, PartError) else "the server"
+        message = (
+            f"{OUT_OF_MEMORY}: {where} could not allocate what this request needs (request {request_id}); its memory "
+            "is released: try fewer frames, a smaller size or a smaller decode_chunk_size"
+        )
+        return _error(message, "INTERNAL"), "out_of_memory", str(exc)
+    if isinstance(exc, PartError) and exc.process_died:
+        message = (
+            f"unavailable: the {exc.part} part's process stopped during this request (request {request_id}); "
+            "the server restarts it by itself: retry in a few seconds"
+        )
+        return _error(message, "UNAVAILABLE"), "unavailable", str(exc)
+    where = f" in the {exc.part} part" if isinstance(exc, PartError) else ""
+    message = f"generation failed{where} (request {request_id}): an internal error; the server's log has the details"
+    return _error(message, "INTERNAL"), "internal", f"{type(exc).__name__}: {exc}"
+
+
+def _torch_out_of_memory(exc: Exception) -> bool:
+    """The BLS's own allocation failed (its tensors on the GPU): give the cached blocks back, say so."""
+    if not isinstance(exc, torch.OutOfMemoryError):
+        return False
+    torch.cuda.empty_cache()
+    return True
 
 
 def _read_bytes(request, name: str) -> bytes | None:

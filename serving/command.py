@@ -25,7 +25,51 @@ def add_serve_command(commands, formatter_class: type[argparse.HelpFormatter]) -
     add_api_key_argument(
         serve, "require this key for inference and model control; health, metadata and metrics stay open"
     )
+    serve.add_argument(
+        "--health-port",
+        type=int,
+        default=8003,
+        help="the supervisor's /ready, /live and /metrics (it reloads a model whose process died); 0: none",
+    )
+    serve.add_argument(
+        "--grace-period",
+        type=int,
+        default=300,
+        help="seconds requests in flight may finish after SIGTERM before the server stops anyway",
+    )
     serve.set_defaults(run=run_serve)
+
+    supervise = commands.add_parser(
+        "supervise",
+        help="watch a Triton server beside this process and reload any model whose process died",
+        formatter_class=formatter_class,
+    )
+    supervise.add_argument("--url", default="localhost:8001", help="the server's gRPC address (model control)")
+    supervise.add_argument("--host", default="127.0.0.1", help="address of the health port (0.0.0.0 for all)")
+    supervise.add_argument("--health-port", type=int, default=8003, help="/ready, /live and /metrics")
+    supervise.add_argument(
+        "--pid", type=int, default=None, help="the tritonserver process (default: the only one in this PID namespace)"
+    )
+    supervise.add_argument(
+        "--metrics-url",
+        default="http://localhost:8002/metrics",
+        help="Triton's metrics: requests in flight are let finish before a restart",
+    )
+    supervise.add_argument(
+        "--drain-timeout", type=float, default=300, help="the longest wait for them (Triton's --exit-timeout-secs)"
+    )
+    add_api_key_argument(supervise, "the server's key for model control")
+    supervise.set_defaults(run=run_supervise)
+
+    drain = commands.add_parser(
+        "drain",
+        help="make the Triton server of this container refuse new requests and wait for those in flight "
+        "(Kubernetes' preStop hook)",
+        formatter_class=formatter_class,
+    )
+    drain.add_argument("--metrics-url", default="http://localhost:8002/metrics", help="Triton's metrics")
+    drain.add_argument("--timeout", type=float, default=300, help="the longest wait, in seconds")
+    drain.set_defaults(run=run_drain)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -42,5 +86,49 @@ def run_serve(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         log_file=args.log_file,
         api_key=args.api_key,
+        exit_timeout_s=args.grace_period,
     )
-    return serve_forever(server)
+    return serve_forever(server, health_port=args.health_port, health_host=args.host)
+
+
+def run_drain(args: argparse.Namespace) -> int:
+    """Exit 0 once nothing is in flight, 1 if the timeout came first (the stop then goes ahead anyway)."""
+    from i2v.serving.drain import begin_drain, wait_until_idle
+
+    path = begin_drain()
+    print(f"draining: new requests are refused ({path}); waiting up to {args.timeout:g} s", flush=True)
+    idle = wait_until_idle(args.metrics_url, args.timeout)
+    print("no request in flight" if idle else "requests still in flight at the timeout", flush=True)
+    return 0 if idle else 1
+
+
+def run_supervise(args: argparse.Namespace) -> int:
+    """Until SIGTERM/SIGINT: supervise the tritonserver of this PID namespace (a sidecar sharing it). After
+    killing a server whose process died it exits (75), so that its container restarts too and joins the new
+    server's namespaces (a restarted container gets new ones)."""
+    import logging
+    import signal
+    import threading
+
+    from i2v.serving.supervisor import Supervisor, serve_health
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    supervisor = Supervisor(
+        args.url,
+        api_key=args.api_key,
+        server_pid=args.pid,
+        metrics_url=args.metrics_url,
+        drain_timeout_s=args.drain_timeout,
+    )
+    supervisor.killed = stop  # the kill ends this process too: its restart joins the new server's namespaces
+    supervisor.start()
+    health = serve_health(supervisor, args.host, args.health_port)
+    print(f"supervising Triton at {args.url}; health on http://{args.host}:{args.health_port}", flush=True)
+    stop.wait()
+    killed = supervisor.health.missing
+    supervisor.stop()
+    health.shutdown()
+    return 75 if killed else 0

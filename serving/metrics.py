@@ -9,7 +9,9 @@ from __future__ import annotations
 import triton_python_backend_utils as pb_utils
 
 STAGES = ("text_encoder", "image_encoder", "vae_encoder", "unet", "vae_decoder", "mp4_encode")
-OUTCOMES = ("ok", "invalid_input", "cancelled", "internal")
+# unavailable: a part's process died during the request (the supervisor restarts it; the client may retry)
+# out_of_memory: an allocation failed although the request passed the memory estimate
+OUTCOMES = ("ok", "invalid_input", "cancelled", "unavailable", "out_of_memory", "internal")
 
 
 class BlsMetrics:

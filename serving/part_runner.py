@@ -22,6 +22,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from i2v.model.info import PYTHON_BACKEND_RUNTIMES
+from i2v.serving.admission import OUT_OF_MEMORY
 from i2v.serving.stub import use_utf8_text
 
 
@@ -32,11 +33,21 @@ class OnnxRuntimePart:
         from i2v.serving.onnxruntime_session import open_session
 
         self.output_names = output_names
-        self.session = open_session(version / "model.onnx")
+        self.path = version / "model.onnx"
+        self.session = open_session(self.path)
 
     def __call__(self, inputs: list) -> list:
+        from i2v.serving.onnxruntime_session import open_session
+
         feeds = {t.name(): np.ascontiguousarray(t.as_numpy()) for t in inputs}
-        results = self.session.run(self.output_names, feeds)
+        try:
+            results = self.session.run(self.output_names, feeds)
+        except Exception as exc:  # ONNX Runtime raises one type for every failure; its words say which
+            if "Failed to allocate memory" not in str(exc):
+                raise
+            self.session = None  # a new session: the old one's memory arena goes back to the system
+            self.session = open_session(self.path)
+            raise MemoryError(f"{OUT_OF_MEMORY}: ONNX Runtime could not allocate this request's buffers") from None
         return [pb_utils.Tensor(n, r) for n, r in zip(self.output_names, results, strict=True)]
 
 
@@ -63,11 +74,17 @@ class TorchPart:
     def __call__(self, inputs: list) -> list:
         import time
 
+        import torch
+
         from i2v.model.modules import run_part_module
         from i2v.serving.tensors import to_torch, to_triton
 
         start = time.perf_counter()
-        results = run_part_module(self.module, [to_torch(t, self.device) for t in inputs], self.dtype)
+        try:
+            results = run_part_module(self.module, [to_torch(t, self.device) for t in inputs], self.dtype)
+        except torch.OutOfMemoryError:
+            torch.cuda.empty_cache()  # the cached blocks go back, for the next request
+            raise MemoryError(f"{OUT_OF_MEMORY}: PyTorch could not allocate this request's tensors") from None
         self.calls += 1
         if self.calls == 1 and self.compile_mode != "none":  # the warm-up request, while the model loads
             seconds = time.perf_counter() - start

@@ -46,6 +46,7 @@ from typing import IO
 
 from i2v.model.info import MODEL_INFO_FILE, ModelInfo
 from i2v.params import MODEL_NAME
+from i2v.serving.drain import DRAIN_FILE_ENV
 
 INSTALL_HINT = "pip install 'i2v-serving[server]'"
 STUB_NAME = "triton_python_backend_stub"
@@ -236,6 +237,7 @@ class EmbeddedTritonServer:
         startup_timeout_s: float = 120.0,
         log_verbose: int = 0,
         cuda_memory_pool_bytes: int | None = None,
+        exit_timeout_s: int = 30,
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
         if cuda_memory_pool_bytes is None:
@@ -247,6 +249,7 @@ class EmbeddedTritonServer:
         self.extra_args = tuple(extra_args)
         self.startup_timeout_s = startup_timeout_s
         self.log_verbose = log_verbose
+        self.exit_timeout_s = exit_timeout_s
         ports = _pick_ports(host, (grpc_port, http_port, metrics_port))
         self.grpc_port, self.http_port, self.metrics_port = ports
         if log_file is None:
@@ -265,6 +268,10 @@ class EmbeddedTritonServer:
         self._backend_dir: Path | None = None
         self._returncode: int | None = None
         self._interrupt = threading.Event()  # set by serve_forever's signal handler to abandon start-up
+        # this server's drain marker (`i2v.serving.drain`): present, its BLS refuses new requests
+        self.drain_file = Path(tempfile.gettempdir()) / f"i2v-draining-{os.getpid()}-{self.grpc_port}"
+        self.env.setdefault(DRAIN_FILE_ENV, str(self.drain_file))
+        self.restarting = False  # True while restart() replaces the process: not an exit
         self._shm_prefix = ""
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -277,6 +284,7 @@ class EmbeddedTritonServer:
             raise TritonServerError(f"model repository not found: {self.model_repository}")
         check_numpy()
         install = find_tritonserver()
+        Path(self.env[DRAIN_FILE_ENV]).unlink(missing_ok=True)  # a new server takes requests
         self._interrupt.clear()
         try:
             self._launch(install)
@@ -286,11 +294,14 @@ class EmbeddedTritonServer:
             raise
         return self.endpoints
 
-    def stop(self, timeout_s: float = 30) -> None:
-        """SIGTERM (Triton unloads models and ends its stubs); SIGKILL to the process group after `timeout_s`.
+    def stop(self, timeout_s: float | None = None) -> None:
+        """SIGTERM (Triton refuses new requests, lets those in flight finish for up to `exit_timeout_s`, unloads
+        models and ends its stubs); SIGKILL to the process group after `timeout_s` (default: that grace period
+        and 10 s more).
 
         Safe to call twice or before start().
         """
+        timeout_s = self.exit_timeout_s + 10 if timeout_s is None else timeout_s
         process = self._process
         if process is not None:
             try:
@@ -318,6 +329,29 @@ class EmbeddedTritonServer:
 
     def is_running(self) -> bool:
         return self._process is not None and not self._has_exited()
+
+    def drain(self, timeout_s: float | None = None) -> bool:
+        """Refuse new requests and wait until those in flight have finished (True) or `timeout_s` (default: the
+        exit timeout) has passed (False). Then `stop()` drops nothing that was accepted."""
+        from i2v.serving.drain import wait_until_idle
+
+        path = Path(self.env[DRAIN_FILE_ENV])
+        path.touch()
+        timeout_s = self.exit_timeout_s if timeout_s is None else timeout_s
+        return wait_until_idle(self.endpoints.metrics_url, timeout_s) if self.is_running() else True
+
+    def restart(self) -> TritonEndpoints:
+        """Kill the server and its stubs at once and start it again on the same ports: the recovery from a dead
+        Python-backend process (`i2v.serving.supervisor`). Not SIGTERM: 2.51 cannot unload the dead model, so a
+        graceful stop would wait out the whole exit timeout."""
+        self.restarting = True
+        try:
+            if self._process is not None:
+                _kill_group(self._process.pid)
+                self.stop(timeout_s=5)
+            return self.start()
+        finally:
+            self.restarting = False
 
     @property
     def pid(self) -> int | None:
@@ -363,9 +397,11 @@ class EmbeddedTritonServer:
             "--model-control-mode=explicit",
             "--load-model=*",
             f"--log-verbose={self.log_verbose}",
-            # Our own prefix, so stop() can remove the regions a killed server leaves in /dev/shm.
-            f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
+            # On SIGTERM, in-flight requests may finish for this long (new ones are refused meanwhile).
+            f"--exit-timeout-secs={self.exit_timeout_s}",
         ]
+        if self._shm_prefix:  # our own prefix, so stop() can remove the regions a killed server leaves in /dev/shm
+            args.append(f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}")
         if self.api_key:
             # Inference and model control need the key; health, metadata and metrics stay open.
             restricted = f"inference,model-repository:api-key={self.api_key}"
@@ -386,7 +422,7 @@ class EmbeddedTritonServer:
     def _launch(self, install: TritonInstall) -> None:
         self._backend_dir = _prepare_backend_dir(install)
         self._shm_prefix = f"i2v_triton_{os.getpid()}_{secrets.token_hex(4)}_"
-        self._log_handle = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the server
+        self._log_handle = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the server; kept on restarts
         self._returncode = None
         self._process = subprocess.Popen(
             self.command(install.binary, self._backend_dir),
@@ -558,8 +594,15 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def serve_forever(server: EmbeddedTritonServer) -> int:
+def serve_forever(
+    server: EmbeddedTritonServer, *, health_port: int | None = None, health_host: str = "127.0.0.1"
+) -> int:
     """Run the server in the foreground until SIGINT/SIGTERM or until it exits by itself.
+
+    SIGTERM is a graceful stop: Triton refuses new requests and lets those in flight finish for up to the
+    server's `exit_timeout_s`. With `health_port`, a supervisor (`i2v.serving.supervisor`) reloads models
+    whose process dies and answers /ready, /live and /metrics there; it stops first, so a shutdown's unloads
+    are not taken for crashes.
 
     Returns 0 when stopped by a signal (also during start-up), 1 when it could not start, otherwise the
     server's own exit status (128 + N when it was killed by signal N).
@@ -575,23 +618,47 @@ def serve_forever(server: EmbeddedTritonServer) -> int:
     previous = {}
     if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    supervisor = health = None
     try:
         endpoints = server.start()
         print(f"Triton ready (pid {server.pid}), model repository {server.model_repository}")
         print(f"  gRPC     {endpoints.grpc_url}")
         print(f"  HTTP     {endpoints.http_url}")
         print(f"  metrics  {endpoints.metrics_url}")
+        if health_port:
+            from i2v.serving.supervisor import Supervisor, serve_health
+
+            supervisor = Supervisor(
+                endpoints.grpc_url,
+                api_key=server.api_key,
+                server_pid=lambda: server.pid,
+                restart=server.restart,
+                metrics_url=endpoints.metrics_url,
+                drain_timeout_s=server.exit_timeout_s,
+            ).start()
+            health = serve_health(supervisor, health_host, health_port)
+            print(f"  health   http://{_client_host(health_host)}:{health_port}/ready, /live, /metrics")
         print(f"  log      {server.log_path}")
         print("Press Ctrl-C to stop.", flush=True)
-        while server.is_running() and not requested:
+        while (server.is_running() or server.restarting) and not requested:
             time.sleep(0.2)
     except TritonServerError as exc:
         if not requested:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     finally:
+        if supervisor is not None:
+            supervisor.stop()
+        if health is not None:
+            health.shutdown()
         if requested:
-            print(f"stopping Triton ({signal.Signals(requested[0]).name}) ...", flush=True)
+            print(
+                f"stopping Triton ({signal.Signals(requested[0]).name}): new requests are refused, those in flight "
+                f"may finish for up to {server.exit_timeout_s} s ...",
+                flush=True,
+            )
+            if not server.drain():
+                print("the grace period ended with requests still in flight", flush=True)
         server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -5,10 +5,16 @@
   deployment needs: pinned images, the API key and explicit model control on Triton, shm, GPU, health;
 - Prometheus' config and alert rules with the real `promtool` (Debian package `prometheus`), the alerts
   unit-tested with `promtool test rules`; structure checks without it;
+- Alertmanager's config with the real `amtool` (Debian package `prometheus-alertmanager`): valid, every alert
+  routed to the webhook receiver, whose URL is read from a secret file, never from git; and the real Alertmanager
+  delivering a firing alert to a webhook;
+- the supervisor (`i2v supervise`) beside Triton: same PID and network namespace, Triton's readiness and liveness
+  on its port, its metrics scraped; and the graceful-shutdown numbers (grace period > Triton's exit timeout);
 - the Grafana provisioning and dashboard: panels present, every PromQL query valid (promtool) and naming only
-  metrics that exist: Triton's (as served by tritonserver 2.51) and the BLS's (read from serving/metrics.py);
+  metrics that exist: Triton's (as served by tritonserver 2.51), the BLS's (read from serving/metrics.py) and
+  the supervisor's (read from serving/supervisor.py);
 - the Kubernetes manifests against Kubernetes' own schemas (kubernetes-validate, strict), plus GPU, shm,
-  probes, the key from a Secret, and the HPA wired to prometheus-adapter's queue metric;
+  probes, the keys from Secrets, and the HPA wired to prometheus-adapter's queue metric;
 - the GPU facts both deployments share: the image's torch and TensorRT pins (TensorRT equal to the base
   image's), TensorRT engines exported on a GPU with the timing cache on a volume, and Triton's CUDA memory pool
   equal to the export's plan.
@@ -23,7 +29,12 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -39,10 +50,33 @@ DATASOURCE = DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.y
 DASHBOARD_PROVIDERS = DEPLOY / "grafana" / "provisioning" / "dashboards" / "dashboards.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "i2v.json"
 KUBERNETES = DEPLOY / "kubernetes"
+CLUSTER_PROMETHEUS = KUBERNETES / "prometheus-i2v.yaml"
+ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
 BLS_METRICS_SOURCE = ROOT / "serving" / "metrics.py"
+# docker/triton-entrypoint.sh as the image installs it: drains (i2v drain) before stopping tritonserver
+DRAINING_ENTRYPOINT = "/opt/i2v/docker/triton-entrypoint.sh"
+SUPERVISOR_SOURCE = ROOT / "serving" / "supervisor.py"
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt-get install prometheus)")
+AMTOOL = shutil.which("amtool")
+needs_amtool = pytest.mark.skipif(
+    AMTOOL is None, reason="amtool not installed (apt-get install prometheus-alertmanager)"
+)
+ALERTMANAGER = shutil.which("alertmanager") or shutil.which("prometheus-alertmanager")  # Debian's name
+needs_alertmanager = pytest.mark.skipif(
+    ALERTMANAGER is None, reason="alertmanager not installed (apt-get install prometheus-alertmanager)"
+)
+
+# The five alerts issue 14 wants in someone's chat: GPU memory, overload, internal errors, restarts, stalls.
+NOTIFIED_ALERTS = (
+    "GpuMemoryHigh",
+    "QueueRejectionsRising",
+    "I2VInternalErrors",
+    "I2VPartRestartsRepeated",
+    "I2VGenerationStalled",
+)
+WEBHOOK_RECEIVER = "chat-webhook"
 
 
 def find_docker_compose() -> list[str] | None:
@@ -95,6 +129,9 @@ TRITON_METRICS = {
 }
 PROMETHEUS_METRICS = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 
+# The supervisor's families (`i2v supervise`, serving/supervisor.py), used here only where that file is missing.
+SUPERVISOR_METRICS_DECLARED = {"PART_RESTARTS": "i2v_part_restarts_total", "PART_RECOVERING": "i2v_part_recovering"}
+
 # Everything in a PromQL expression that is a word but not a metric name.
 PROMQL_WORDS = {
     # aggregations and their modifiers
@@ -137,6 +174,20 @@ def bls_metric_names() -> set[str]:
     return names
 
 
+def supervisor_metric_names() -> set[str]:
+    """The supervisor's metric families: the PART_RESTARTS and PART_RECOVERING constants of serving/supervisor.py
+    (read from the source, like the BLS's), or the declaration above if that file does not exist."""
+    if not SUPERVISOR_SOURCE.is_file():
+        return set(SUPERVISOR_METRICS_DECLARED.values())
+    constants = {}
+    for node in ast.parse(SUPERVISOR_SOURCE.read_text()).body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+        if isinstance(target, ast.Name) and target.id in SUPERVISOR_METRICS_DECLARED:
+            constants[target.id] = ast.literal_eval(node.value)
+    assert set(constants) == set(SUPERVISOR_METRICS_DECLARED), f"{SUPERVISOR_SOURCE} lost {SUPERVISOR_METRICS_DECLARED}"
+    return set(constants.values())
+
+
 def bls_label_values() -> dict[str, set[str]]:
     """STAGES and OUTCOMES of serving/metrics.py: the values the stage/outcome/kind labels take."""
     values = {}
@@ -162,7 +213,7 @@ def label_values_in(expr: str, label: str) -> set[str]:
 
 
 def check_expression_names(expr: str, where: str) -> None:
-    known = TRITON_METRICS | PROMETHEUS_METRICS | bls_metric_names()
+    known = TRITON_METRICS | PROMETHEUS_METRICS | bls_metric_names() | supervisor_metric_names()
     names = metric_names_in(expr)
     assert names, f"{where}: no metric found in {expr!r}"
     assert names <= known, f"{where}: unknown metrics {sorted(names - known)} in {expr!r}"
@@ -221,18 +272,27 @@ def schema_errors(validator, document) -> list[str]:
     return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in validator.iter_errors(document)]
 
 
+# The variables compose refuses to start without, as an operator sets them.
+REQUIRED_ENV = {
+    "I2V_API_KEY": "k" * 32,
+    "GRAFANA_ADMIN_PASSWORD": "p" * 16,
+    "I2V_ALERT_WEBHOOK_URL_FILE": "/etc/i2v/hook",
+}
+
+
 def test_compose_file_is_valid_against_the_compose_specification(compose, compose_validator):
     assert schema_errors(compose_validator, compose) == []
     # And as `docker compose` sees it once the variables are filled in.
-    env = {"I2V_API_KEY": "k" * 32, "GRAFANA_ADMIN_PASSWORD": "p" * 16}
-    resolved = interpolate(compose, env)
+    resolved = interpolate(compose, REQUIRED_ENV)
     assert schema_errors(compose_validator, resolved) == []
     assert (
         "--grpc-restricted-protocol=inference,model-repository:api-key=" + "k" * 32
         in resolved["services"]["triton"]["command"]
     )
-    with pytest.raises(KeyError, match="I2V_API_KEY"):  # no key, no deployment
-        interpolate(compose, {"GRAFANA_ADMIN_PASSWORD": "p"})
+    assert resolved["secrets"]["alert-webhook-url"]["file"] == "/etc/i2v/hook"
+    for missing in ("I2V_API_KEY", "I2V_ALERT_WEBHOOK_URL_FILE"):  # no key, no deployment; no webhook, no alerts
+        with pytest.raises(KeyError, match=missing):
+            interpolate(compose, {name: value for name, value in REQUIRED_ENV.items() if name != missing})
 
 
 def test_compose_schema_check_catches_misspelt_keys_and_values(compose, compose_validator):
@@ -253,27 +313,43 @@ def docker_compose_config(env: dict[str, str]) -> subprocess.CompletedProcess:
 
 @needs_docker_compose
 def test_docker_compose_loads_the_file_as_deployed():
-    result = docker_compose_config({"I2V_API_KEY": "the-key", "GRAFANA_ADMIN_PASSWORD": "pw"})
+    result = docker_compose_config({**REQUIRED_ENV, "I2V_API_KEY": "the-key"})
     assert result.returncode == 0, result.stderr
-    services = json.loads(result.stdout)["services"]
-    assert set(services) == {"export", "triton", "ui", "prometheus", "grafana"}
+    project = json.loads(result.stdout)
+    services = project["services"]
+    assert set(services) == {"export", "triton", "supervisor", "ui", "prometheus", "alertmanager", "grafana"}
     triton = services["triton"]
     assert int(triton["shm_size"]) >= 2 * 1024**3  # bytes, as Compose parsed "2gb"
     assert "--grpc-restricted-protocol=inference,model-repository:api-key=the-key" in triton["command"]
     assert services["ui"]["environment"]["I2V_API_KEY"] == "the-key"
+    supervisor = services["supervisor"]
+    assert supervisor["environment"]["I2V_API_KEY"] == "the-key"
+    assert supervisor["pid"] == supervisor["network_mode"] == "service:triton"
+    (secret,) = services["alertmanager"]["secrets"]
+    assert secret["target"] == "/run/secrets/alert-webhook-url"
+    assert project["secrets"][secret["source"]]["file"] == "/etc/i2v/hook"
     export = " ".join(services["export"]["command"])
     assert export.startswith("i2v export --model ali-vilab/i2vgen-xl --output /models")
 
 
 @needs_docker_compose
-def test_docker_compose_refuses_to_start_without_the_api_key():
-    result = docker_compose_config({"GRAFANA_ADMIN_PASSWORD": "pw"})
+@pytest.mark.parametrize("missing", ["I2V_API_KEY", "I2V_ALERT_WEBHOOK_URL_FILE"])
+def test_docker_compose_refuses_to_start_without_the_api_key_or_the_webhook(missing):
+    result = docker_compose_config({name: value for name, value in REQUIRED_ENV.items() if name != missing})
     assert result.returncode != 0
-    assert "I2V_API_KEY" in result.stderr
+    assert missing in result.stderr
 
 
-def test_compose_has_the_export_triton_ui_prometheus_and_grafana_services(compose):
-    assert set(compose["services"]) == {"export", "triton", "ui", "prometheus", "grafana"}
+def test_compose_has_the_export_triton_supervisor_ui_prometheus_alertmanager_and_grafana_services(compose):
+    assert set(compose["services"]) == {
+        "export",
+        "triton",
+        "supervisor",
+        "ui",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+    }
 
 
 def test_every_image_is_pinned_to_a_version(compose):
@@ -284,7 +360,7 @@ def test_every_image_is_pinned_to_a_version(compose):
         assert repository and tag and tag != "latest" and "/" not in tag, f"service {name}: {image!r} is not pinned"
     # The built services share one image, built from the Dockerfile, whose base is pinned too.
     built = {name: s for name, s in compose["services"].items() if "build" in s}
-    assert set(built) == {"export", "triton", "ui"}
+    assert set(built) == {"export", "triton", "supervisor", "ui"}
     assert len({s["image"] for s in built.values()}) == 1
     dockerfile = ROOT / compose["services"]["triton"]["build"]["dockerfile"]
     base = re.search(r"^FROM\s+(\S+)", dockerfile.read_text(), re.MULTILINE).group(1)
@@ -298,12 +374,13 @@ def test_the_image_copies_every_package_folder(compose):
     folders = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values())
     dockerfile = (ROOT / compose["services"]["triton"]["build"]["dockerfile"]).read_text()
     copied = set(re.findall(r"^COPY\s+(\S+)\s+\./\1$", dockerfile, re.MULTILINE))
-    assert copied == folders
+    assert {path for path in copied if "/" not in path} == folders  # the packages; single files beside them
 
 
 def test_triton_needs_the_api_key_for_inference_and_model_control_in_explicit_mode(compose):
     command = compose["services"]["triton"]["command"]
     assert command[0] == "tritonserver"
+    assert compose["services"]["triton"]["entrypoint"] == [DRAINING_ENTRYPOINT]
     key = "${I2V_API_KEY:?"  # compose refuses to start without the key: the server never runs open
     assert f"--grpc-restricted-protocol=inference,model-repository:api-key={key}" in " ".join(command)
     assert f"--http-restricted-api=inference,model-repository:api-key={key}" in " ".join(command)
@@ -319,9 +396,10 @@ def test_triton_has_shared_memory_a_gpu_and_a_readiness_healthcheck(compose):
     assert "/dev/shm" in COMPOSE.read_text()  # the comment that says why
     (device,) = triton["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"] and device["count"] >= 1
-    assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
+    # Healthy = the supervisor's /ready: Triton's own stays 200 while a part's process is dead.
+    assert "http://localhost:8003/ready" in " ".join(triton["healthcheck"]["test"])
     assert "./model_repository:/models:ro" in triton["volumes"]
-    assert {port.split(":")[-1] for port in triton["ports"]} == {"8000", "8001", "8002"}
+    assert {port.split(":")[-1] for port in triton["ports"]} == {"8000", "8001", "8002", "8003"}
 
 
 def test_export_is_a_one_shot_profile_writing_the_model_repository(compose):
@@ -346,7 +424,7 @@ def test_ui_reaches_triton_over_grpc_with_the_key_once_triton_is_healthy(compose
 
 
 def test_monitoring_services_mount_the_deploy_files(compose):
-    for name in ("prometheus", "grafana"):
+    for name in ("prometheus", "alertmanager", "grafana"):
         for volume in compose["services"][name]["volumes"]:
             source = volume.split(":")[0]
             if source.startswith("."):
@@ -354,6 +432,10 @@ def test_monitoring_services_mount_the_deploy_files(compose):
     prometheus = compose["services"]["prometheus"]
     assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
     assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    alertmanager = compose["services"]["alertmanager"]
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in alertmanager["command"]
+    assert "./deploy/alertmanager:/etc/alertmanager:ro" in alertmanager["volumes"]
+    assert ALERTMANAGER_CONFIG == ROOT / "deploy/alertmanager/alertmanager.yml"
     grafana = compose["services"]["grafana"]
     assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
     assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
@@ -363,12 +445,53 @@ def test_monitoring_services_mount_the_deploy_files(compose):
 def test_only_the_secrets_lack_defaults_and_unauthenticated_ports_stay_on_localhost(compose):
     variables = re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:?[-?])?", COMPOSE.read_text())
     required = {name for name, operator in variables if operator in ("", "?", ":?")}
-    assert required == {"I2V_API_KEY", "GRAFANA_ADMIN_PASSWORD"}
+    assert required == set(REQUIRED_ENV)
     assert all(operator == ":?" for name, operator in variables if name in required)
     published = [port for service in compose["services"].values() for port in service.get("ports", [])]
-    for port in published:
-        if port.endswith((":8002", ":9090")):  # Triton's metrics and Prometheus have no auth
-            assert port.startswith("127.0.0.1:"), port
+    # Triton's metrics, the supervisor, Prometheus and Alertmanager have no auth.
+    unauthenticated = [port for port in published if port.endswith((":8002", ":8003", ":9090", ":9093"))]
+    assert len(unauthenticated) == 4
+    assert all(port.startswith("127.0.0.1:") for port in unauthenticated), unauthenticated
+
+
+def test_supervisor_shares_tritons_pid_and_network_namespaces_and_decides_its_health(compose):
+    """`i2v supervise` sees Triton's stub processes (same PID namespace), reaches Triton's gRPC on localhost and
+    serves its port from Triton's network namespace; Triton's health check and Prometheus ask it."""
+    services = compose["services"]
+    supervisor, triton = services["supervisor"], services["triton"]
+    assert supervisor["command"] == [
+        "i2v",
+        "supervise",
+        "--url",
+        "localhost:8001",
+        "--health-port",
+        "8003",
+        "--host",
+        "0.0.0.0",
+    ]
+    assert supervisor["pid"] == "service:triton" and supervisor["network_mode"] == "service:triton"
+    assert "ports" not in supervisor  # its port is published by triton, whose network it uses
+    assert "127.0.0.1:8003:8003" in triton["ports"]
+    assert supervisor["image"] == triton["image"]
+    assert supervisor["environment"]["I2V_API_KEY"].startswith("${I2V_API_KEY:?")  # model control needs the key
+    # It starts once Triton has (not once healthy: Triton's health is the supervisor's /ready).
+    assert supervisor["depends_on"]["triton"]["condition"] == "service_started"
+    assert supervisor["restart"] == "unless-stopped"
+    assert triton["init"] is True  # an init reaps orphans, as the pod's pause process does in Kubernetes
+    assert "supervise" not in " ".join(str(arg) for arg in triton["command"])  # Triton runs NVIDIA's tritonserver
+
+
+def test_alertmanager_in_compose_reads_the_webhook_url_from_a_secret_file(compose):
+    services = compose["services"]
+    alertmanager = services["alertmanager"]
+    repository, _, tag = alertmanager["image"].rpartition(":")
+    assert repository == "prom/alertmanager" and alertmanager_version(tag) >= (0, 28, 0)  # url_file fixed in 0.28
+    assert services["prometheus"]["depends_on"] == ["triton", "alertmanager"]
+    assert alertmanager["secrets"] == ["alert-webhook-url"]
+    # The file comes from the operator's environment, never from the repository.
+    assert compose["secrets"]["alert-webhook-url"]["file"].startswith("${I2V_ALERT_WEBHOOK_URL_FILE:?")
+    # Compose mounts a short-syntax secret at /run/secrets/<name>: the receiver's url_file.
+    assert webhook_url_files() == ["/run/secrets/alert-webhook-url"]
 
 
 # -- the image and the GPU settings both deployments share -----------------------------------------------
@@ -449,7 +572,7 @@ def pool_args(args: list[str]) -> list[str]:
 def test_compose_and_kubernetes_give_triton_the_planned_cuda_memory_pool(compose, planned_pool):
     """One GPU per Triton, GPU 0, with exactly the pool the export plans for I2VGen-XL at the default shapes."""
     assert pool_args(compose["services"]["triton"]["command"]) == [f"--cuda-memory-pool-byte-size=0:{planned_pool}"]
-    (container,) = only("Deployment")["spec"]["template"]["spec"]["containers"]
+    container = pod_container(triton_pod(), "triton")
     assert pool_args(container["args"]) == [f"--cuda-memory-pool-byte-size=0:{planned_pool}"]
 
 
@@ -473,8 +596,7 @@ def test_kubernetes_export_job_builds_tensorrt_engines_on_a_gpu_node():
     assert container["resources"]["requests"]["nvidia.com/gpu"] == container["resources"]["limits"]["nvidia.com/gpu"]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     # The same image as the replicas: the TensorRT that builds the engines is the one that loads them.
-    (triton,) = only("Deployment")["spec"]["template"]["spec"]["containers"]
-    assert container["image"] == triton["image"]
+    assert container["image"] == pod_container(triton_pod(), "triton")["image"]
 
 
 def timing_cache_path(command: list[str], environment: dict[str, str], monkeypatch) -> Path:
@@ -515,20 +637,47 @@ def test_the_tensorrt_timing_cache_lives_on_a_volume_in_compose_and_kubernetes(c
     assert claim["claimName"] in claims and claim["claimName"] != "i2v-model-repository"
 
 
+def exit_timeout(args: list[str]) -> int:
+    (value,) = [arg.split("=", 1)[1] for arg in args if arg.startswith("--exit-timeout-secs=")]
+    return int(value.split()[0])
+
+
+def test_graceful_shutdown_gives_in_flight_videos_300_s_before_the_kill(compose):
+    """On SIGTERM Triton refuses new requests and waits up to --exit-timeout-secs for those in flight; the
+    orchestrator's SIGKILL must come later than that, in compose and in Kubernetes alike."""
+    triton = compose["services"]["triton"]
+    compose_timeout = exit_timeout([str(arg) for arg in triton["command"]])
+    compose_grace = int(re.fullmatch(r"(\d+)s", triton["stop_grace_period"]).group(1))
+    pod = only("Deployment", "i2v-triton")["spec"]["template"]["spec"]
+    kubernetes_timeout = exit_timeout(pod_container(pod, "triton")["args"])
+    kubernetes_grace = pod["terminationGracePeriodSeconds"]
+    assert compose_timeout == kubernetes_timeout == 300  # a full-size video takes minutes
+    assert compose_grace == kubernetes_grace == 330
+    assert compose_grace > compose_timeout and kubernetes_grace > kubernetes_timeout
+
+
 # -- Prometheus ------------------------------------------------------------------------------------------
 
 
-def test_prometheus_scrapes_triton_and_loads_the_alert_rules():
+def test_prometheus_scrapes_triton_and_the_supervisor_loads_the_rules_and_sends_to_alertmanager(compose):
     config = load_yaml(PROMETHEUS_CONFIG)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["triton"]["static_configs"][0]["targets"] == ["triton:8002"]
+    # The supervisor lives in triton's network namespace: its port is triton's.
+    assert compose["services"]["supervisor"]["network_mode"] == "service:triton"
+    assert jobs["i2v-supervisor"]["static_configs"][0]["targets"] == ["triton:8003"]
     assert [PROMETHEUS_CONFIG.parent / path for path in config["rule_files"]] == [ALERTS]
+    (alertmanagers,) = config["alerting"]["alertmanagers"]
+    (target,) = alertmanagers["static_configs"][0]["targets"]
+    host, port = target.split(":")
+    assert host in compose["services"] and port == "9093"
+    assert "--cluster.listen-address=" in compose["services"][host]["command"]  # one instance, no peers to find
 
 
 @needs_promtool
 def test_promtool_accepts_the_prometheus_config_and_rules():
     promtool("check", "config", str(PROMETHEUS_CONFIG))
-    assert "5 rules found" in promtool("check", "rules", str(ALERTS)).stdout
+    assert "8 rules found" in promtool("check", "rules", str(ALERTS)).stdout
 
 
 def alert_rules() -> dict[str, dict]:
@@ -542,6 +691,13 @@ def test_alert_rules_cover_gpu_memory_queue_rejections_and_triton_down():
     assert gpu["for"] == "5m"
     assert "nv_inference_pending_request_count" in rules["QueueRejectionsRising"]["expr"]
     assert rules["TritonDown"]["expr"] == 'up{job="triton"} == 0'
+    restarts = rules["I2VPartRestartsRepeated"]
+    assert rules_expr("I2VPartRestartsRepeated").startswith("increase(i2v_part_restarts_total[15m]) >= 3")
+    assert restarts["for"] == "0m" and restarts["labels"]["severity"] == "critical"
+    assert "OOM" in restarts["annotations"]["description"]  # it tells the operator where to look
+    assert rules["I2VSupervisorDown"]["expr"] == 'up{job="i2v-supervisor"} == 0'
+    assert rules_expr("I2VPartRecoveryStuck") == "max by (instance, model) (i2v_part_recovering) == 1"
+    assert set(NOTIFIED_ALERTS) <= set(rules)
     for name, rule in rules.items():
         assert rule["labels"]["severity"] in ("warning", "critical")
         assert rule["annotations"]["summary"]
@@ -562,6 +718,7 @@ def rules_expr(name: str) -> str:
 
 INSTANCE = "triton:8002"
 TARGET = {"instance": INSTANCE, "job": "triton"}  # the labels Prometheus adds to Triton's series
+SUPERVISOR_TARGET = {"instance": "triton:8003", "job": "i2v-supervisor"}  # and to the supervisor's
 
 
 def expected_alert(name: str, labels: dict[str, str], value: str | None = None) -> dict:
@@ -591,6 +748,68 @@ def test_alerts_fire_when_and_only_when_intended(tmp_path):
         "rule_files": [str(ALERTS)],
         "evaluation_interval": "1m",
         "tests": [
+            {
+                "interval": "1m",
+                # Restarts, one series per model. unet's counter appears at its first restart (value 1), then
+                # restarts at minutes 3 and 6: the third restart in 15 minutes fires at once (for: 0m), although
+                # increase() sees only two of them. vae_decoder's starts at 0 and restarts at 20, 22, 24;
+                # text_encoder restarts twice only. By minute 25, unet's restarts are older than 15 minutes.
+                "input_series": [
+                    series("i2v_part_restarts_total", "1 1 1 2 2 2 3x30", model="unet", **SUPERVISOR_TARGET),
+                    series("i2v_part_restarts_total", "0x19 1 1 2 2 3x20", model="vae_decoder", **SUPERVISOR_TARGET),
+                    series("i2v_part_restarts_total", "0x5 1 1 2x30", model="text_encoder", **SUPERVISOR_TARGET),
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "5m", "alertname": "I2VPartRestartsRepeated", "exp_alerts": []},
+                    {
+                        "eval_time": "7m",
+                        "alertname": "I2VPartRestartsRepeated",
+                        "exp_alerts": [
+                            expected_alert("I2VPartRestartsRepeated", {"model": "unet", **SUPERVISOR_TARGET}, value="3")
+                        ],
+                    },
+                    {"eval_time": "23m", "alertname": "I2VPartRestartsRepeated", "exp_alerts": []},
+                    {
+                        "eval_time": "25m",
+                        "alertname": "I2VPartRestartsRepeated",
+                        "exp_alerts": [
+                            expected_alert(
+                                "I2VPartRestartsRepeated", {"model": "vae_decoder", **SUPERVISOR_TARGET}, value="3"
+                            )
+                        ],
+                    },
+                ],
+            },
+            {
+                "interval": "1m",
+                # unet's reload fails from minute 2 on; vae_decoder recovers within 2 minutes.
+                "input_series": [
+                    series("i2v_part_recovering", "0 0 1x20", model="unet", **SUPERVISOR_TARGET),
+                    series("i2v_part_recovering", "0 1 1 0x19", model="vae_decoder", **SUPERVISOR_TARGET),
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "6m", "alertname": "I2VPartRecoveryStuck", "exp_alerts": []},
+                    {
+                        "eval_time": "8m",
+                        "alertname": "I2VPartRecoveryStuck",
+                        "exp_alerts": [
+                            expected_alert("I2VPartRecoveryStuck", {"model": "unet", "instance": "triton:8003"})
+                        ],
+                    },
+                ],
+            },
+            {
+                "interval": "1m",
+                "input_series": [series("up", "1 1 0x10", **SUPERVISOR_TARGET)],
+                "alert_rule_test": [
+                    {"eval_time": "3m", "alertname": "I2VSupervisorDown", "exp_alerts": []},
+                    {
+                        "eval_time": "5m",
+                        "alertname": "I2VSupervisorDown",
+                        "exp_alerts": [expected_alert("I2VSupervisorDown", SUPERVISOR_TARGET)],
+                    },
+                ],
+            },
             {
                 "interval": "1m",
                 "input_series": [
@@ -660,6 +879,213 @@ def test_alerts_fire_when_and_only_when_intended(tmp_path):
     test_file = tmp_path / "alerts_test.yml"
     test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
     promtool("test", "rules", str(test_file), cwd=tmp_path)
+
+
+# -- Alertmanager ----------------------------------------------------------------------------------------
+
+
+def alertmanager_version(text: str) -> tuple[int, ...]:
+    """(0, 28, 1) from an image tag "v0.28.1" or a binary's "--version" line."""
+    return tuple(int(part) for part in re.search(r"(\d+)\.(\d+)\.(\d+)", text).groups())
+
+
+def webhook_url_files() -> list[str]:
+    config = load_yaml(ALERTMANAGER_CONFIG)
+    return [
+        webhook.get("url_file") for receiver in config["receivers"] for webhook in receiver.get("webhook_configs", [])
+    ]
+
+
+def reads_url_file(binary: str) -> bool:
+    """Whether this amtool or alertmanager knows the webhook's url_file (0.26 on; Debian 12 ships 0.25)."""
+    result = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
+    return alertmanager_version(result.stdout + result.stderr) >= (0, 26, 0)
+
+
+def alertmanager_config_for(binary: str, tmp_path: Path, webhook_url: str | None = None, **route) -> Path:
+    """The config as `binary` loads it: the file itself where it can be (a binary that knows url_file, nothing
+    to send, no route change), else a copy whose url_file holds `webhook_url` (or, for a binary older than
+    url_file, such as Debian 12's 0.25, with that URL as `url`: every other line unchanged), and whose root
+    route takes the `route` settings."""
+    knows_url_file = reads_url_file(binary)
+    if knows_url_file and webhook_url is None and not route:
+        return ALERTMANAGER_CONFIG
+    webhook_url = webhook_url or "http://127.0.0.1:9/"  # a check only: nothing is sent
+    config = load_yaml(ALERTMANAGER_CONFIG)
+    url_file = tmp_path / "webhook-url"
+    url_file.write_text(webhook_url + "\n")
+    for receiver in config["receivers"]:
+        for webhook in receiver.get("webhook_configs", []):
+            del webhook["url_file"]
+            if knows_url_file:
+                webhook["url_file"] = str(url_file)
+            else:
+                webhook["url"] = webhook_url
+    config["route"].update(route)
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def amtool(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([AMTOOL, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_the_webhook_url_is_read_from_a_secret_file_not_from_git():
+    config = load_yaml(ALERTMANAGER_CONFIG)
+    webhooks = [webhook for receiver in config["receivers"] for webhook in receiver.get("webhook_configs", [])]
+    assert webhooks and all("url" not in webhook for webhook in webhooks)
+    assert webhook_url_files() == ["/run/secrets/alert-webhook-url"]
+    # No URL of any kind in the file, comments included (the chat's address is the operator's secret), and no
+    # setting that holds one (url, api_url, webhook_url, ...: only their *_file variants).
+    assert not re.search(r"https?://", ALERTMANAGER_CONFIG.read_text())
+
+    def keys(node) -> set[str]:
+        if isinstance(node, dict):
+            return set(node) | set().union(*(keys(value) for value in node.values()))
+        if isinstance(node, list):
+            return set().union(*(keys(item) for item in node))
+        return set()
+
+    assert not {key for key in keys(config) if key.endswith("url")}
+
+
+def test_every_alert_goes_to_the_webhook_grouped_by_alert_and_instance():
+    route = load_yaml(ALERTMANAGER_CONFIG)["route"]
+    assert route["receiver"] == WEBHOOK_RECEIVER  # the default: an alert added later still reaches someone
+    assert route["group_by"] == ["alertname", "instance"]
+    assert all(child["receiver"] == WEBHOOK_RECEIVER for child in route.get("routes", []))
+    durations = {key: route[key] for key in ("group_wait", "group_interval", "repeat_interval")}
+    seconds = {key: int(value[:-1]) * {"s": 1, "m": 60, "h": 3600}[value[-1]] for key, value in durations.items()}
+    assert seconds["group_wait"] <= 60 and seconds["group_interval"] <= 600 and seconds["repeat_interval"] <= 86400
+
+
+@needs_amtool
+def test_amtool_accepts_the_alertmanager_config(tmp_path):
+    result = amtool("check-config", str(alertmanager_config_for(AMTOOL, tmp_path)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 receivers" in result.stdout
+
+
+@needs_amtool
+@pytest.mark.parametrize("alert", sorted(alert_rules()))  # the five of NOTIFIED_ALERTS among them
+def test_amtool_routes_each_alert_to_the_webhook_receiver(alert, tmp_path):
+    """`amtool config routes test`: the alert, with the labels its rule gives it, lands on the webhook."""
+    labels = {"alertname": alert, **alert_rules()[alert]["labels"], "instance": INSTANCE}
+    result = amtool(
+        "config",
+        "routes",
+        "test",
+        f"--config.file={alertmanager_config_for(AMTOOL, tmp_path)}",
+        f"--verify.receivers={WEBHOOK_RECEIVER}",
+        *(f"{name}={value}" for name, value in labels.items()),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.split() == [WEBHOOK_RECEIVER]
+
+
+@needs_amtool
+def test_amtool_route_check_fails_for_a_receiver_that_gets_nothing(tmp_path):
+    """The routing test above can fail: a receiver no route leads to is reported as wrong."""
+    result = amtool(
+        "config",
+        "routes",
+        "test",
+        f"--config.file={alertmanager_config_for(AMTOOL, tmp_path)}",
+        "--verify.receivers=nobody",
+        "alertname=GpuMemoryHigh",
+        "severity=warning",
+    )
+    assert result.returncode != 0
+
+
+class WebhookSink:
+    """An HTTP server on loopback that keeps every JSON body POSTed to it (a stand-in for the chat)."""
+
+    def __init__(self):
+        self.bodies: list[dict] = []
+        self.received = threading.Event()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                sink.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                sink.received.set()
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"alertmanager exited:\n{log.read_text()}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"alertmanager not ready at {url} after {timeout_s} s:\n{log.read_text()}")
+
+
+@needs_alertmanager
+def test_alertmanager_sends_firing_alerts_to_the_webhook_in_one_message_per_alert_and_instance(tmp_path):
+    """The real Alertmanager with this config (waiting 1 s instead of 30 s before a group's first message):
+    two models' restart alerts on one instance reach the webhook together, as Alertmanager's webhook JSON."""
+    sink = WebhookSink()
+    port = free_port()
+    config = alertmanager_config_for(ALERTMANAGER, tmp_path, sink.url, group_wait="1s")
+    command = [
+        ALERTMANAGER,
+        f"--config.file={config}",
+        f"--storage.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    log = tmp_path / "alertmanager.log"
+    with log.open("w") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}/-/ready", process, log)
+        labels = {"alertname": "I2VPartRestartsRepeated", "severity": "critical", **SUPERVISOR_TARGET}
+        alerts = [
+            {"labels": {**labels, "model": model}, "annotations": {"summary": model}}
+            for model in ("unet", "vae_decoder")
+        ]
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v2/alerts",
+            data=json.dumps(alerts).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        assert sink.received.wait(30), f"no notification reached the webhook within 30 s:\n{log.read_text()}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        sink.close()
+    (message,) = sink.bodies
+    assert message["receiver"] == WEBHOOK_RECEIVER and message["status"] == "firing"
+    assert message["groupLabels"] == {"alertname": "I2VPartRestartsRepeated", "instance": "triton:8003"}
+    assert sorted(alert["labels"]["model"] for alert in message["alerts"]) == ["unet", "vae_decoder"]
 
 
 # -- Grafana ---------------------------------------------------------------------------------------------
@@ -761,6 +1187,15 @@ def kubernetes_objects() -> dict[Path, list[dict]]:
     return objects
 
 
+def pod_container(pod: dict, name: str) -> dict:
+    (container,) = [container for container in pod["containers"] if container["name"] == name]
+    return container
+
+
+def triton_pod() -> dict:
+    return only("Deployment", "i2v-triton")["spec"]["template"]["spec"]
+
+
 def only(kind: str, name: str | None = None) -> dict:
     """The one object of this kind (and name, where several share the kind)."""
     (found,) = [
@@ -774,7 +1209,16 @@ def only(kind: str, name: str | None = None) -> dict:
 
 def test_kubernetes_manifests_have_the_expected_kinds():
     kinds = [doc["kind"] for docs in kubernetes_objects().values() for doc in docs]
-    expected = {"Deployment", "Service", "Secret", "HorizontalPodAutoscaler", "PersistentVolumeClaim", "Job"}
+    expected = {
+        "Deployment",
+        "Service",
+        "Secret",
+        "ConfigMap",
+        "NetworkPolicy",
+        "HorizontalPodAutoscaler",
+        "PersistentVolumeClaim",
+        "Job",
+    }
     assert expected <= set(kinds)
     for docs in kubernetes_objects().values():
         for doc in docs:
@@ -789,13 +1233,15 @@ def test_kustomization_applies_the_manifests_but_never_the_placeholder_secret():
     on_purpose_left_out = {"secret.yaml", "export-job.yaml"}
     assert resources == {path.name for path in kubernetes_objects()} - on_purpose_left_out
     (image,) = kustomization["images"]
-    assert only("Deployment")["spec"]["template"]["spec"]["containers"][0]["image"].startswith(image["name"] + ":")
+    for container in triton_pod()["containers"]:  # Triton and its supervisor: the one image
+        assert container["image"].startswith(image["name"] + ":")
+    assert CLUSTER_PROMETHEUS not in kubernetes_objects()  # merged into the cluster's Prometheus, not applied
 
 
 def test_triton_deployment_has_a_gpu_shared_memory_probes_and_the_model_repository():
-    deployment = only("Deployment")
+    deployment = only("Deployment", "i2v-triton")
     pod = deployment["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
+    container = pod_container(pod, "triton")
     assert container["resources"]["limits"]["nvidia.com/gpu"] >= 1
     assert container["resources"]["requests"]["nvidia.com/gpu"] == container["resources"]["limits"]["nvidia.com/gpu"]
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
@@ -808,9 +1254,8 @@ def test_triton_deployment_has_a_gpu_shared_memory_probes_and_the_model_reposito
     assert "ReadWriteMany" in repository["spec"]["accessModes"]  # replicas on several nodes
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports == {"http": 8000, "grpc": 8001, "metrics": 8002}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
     startup = container["startupProbe"]
+    assert startup["httpGet"] == {"path": "/v2/health/live", "port": "http"}  # Triton answers once models loaded
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 600  # model loading takes minutes
     assert "replicas" not in deployment["spec"]  # the HPA owns the count
     repository, _, tag = container["image"].rpartition(":")
@@ -818,35 +1263,137 @@ def test_triton_deployment_has_a_gpu_shared_memory_probes_and_the_model_reposito
 
 
 def test_triton_in_kubernetes_takes_the_api_key_from_the_secret_in_explicit_mode():
-    (container,) = only("Deployment")["spec"]["template"]["spec"]["containers"]
-    args = container["args"]
+    pod = triton_pod()
+    args = pod_container(pod, "triton")["args"]
     assert "--grpc-restricted-protocol=inference,model-repository:api-key=$(I2V_API_KEY)" in args
     assert "--http-restricted-api=inference,model-repository:api-key=$(I2V_API_KEY)" in args
     assert "--model-control-mode=explicit" in args and "--load-model=*" in args
-    (env,) = [e for e in container["env"] if e["name"] == "I2V_API_KEY"]
-    secret = only("Secret")
-    assert env["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
-    assert env["valueFrom"]["secretKeyRef"]["key"] in secret["stringData"]
+    secret = only("Secret", "i2v-api-key")
+    for name in ("triton", "supervisor"):  # the supervisor's model control needs the key too
+        (env,) = [e for e in pod_container(pod, name)["env"] if e["name"] == "I2V_API_KEY"]
+        assert env["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
+        assert env["valueFrom"]["secretKeyRef"]["key"] in secret["stringData"]
 
 
-def test_service_exposes_grpc_http_and_metrics_of_the_triton_pods():
-    service = only("Service")
-    labels = only("Deployment")["spec"]["template"]["metadata"]["labels"]
+def test_kubernetes_supervisor_runs_beside_triton_in_its_pid_namespace_and_answers_its_probes():
+    """A second container in Triton's pod: it sees Triton's processes (shareProcessNamespace), reaches it on
+    localhost, and Triton's readiness and liveness are its /ready and /live."""
+    pod = triton_pod()
+    assert [container["name"] for container in pod["containers"]] == ["triton", "supervisor"]
+    assert pod["shareProcessNamespace"] is True
+    triton, supervisor = pod_container(pod, "triton"), pod_container(pod, "supervisor")
+    assert supervisor["command"] == [
+        "i2v",
+        "supervise",
+        "--url",
+        "localhost:8001",
+        "--health-port",
+        "8003",
+        "--host",
+        "0.0.0.0",
+    ]
+    # Triton itself is NVIDIA's server, under the entrypoint that drains before stopping it
+    assert triton["command"] == [DRAINING_ENTRYPOINT, "tritonserver"]
+    assert supervisor["image"] == triton["image"]
+    assert {port["name"]: port["containerPort"] for port in supervisor["ports"]} == {"supervisor": 8003}
+    assert "nvidia.com/gpu" not in supervisor["resources"].get("limits", {})  # it reads /proc, no GPU
+    assert triton["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 8003}
+    assert triton["livenessProbe"]["httpGet"] == {"path": "/live", "port": 8003}
+    # Readiness reacts within seconds of a part dying; liveness gives a failed recovery a minute before the
+    # restart; both start only after the startup probe, which allows the model load.
+    readiness, liveness = triton["readinessProbe"], triton["livenessProbe"]
+    assert readiness["periodSeconds"] * readiness["failureThreshold"] <= 15
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 60
+    assert triton["startupProbe"]["periodSeconds"] * triton["startupProbe"]["failureThreshold"] >= 600
+
+
+def test_service_exposes_grpc_http_metrics_and_the_supervisor_of_the_triton_pods():
+    service = only("Service", "i2v-triton")
+    labels = only("Deployment", "i2v-triton")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     assert {port["name"]: port["port"] for port in service["spec"]["ports"]} == {
         "http": 8000,
         "grpc": 8001,
         "metrics": 8002,
+        "supervisor": 8003,
     }
-    policy = only("NetworkPolicy")
-    metrics_rules = [rule for rule in policy["spec"]["ingress"] if any(p["port"] == 8002 for p in rule["ports"])]
-    assert metrics_rules and all(rule.get("from") for rule in metrics_rules)  # metrics only from monitoring
+    policy = only("NetworkPolicy", "i2v-triton")
+    for port in (8002, 8003):  # no auth on either: only from the monitoring namespace
+        rules = [rule for rule in policy["spec"]["ingress"] if any(p["port"] == port for p in rule["ports"])]
+        assert rules and all(rule.get("from") for rule in rules), port
+
+
+def test_kubernetes_alertmanager_runs_the_compose_config_with_the_webhook_url_from_a_secret(compose):
+    configmap = only("ConfigMap", "i2v-alertmanager")
+    assert configmap["data"]["alertmanager.yml"] == ALERTMANAGER_CONFIG.read_text()  # verbatim, comments too
+    deployment = only("Deployment", "i2v-alertmanager")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod_container(pod, "alertmanager")
+    assert container["image"] == compose["services"]["alertmanager"]["image"]
+    assert container["args"] == compose["services"]["alertmanager"]["command"]
+    assert deployment["spec"]["replicas"] == 1  # no clustering (--cluster.listen-address= is empty)
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    assert volumes[mounts["/etc/alertmanager"]]["configMap"]["name"] == configmap["metadata"]["name"]
+    # The receiver's url_file is the Secret's `url` key, mounted as a file (never optional: no webhook, no start).
+    (url_file,) = webhook_url_files()
+    secret_volume = volumes[mounts[str(Path(url_file).parent)]]["secret"]
+    assert secret_volume["items"] == [{"key": "url", "path": Path(url_file).name}]
+    assert not secret_volume.get("optional")
+    placeholder = only("Secret", secret_volume["secretName"])
+    assert set(placeholder["stringData"]) == {"url"} and "://" not in placeholder["stringData"]["url"]
+    assert pod["automountServiceAccountToken"] is False  # nothing else under /run/secrets
+    service = only("Service", "i2v-alertmanager")
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert [port["port"] for port in service["spec"]["ports"]] == [9093]
+    policy = only("NetworkPolicy", "i2v-alertmanager")
+    assert all(rule.get("from") for rule in policy["spec"]["ingress"])  # no auth: only from monitoring
+
+
+def cluster_prometheus_config() -> dict:
+    return load_yaml(CLUSTER_PROMETHEUS)
+
+
+def test_the_clusters_prometheus_gets_the_rules_the_alertmanager_and_the_supervisor_job():
+    """In Kubernetes, Prometheus is the cluster's: prometheus-i2v.yaml is what to merge into its config."""
+    config = cluster_prometheus_config()
+    assert [(CLUSTER_PROMETHEUS.parent / path).resolve() for path in config["rule_files"]] == [ALERTS]
+    (alertmanagers,) = config["alerting"]["alertmanagers"]
+    service = only("Service", "i2v-alertmanager")
+    dns = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc:{service['spec']['ports'][0]['port']}"
+    assert alertmanagers["static_configs"][0]["targets"] == [dns]
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "i2v-supervisor"  # the name I2VSupervisorDown matches
+    (keep,) = [rule for rule in job["relabel_configs"] if rule.get("action") == "keep"]
+    pod_label, port_name = keep["regex"].split(";")
+    labels = only("Deployment", "i2v-triton")["spec"]["template"]["metadata"]["labels"]
+    assert pod_label == labels["app.kubernetes.io/name"]
+    assert port_name in {port["name"] for port in pod_container(triton_pod(), "supervisor")["ports"]}
+
+
+@needs_promtool
+def test_promtool_accepts_the_clusters_prometheus_additions(tmp_path):
+    result = subprocess.run(
+        [PROMTOOL, "check", "config", str(CLUSTER_PROMETHEUS)], capture_output=True, text=True, timeout=60
+    )
+    if "field kubernetes_sd_configs not found" in result.stdout + result.stderr:
+        # Debian builds promtool without Kubernetes service discovery: check the rest, with static targets.
+        config = cluster_prometheus_config()
+        for job in config["scrape_configs"]:
+            job.pop("kubernetes_sd_configs")
+            job["static_configs"] = [{"targets": ["10.0.0.1:8003"]}]
+        config["rule_files"] = [str(ALERTS)]
+        copy_path = tmp_path / "prometheus.yml"
+        copy_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        promtool("check", "config", str(copy_path))
+    else:
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_hpa_scales_triton_on_pending_requests_served_by_prometheus_adapter():
     hpa = only("HorizontalPodAutoscaler")
     assert hpa["apiVersion"] == "autoscaling/v2"
-    assert hpa["spec"]["scaleTargetRef"]["name"] == only("Deployment")["metadata"]["name"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == only("Deployment", "i2v-triton")["metadata"]["name"]
     assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
     (metric,) = hpa["spec"]["metrics"]
     assert metric["type"] == "Pods"
@@ -866,7 +1413,15 @@ def test_kubernetes_manifests_match_the_kubernetes_schemas():
     for docs in kubernetes_objects().values():
         for doc in docs:
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
-    broken = copy.deepcopy(only("Deployment"))
+    broken = copy.deepcopy(only("Deployment", "i2v-triton"))
     broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_draining_entrypoint_is_in_the_image_where_compose_and_kubernetes_call_it(compose):
+    dockerfile = (ROOT / compose["services"]["triton"]["build"]["dockerfile"]).read_text()
+    workdir = re.search(r"^WORKDIR\s+(\S+)", dockerfile, re.MULTILINE).group(1)
+    assert "COPY docker/triton-entrypoint.sh ./docker/triton-entrypoint.sh" in dockerfile
+    assert f"{workdir}/docker/triton-entrypoint.sh" == DRAINING_ENTRYPOINT
+    assert os.access(ROOT / "docker" / "triton-entrypoint.sh", os.X_OK)

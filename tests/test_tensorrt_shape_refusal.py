@@ -6,10 +6,8 @@ server with the ONNX Runtime parts: the repository declares the shapes a TensorR
 
 from __future__ import annotations
 
-import re
-import urllib.request
-
 import pytest
+from triton_metrics import part_calls
 
 from i2v.client.errors import InvalidInputError
 from i2v.client.grpc_client import I2VClient
@@ -35,14 +33,6 @@ def shaped_triton(tiny_pipeline, onnx_paths, tmp_path_factory):
     log = tmp_path_factory.mktemp("shaped-triton") / "server.log"
     with EmbeddedTritonServer(repository, log_file=log) as server:
         yield server
-
-
-def part_calls(server) -> int:
-    """Successful inferences of every part model (BLS children), from Triton's metrics."""
-    with urllib.request.urlopen(server.endpoints.metrics_url, timeout=10) as response:
-        text = response.read().decode()
-    pattern = r'^nv_inference_request_success\{model="(?!i2vgen_xl)[^"]+",version="1"\} (\d+)'
-    return sum(int(n) for n in re.findall(pattern, text, flags=re.MULTILINE))
 
 
 def request(photo_png, **params) -> GenerationRequest:

@@ -196,6 +196,7 @@ def _plain(exc: I2VError) -> str:
         "ServerUnavailableError": "The video server cannot be reached",
         "UnauthorizedError": "The video server refused the API key",
         "GenerationCancelledError": "Cancelled",
+        "OutOfMemoryError": "The server ran out of memory for this video",
     }
     prefix = kinds.get(type(exc).__name__)
     return f"{prefix}: {exc}" if prefix else str(exc)

@@ -95,6 +95,10 @@ class ModelInfo:
     # Triton's CUDA memory pool for the BLS's GPU transfers at these shapes (export's memory plan); the
     # launcher passes it as --cuda-memory-pool-byte-size on a GPU host. 0: Triton's default (64 MiB).
     cuda_memory_pool_bytes: int = 0
+    # The sizes the server's memory estimate needs (`i2v.serving.admission`); 0: unknown, requests not checked.
+    unet_channels: int = 0  # feature channels at the UNet's first level (full latent resolution)
+    unet_heads: int = 0  # attention heads there
+    vae_channels: int = 0  # feature channels at the VAE decoder's last level (full pixel resolution)
 
     def check_supported(self, params: GenerationParams) -> None:
         """Refuse a request the part models cannot run (a shape outside the TensorRT profiles)."""

@@ -1,0 +1,131 @@
+"""Memory admission: a request the server has no memory for is refused before any part runs.
+
+Without it, a large custom request reaches the allocator inside a part, which fails with its own words
+("Failed to allocate memory for requested buffer of size 203004313600", in the UI) or, on a GPU, takes memory
+other requests need. The estimate is made from the request's shapes and the model's sizes (`ModelInfo`), by
+the term that dominates each runtime, calibrated by measurement:
+
+- the UNet step, where the peak of a video is. With ONNX Runtime on a CPU the attention at the first level
+  materialises its score matrices: `B x F x heads x T^2` floats for T latent positions; the UNet process's
+  peak was 2.6-4.1 times that for the tiny model from 128x128x16 to 384x384x8 (measured: 33 MB at 8 MB of
+  scores, 846 MB at 324 MB), so 3x plus the activations below. PyTorch's SDPA (the torch runtime) and
+  TensorRT's fused attention keep no scores; their activations grow linearly: the full-size UNet in fp16 on
+  an H200 held 2.5, 5.8 and 8.9 GB over its weights at 512x512, 768x768 and 704x1280 with 16 frames and
+  guidance (benchmarks/results/h200-full-size-2026-11-26), about 31 feature maps of the first level's size,
+  so 32 of them are counted: `32 x B x F x T x channels x bytes`;
+- the VAE decode: about 8 feature maps of the decoder's last level at full resolution for each frame of a
+  chunk (an estimate, not yet measured on its own);
+
+plus 10% for what else is alive. The available memory is what the machine has free now (the CPU's
+MemAvailable, bounded by the container's cgroup limit; the GPU's free memory), or `I2V_MEMORY_BUDGET_BYTES`
+where an operator states it. TensorRT engines are not checked here: their execution contexts were allocated
+for the largest profile when the model loaded (`i2v.export.memory_plan`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from i2v.model.info import ModelInfo
+from i2v.params import GenerationParams, InvalidParameterError, parameter
+
+BUDGET_ENV = "I2V_MEMORY_BUDGET_BYTES"
+# How an allocation failure that still happens is worded, from the part that failed to the client's error type
+OUT_OF_MEMORY = "out of memory"
+SCORES_FACTOR = 3.0  # ONNX Runtime's UNet peak over its attention scores (measured 2.6-4.1 on the tiny model)
+FEATURE_MAPS = 32  # first-level feature maps alive in a UNet step (measured about 31, full-size fp16)
+VAE_FEATURE_MAPS = 8  # full-resolution feature maps alive per decoded frame (estimated)
+HEADROOM = 1.1
+GB = 1e9
+
+
+class TooLargeError(InvalidParameterError):
+    """The request needs more memory than the server has: asking for less is the remedy, not retrying."""
+
+
+def request_bytes(info: ModelInfo, params: GenerationParams, *, gpu: bool) -> int:
+    """The memory one request needs at its peak, by the model above; 0 where the model gives no sizes."""
+    if not info.unet_channels or info.runtime == "tensorrt":
+        return 0
+    batch = 2 if params.guidance_scale > 1 else 1
+    positions = (params.height // info.vae_scale_factor) * (params.width // info.vae_scale_factor)
+    element = 2 if gpu and info.runtime == "torch" else 4  # fp16 on a GPU, fp32 on a CPU and in ONNX Runtime
+    step = FEATURE_MAPS * batch * params.num_frames * positions * info.unet_channels * element
+    if info.runtime == "onnxruntime":
+        step += SCORES_FACTOR * batch * params.num_frames * info.unet_heads * positions**2 * 4
+    decode = VAE_FEATURE_MAPS * params.decode_chunk_size * info.vae_channels * params.height * params.width * element
+    return int(HEADROOM * max(step, decode))
+
+
+def available_bytes(device) -> int:
+    """What this server may use now: the stated budget, else the device's free memory."""
+    if os.environ.get(BUDGET_ENV):
+        return int(float(os.environ[BUDGET_ENV]))
+    if device.type == "cuda":
+        import torch
+
+        return torch.cuda.mem_get_info(device)[0]
+    return _cpu_available()
+
+
+def _cpu_available() -> int:
+    free = next(
+        int(line.split()[1]) * 1024
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemAvailable:")
+    )
+    try:  # a container's own limit (cgroup v2)
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+        if limit != "max":
+            free = min(free, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return free
+
+
+def check_memory(info: ModelInfo, params: GenerationParams, device) -> None:
+    """Raise `TooLargeError` naming what the request needs, what is free, and the largest request that fits."""
+    needed = request_bytes(info, params, gpu=device.type == "cuda")
+    if not needed:
+        return
+    free = available_bytes(device)
+    if needed <= free:
+        return
+    where = "GPU" if device.type == "cuda" else "memory"
+    raise TooLargeError(
+        f"{params.height}x{params.width} with {params.num_frames} frames is too large for this server: it needs "
+        f"about {needed / GB:.1f} GB and {free / GB:.1f} GB of {where} is free; {fits(info, params, free, device)}"
+    )
+
+
+def fits(info: ModelInfo, params: GenerationParams, free: int, device) -> str:
+    """The largest request like this one that fits: the same aspect ratio scaled down, or fewer frames."""
+    gpu = device.type == "cuda"
+    options = []
+    step = info.size_multiple
+    scale = 0.95
+    while scale > 0:
+        height = max(step, int(params.height * scale) // step * step)
+        width = max(step, int(params.width * scale) // step * step)
+        if request_bytes(info, params.replace(height=height, width=width), gpu=gpu) <= free:
+            options.append(f"{height}x{width} at {params.num_frames} frames")
+            break
+        if height == step and width == step:
+            break
+        scale -= 0.05
+    low = int(parameter("num_frames").range[0])
+    frames = next(
+        (
+            f
+            for f in range(params.num_frames - 1, low - 1, -1)
+            if request_bytes(info, params.replace(num_frames=f), gpu=gpu) <= free
+        ),
+        None,
+    )
+    if frames is not None:
+        options.append(f"{params.height}x{params.width} at {frames} frames")
+    if not options:
+        return "no request of this size fits now"
+    return "the largest that fits: " + ", or ".join(options)

@@ -1,0 +1,294 @@
+"""Keep a Triton server able to serve: restart it when one of its Python-backend processes dies, and say so to
+probes.
+
+What tritonserver 2.51 does when a Python model's stub process dies (killed by the OOM killer, a CUDA fault,
+`kill -9`): the request in flight fails, and so does every later one ("Stub process 'unet_0_0' is not
+healthy"), while the health endpoints and the repository index keep saying READY. Reloading just that model
+is not a cure there: a plain load changes nothing (the model is unchanged, Triton keeps the dead instance);
+an unload followed by a load serves again, but the dead instance's unload never finishes (measured: the
+server then waits out its whole exit timeout on shutdown with "1 live models", and the dead stub stays a
+zombie, since only the finalisation of that instance would reap it). python_backend fixed the detection and
+the reaping upstream (#423, December 2025), after the 24.10 release this project serves.
+
+So the supervisor restarts the server: every process of it goes, every model loads again (seconds for the tiny
+model; the model's load time on a GPU), and nothing is left behind. Inside `i2v serve` it kills and starts its
+own tritonserver; as `i2v supervise` beside NVIDIA's tritonserver (sharing its PID namespace) it kills that
+process, and the orchestrator's restart policy starts the container again. Once a second it lists the loaded
+models (the repository index, through model control) and the live stub processes (from /proc: each stub's
+command line names its model's `model.py`). Its HTTP port answers the orchestrator:
+
+- `/ready`: 200 when Triton answers and every loaded Python model has its processes; 503 from the moment one is
+  missing until the server is back (so traffic goes elsewhere meanwhile);
+- `/live`: 200 unless restarts keep failing (`max_failures` in a row): then the whole pod or container is the
+  thing to restart, and the orchestrator does it;
+- `/metrics`: `i2v_part_restarts_total{model}` (restarts caused by that model's process) and
+  `i2v_part_recovering{model}` (1 while it is down).
+
+TensorRT models have no stub: a crash there takes tritonserver itself down, which the same restart covers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from i2v.params import API_KEY_HEADER, MODEL_NAME
+from i2v.serving.drain import requests_in_flight
+
+PART_RESTARTS = "i2v_part_restarts_total"
+PART_RECOVERING = "i2v_part_recovering"
+STUB_NAME = "triton_python_backend_stub"
+log = logging.getLogger("i2v.supervisor")
+
+
+@dataclass(frozen=True)
+class Stub:
+    pid: int
+    model: str
+    alive: bool  # False for a zombie: dead, not yet reaped by tritonserver
+
+
+def tritonserver_pids() -> list[int]:
+    """Processes named tritonserver in this PID namespace (the sidecar's way to find its server)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "tritonserver":
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def python_stubs(server_pid: int) -> list[Stub]:
+    """The Python-backend stubs of one server: its children whose command line is the stub with a model.py
+    (`<repository>/<model>/<version>/model.py`); a zombie has lost its command line, so it is known by its
+    state and counted as dead under the model it had when it was seen alive."""
+    stubs = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        state, parent = stat.rsplit(")", 1)[1].split()[:2]
+        if int(parent) != server_pid or not command or not command[0].decode(errors="replace").endswith(STUB_NAME):
+            continue
+        model_py = Path(command[1].decode(errors="replace")) if len(command) > 1 else None
+        model = model_py.parent.parent.name if model_py is not None else ""
+        stubs.append(Stub(int(entry.name), model, state != "Z"))
+    return stubs
+
+
+@dataclass
+class Health:
+    reachable: bool = False
+    missing: list[str] = field(default_factory=list)  # models whose processes died; the server is restarting
+    failures: int = 0  # restarts in a row that did not bring the server back
+
+    @property
+    def ready(self) -> bool:
+        return self.reachable and not self.missing
+
+    def live(self, max_failures: int) -> bool:
+        return self.failures < max_failures
+
+
+class Supervisor:
+    """Watch one Triton server's Python models and restart the server when a model's process died.
+
+    `server_pid` names the tritonserver process (the launcher knows it; a callable is asked each time); None
+    finds the one process of that name in /proc (the sidecar, sharing Triton's PID namespace). `restart` starts
+    the server again (the launcher's); None kills it and leaves the start to the container's restart policy.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        server_pid: int | Callable[[], int | None] | None = None,
+        restart: Callable[[], object] | None = None,
+        metrics_url: str | None = None,
+        interval_s: float = 1.0,
+        max_failures: int = 3,
+        restart_grace_s: float = 3.0,
+        drain_timeout_s: float = 300.0,
+    ) -> None:
+        import tritonclient.grpc as grpcclient
+
+        self.url = url
+        self.headers = {API_KEY_HEADER: api_key} if api_key else None
+        self.client = grpcclient.InferenceServerClient(url)
+        self._server_pid = server_pid
+        self._restart = restart
+        self.interval_s = interval_s
+        self.max_failures = max_failures
+        self.metrics_url = metrics_url  # Triton's metrics: the BLS's requests in flight, drained before a restart
+        self.restart_grace_s = restart_grace_s  # requests in flight get their error before the server goes
+        self.drain_timeout_s = drain_timeout_s
+        self.killed = threading.Event()  # set where the server was killed for the orchestrator to restart
+        self.processes: dict[str, int] = {}  # model -> live stubs when it was last seen healthy
+        self.python_models: dict[str, bool] = {}
+        self.health = Health()
+        self.registry = CollectorRegistry()
+        self.restarts = Counter(
+            PART_RESTARTS.removesuffix("_total"),
+            "Server restarts caused by the death of this model's Python-backend process",
+            ["model"],
+            registry=self.registry,
+        )
+        self.recovering = Gauge(
+            PART_RECOVERING,
+            "1 while this model's process is gone and the server restarts",
+            ["model"],
+            registry=self.registry,
+        )
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def server_pid(self) -> int | None:
+        if callable(self._server_pid):
+            return self._server_pid()
+        if self._server_pid is not None:
+            return self._server_pid
+        pids = tritonserver_pids()
+        return pids[0] if len(pids) == 1 else None
+
+    def check_once(self) -> Health:
+        """Look at every loaded Python model once; restart the server if one lost a process."""
+        try:
+            index = self.client.get_model_repository_index(headers=self.headers, as_json=True).get("models", [])
+        except Exception as exc:  # down, restarting or stopping: not ready
+            log.info("Triton at %s does not answer: %s", self.url, exc)
+            self.health = Health(reachable=False, failures=self.health.failures)
+            return self.health
+        pid = self.server_pid()
+        live: dict[str, int] = {}
+        for stub in python_stubs(pid) if pid is not None else []:
+            if stub.alive and stub.model:
+                live[stub.model] = live.get(stub.model, 0) + 1
+        missing = []
+        for entry in index:
+            name = entry["name"]
+            if entry.get("state") != "READY" or not self.is_python(name):
+                continue
+            count = live.get(name, 0)
+            if count >= max(self.processes.get(name, 0), 1):
+                if name not in self.processes:  # the series exist from the start, so increase() sees the first
+                    self.restarts.labels(model=name)
+                    self.recovering.labels(model=name).set(0)
+                self.processes[name] = count  # healthy: remember how many processes it has
+            else:
+                missing.append(name)
+        if not missing:
+            self.health = Health(reachable=True, failures=0)
+            for name in self.processes:
+                self.recovering.labels(model=name).set(0)
+            return self.health
+        self.health = Health(reachable=True, missing=missing, failures=self.health.failures)  # probes: not ready
+        for name in missing:
+            self.recovering.labels(model=name).set(1)
+            self.restarts.labels(model=name).inc()
+        self.restart_server(pid, missing)
+        return self.health
+
+    def is_python(self, name: str) -> bool:
+        if name not in self.python_models:
+            config = self.client.get_model_config(name, headers=self.headers, as_json=True)["config"]
+            self.python_models[name] = config.get("backend") == "python"
+        return self.python_models[name]
+
+    def restart_server(self, pid: int | None, missing: list[str]) -> None:
+        log.warning("the process of %s died: restarting the server", ", ".join(missing))
+        self.processes.clear()
+        self.drain(bls_died=MODEL_NAME in missing)
+        try:
+            if self._restart is not None:
+                self._restart()
+            elif pid is not None:
+                os.kill(pid, signal.SIGKILL)  # the container's restart policy starts it again
+                self.killed.set()
+        except Exception as exc:
+            self.health = Health(reachable=False, missing=missing, failures=self.health.failures + 1)
+            log.error("restart %d failed: %s", self.health.failures, exc)
+
+    def drain(self, *, bls_died: bool) -> None:
+        """Before the restart, let the requests in flight end: a request that still needs the dead model gets the
+        BLS's clear "unavailable" error at once, one that does not (the text encoder died while it denoises)
+        finishes its video. Bounded by `drain_timeout_s`; a dead BLS (whose own count can no longer fall) or an
+        unknown count gets `restart_grace_s` for its error to reach the client."""
+        deadline = time.monotonic() + (
+            self.restart_grace_s if bls_died or not self.metrics_url else self.drain_timeout_s
+        )
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if not bls_died and self.metrics_url and requests_in_flight(self.metrics_url) == 0:
+                return
+            self._stop.wait(0.5)
+
+    def start(self) -> Supervisor:
+        self._thread = threading.Thread(target=self._run, name="i2v-supervisor", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+        self.client.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.check_once()
+            self._stop.wait(self.interval_s)
+
+    def status(self) -> dict:
+        health = self.health
+        return {
+            "ready": health.ready,
+            "live": health.live(self.max_failures),
+            "reachable": health.reachable,
+            "missing": health.missing,
+            "failed_restarts": health.failures,
+        }
+
+
+def serve_health(supervisor: Supervisor, host: str, port: int) -> ThreadingHTTPServer:
+    """/ready, /live and /metrics on `port`, in a background thread; `.shutdown()` stops it."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if self.path == "/metrics":
+                body, status, kind = generate_latest(supervisor.registry), 200, CONTENT_TYPE_LATEST
+            elif self.path in ("/ready", "/live"):
+                state = supervisor.status()
+                status = 200 if state[self.path.lstrip("/")] else 503
+                body, kind = (json.dumps(state) + "\n").encode(), "application/json"
+            else:
+                body, status, kind = b"not found: /ready, /live or /metrics\n", 404, "text/plain"
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:  # probes every few seconds: not worth a log line each
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="i2v-health", daemon=True).start()
+    return server

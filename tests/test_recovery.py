@@ -1,0 +1,276 @@
+"""Crashed processes heal themselves, and a stop lets the video in flight finish: `i2v serve` as an operator
+runs it (a subprocess with its supervisor), its processes killed for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from i2v.client import GenerationRequest, I2VClient, ServerUnavailableError
+
+MODELS = ("text_encoder", "image_encoder", "vae_encoder", "unet", "vae_decoder", "i2vgen_xl")
+STUB = "triton_python_backend_stub"
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+class ServeProcess:
+    """`i2v serve` in its own process, as `make demo`'s users and the container run it."""
+
+    def __init__(self, repository: Path, log: Path, *extra: str):
+        self.grpc, self.http, self.metrics, self.health = free_ports(4)
+        command = [sys.executable, "-m", "i2v.cli", "serve", "--model-repository", str(repository)]
+        command += ["--grpc-port", str(self.grpc), "--http-port", str(self.http), "--metrics-port", str(self.metrics)]
+        command += ["--health-port", str(self.health), "--log-file", str(log), *extra]
+        self.log = log
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 180
+        while self.get("/ready")[0] != 200:
+            assert self.process.poll() is None, self.process.stdout.read()
+            assert time.monotonic() < deadline, "i2v serve did not become ready"
+            time.sleep(0.2)
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.grpc}"
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health}{path}", timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return 0, ""
+
+    def tritonserver(self) -> int:
+        children = [p for p in _processes() if p["ppid"] == self.process.pid and p["comm"] == "tritonserver"]
+        return children[0]["pid"]
+
+    def stub_of(self, model: str) -> int:
+        server = self.tritonserver()
+        stubs = [p for p in _processes() if p["ppid"] == server and f"/{model}/1/model.py" in p["cmdline"]]
+        assert len(stubs) == 1, stubs
+        return stubs[0]["pid"]
+
+    def zombies(self) -> list[dict]:
+        server = self.tritonserver()
+        return [p for p in _processes() if p["ppid"] == server and p["state"] == "Z"]
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=120)
+
+
+def _processes() -> list[dict]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            comm = (entry / "comm").read_text().strip()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        found.append({"pid": int(entry.name), "ppid": int(ppid), "state": state, "comm": comm, "cmdline": cmdline})
+    return found
+
+
+@pytest.fixture(scope="module")
+def served(model_repository, tmp_path_factory):
+    server = ServeProcess(model_repository, tmp_path_factory.mktemp("serve") / "server.log")
+    yield server
+    assert server.stop() == 0
+
+
+class Background:
+    """One video generated in a thread; `started` is set once its progress reached `at_step`."""
+
+    def __init__(self, url: str, request: GenerationRequest, at_step: int):
+        self.outcome: dict = {}
+        self.started = threading.Event()
+
+        def generate() -> None:
+            def on_progress(step: int, total: int) -> None:
+                if step == at_step:
+                    self.started.set()
+
+            with I2VClient(url) as client:
+                try:
+                    self.outcome["video"] = client.generate(request, on_progress=on_progress).video
+                except Exception as exc:  # noqa: BLE001 - the test inspects it
+                    self.outcome["error"] = exc
+            self.started.set()
+
+        self.thread = threading.Thread(target=generate)
+        self.thread.start()
+        assert self.started.wait(60), "the video did not start"
+
+    def join(self) -> dict:
+        self.thread.join(timeout=120)
+        return self.outcome
+
+
+def request(photo_png, steps: int) -> GenerationRequest:
+    return GenerationRequest(
+        image=photo_png, prompt="waves", height=64, width=64, num_frames=8, num_inference_steps=steps, seed=1
+    )
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_killed_process_heals_itself_and_readiness_says_so_meanwhile(served, photo_png, model):
+    """kill -9 one model's process while a video generates (at step 3 of 100): the request in flight gets a
+    retryable error where it still needed the dead model (UNet, VAE decoder, the BLS itself) and its video where
+    it did not (the encoders: the restart waits for it); readiness reports the outage; the supervisor restarts
+    the server; a request succeeds again within 60 s without anyone acting; nothing of the old server is left."""
+    victim = served.stub_of(model)
+    video = Background(served.url, request(photo_png, 100), at_step=3)
+    os.kill(victim, signal.SIGKILL)
+    readiness = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status, body = served.get("/ready")
+        readiness.append(status)
+        if status == 503:
+            assert model in json.loads(body)["missing"]
+        if 503 in readiness and status == 200:
+            break
+        time.sleep(0.02)
+    outcome = video.join()
+    assert 503 in readiness and readiness[-1] == 200, f"readiness never showed the outage: {set(readiness)}"
+
+    if model in ("text_encoder", "image_encoder", "vae_encoder"):  # done with before the kill: the restart waits
+        assert outcome.get("video"), outcome
+    else:
+        error = outcome.get("error")
+        assert isinstance(error, ServerUnavailableError) and error.retryable, outcome
+        assert "retry" in str(error)
+        if model != "i2vgen_xl":  # the BLS answers for its part, in plain words
+            assert f"the {model} part's process stopped" in str(error) and "restarts" in str(error)
+    with I2VClient(served.url) as client:
+        assert client.generate(request(photo_png, 10)).video  # no manual action
+    assert served.stub_of(model) != victim
+    assert not served.zombies(), served.zombies()
+    metrics = served.get("/metrics")[1]
+    assert f'i2v_part_restarts_total{{model="{model}"}} 1.0' in metrics
+    assert served.get("/live")[0] == 200
+
+
+def test_sigterm_lets_the_video_in_flight_finish_then_exits_0(model_repository, tmp_path, photo_png):
+    server = ServeProcess(model_repository, tmp_path / "server.log", "--grace-period", "60")
+    video = Background(server.url, request(photo_png, 60), at_step=2)
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    with I2VClient(server.url) as client, pytest.raises(ServerUnavailableError, match="shutting down"):
+        client.generate(request(photo_png, 10))  # refused, retryably, while the one in flight finishes
+    outcome = video.join()
+    assert server.process.wait(timeout=120) == 0
+    assert outcome.get("video"), outcome
+    assert "new requests are refused" in server.process.stdout.read()
+
+
+def test_the_container_entrypoint_drains_before_stopping_nvidias_tritonserver(model_repository, tmp_path, photo_png):
+    """docker/triton-entrypoint.sh around a real tritonserver (the one the embedded launcher would run), as the
+    compose and Kubernetes Triton containers run it: SIGTERM mid-video, the video arrives, a new request is
+    refused retryably meanwhile, and the server exits 0."""
+    from i2v.serving.triton_server import EmbeddedTritonServer, _prepare_backend_dir, _server_env, find_tritonserver
+
+    drain_file = tmp_path / "draining"
+    server = EmbeddedTritonServer(model_repository, env={"I2V_DRAIN_FILE": str(drain_file)})
+    install = find_tritonserver()
+    backends = _prepare_backend_dir(install)
+    env = {**_server_env(install), **server.env, "I2V_METRICS_URL": server.endpoints.metrics_url}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `i2v drain` from this environment
+    entrypoint = Path(__file__).resolve().parents[1] / "docker" / "triton-entrypoint.sh"
+    with open(tmp_path / "server.log", "wb") as log:
+        wrapper = subprocess.Popen(
+            [str(entrypoint), *server.command(install.binary, backends)], env=env, stdout=log, stderr=log
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with I2VClient(server.endpoints.grpc_url) as client:
+                    client.wait_until_ready()
+                break
+            except ServerUnavailableError:
+                assert time.monotonic() < deadline and wrapper.poll() is None, (tmp_path / "server.log").read_text()
+                time.sleep(0.3)
+
+        video = Background(server.endpoints.grpc_url, request(photo_png, 60), at_step=2)
+        wrapper.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while not drain_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with (
+            I2VClient(server.endpoints.grpc_url) as client,
+            pytest.raises(ServerUnavailableError, match="shutting down"),
+        ):
+            client.generate(request(photo_png, 10))
+        outcome = video.join()
+        assert wrapper.wait(timeout=120) == 0
+    finally:
+        if wrapper.poll() is None:
+            wrapper.kill()
+        shutil.rmtree(backends, ignore_errors=True)
+    assert outcome.get("video"), outcome
+
+
+def test_the_sidecar_supervisor_kills_a_broken_server_for_its_orchestrator_to_restart(model_repository, tmp_path):
+    """`i2v supervise` beside a tritonserver it did not start (as in compose and Kubernetes): a dead part makes
+    it kill the server, for the container's restart policy to start again, and exit 75 itself."""
+    from i2v.serving.triton_server import EmbeddedTritonServer
+
+    health = free_ports(1)[0]
+    with EmbeddedTritonServer(model_repository, log_file=tmp_path / "server.log") as server:
+        sidecar = subprocess.Popen(
+            [sys.executable, "-m", "i2v.cli", "supervise", "--url", server.endpoints.grpc_url, "--pid", str(server.pid)]
+            + ["--health-port", str(health), "--metrics-url", server.endpoints.metrics_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            url = f"http://127.0.0.1:{health}/ready"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as response:
+                        if response.status == 200:
+                            break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, sidecar.stdout.read() if sidecar.poll() is not None else ""
+                time.sleep(0.2)
+            stub = next(p for p in _processes() if p["ppid"] == server.pid and "/unet/1/model.py" in p["cmdline"])
+            os.kill(stub["pid"], signal.SIGKILL)
+            assert sidecar.wait(timeout=60) == 75
+            deadline = time.monotonic() + 10
+            while server.is_running() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not server.is_running()  # killed: the restart policy, not this test, would start it again
+        finally:
+            if sidecar.poll() is None:
+                sidecar.kill()
+    assert "restarting the server" in sidecar.stdout.read()
