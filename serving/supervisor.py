@@ -142,6 +142,7 @@ class Supervisor:
         self.restart_grace_s = restart_grace_s  # requests in flight get their error before the server goes
         self.drain_timeout_s = drain_timeout_s
         self.killed = threading.Event()  # set where the server was killed for the orchestrator to restart
+        self.restarting = threading.Event()  # set while it restarts the server (and waits between attempts)
         self.processes: dict[str, int] = {}  # model -> live stubs when it was last seen healthy
         self.python_models: dict[str, bool] = {}
         self.health = Health()
@@ -217,15 +218,25 @@ class Supervisor:
         log.warning("the process of %s died: restarting the server", ", ".join(missing))
         self.processes.clear()
         self.drain(bls_died=MODEL_NAME in missing)
-        try:
-            if self._restart is not None:
-                self._restart()
-            elif pid is not None:
+        if self._restart is None:
+            if pid is not None:
                 os.kill(pid, signal.SIGKILL)  # the container's restart policy starts it again
-                self.killed.set()
-        except Exception as exc:
-            self.health = Health(reachable=False, missing=missing, failures=self.health.failures + 1)
-            log.error("restart %d failed: %s", self.health.failures, exc)
+            self.killed.set()
+            return
+        self.restarting.set()
+        try:
+            for attempt in range(self.max_failures):  # 2, 4, 8 s apart: a model that cannot load will not soon
+                try:
+                    self._restart()
+                    return
+                except Exception as exc:
+                    self.health = Health(reachable=False, missing=missing, failures=attempt + 1)
+                    log.error("restart %d of %d failed: %s", attempt + 1, self.max_failures, exc)
+                    if attempt + 1 < self.max_failures and self._stop.wait(2.0 ** (attempt + 1)):
+                        return
+        finally:
+            self.restarting.clear()
+        # /live is 503 from here; `i2v serve`, whose server is gone, exits with its error for the orchestrator
 
     def drain(self, *, bls_died: bool) -> None:
         """Before the restart, let the requests in flight end: a request that still needs the dead model gets the

@@ -640,7 +640,8 @@ def serve_forever(
             print(f"  health   http://{_client_host(health_host)}:{health_port}/ready, /live, /metrics")
         print(f"  log      {server.log_path}")
         print("Press Ctrl-C to stop.", flush=True)
-        while (server.is_running() or server.restarting) and not requested:
+        recovering = supervisor.restarting.is_set if supervisor is not None else lambda: False
+        while (server.is_running() or server.restarting or recovering()) and not requested:
             time.sleep(0.2)
     except TritonServerError as exc:
         if not requested:

@@ -274,3 +274,22 @@ def test_the_sidecar_supervisor_kills_a_broken_server_for_its_orchestrator_to_re
             if sidecar.poll() is None:
                 sidecar.kill()
     assert "restarting the server" in sidecar.stdout.read()
+
+
+def test_when_restarts_keep_failing_i2v_serve_gives_up_for_the_orchestrator(model_repository, tmp_path, photo_png):
+    """A part that cannot load again (its code broken on disk after start) dies: the server stays not ready
+    while three restarts fail, then `i2v serve` exits non-zero, for its container or service manager to act."""
+    repository = tmp_path / "repository"
+    shutil.copytree(model_repository, repository, symlinks=True)
+    server = ServeProcess(repository, tmp_path / "server.log")
+    (repository / "unet" / "1" / "model.py").write_text("raise RuntimeError('a broken deployment')\n")
+    os.kill(server.stub_of("unet"), signal.SIGKILL)
+    ready = []
+    deadline = time.monotonic() + 90
+    while server.process.poll() is None and time.monotonic() < deadline:
+        ready.append(server.get("/ready")[0])
+        time.sleep(0.2)
+    assert server.process.poll() not in (None, 0), "i2v serve did not give up"
+    assert 503 in ready and 200 not in ready[ready.index(503) :]
+    output = server.process.stdout.read()
+    assert "restart 3 of 3 failed" in output and "a broken deployment" in output
