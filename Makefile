@@ -54,9 +54,9 @@ wheelhouse: $(VENV)/.installed
 gpu-proof:
 	$(GPU_PYTHON) -m pip install -q --no-index --no-deps --upgrade $(WHEELHOUSE)/*.whl
 	@if $(GPU_PYTHON) -c "import pytriton, tritonclient, av" 2>/dev/null; then \
-	  $(GPU_PYTHON) -m pytest -ra -m gpu $(GPU_TESTS); \
+	  $(GPU_PYTHON) -P -m pytest -ra -m gpu $(GPU_TESTS); \
 	else echo "note: GPU serving tests skipped: the wheelhouse has no served part (make wheelhouse SERVED=1)"; fi
-	for grid in $(GPU_GRID); do $(GPU_PYTHON) -m i2v.cli bench --suite gpu --grid $$grid || exit 1; done
+	for grid in $(GPU_GRID); do $(GPU_PYTHON) -P -m i2v.cli bench --suite gpu --grid $$grid || exit 1; done
 
 clean:
 	rm -rf $(VENV) models outputs model_repository/*/ $(WHEELHOUSE)

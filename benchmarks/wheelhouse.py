@@ -56,6 +56,7 @@ def project_wheel(folder: Path) -> Path:
     import tomllib
 
     root = Path(__file__).resolve().parents[1]
+    folder = Path(folder).resolve()  # pip runs in a temporary folder
     project = tomllib.loads((root / "pyproject.toml").read_text())
     with tempfile.TemporaryDirectory(prefix="i2v-wheel-") as work:
         source = Path(work)
