@@ -27,11 +27,13 @@ def add_bench_command(commands, formatter_class: type[argparse.HelpFormatter]) -
     bench.add_argument("--model", default="tiny", help="'tiny', 'full-size-random', a diffusers folder or hub id")
     bench.add_argument(
         "--suite",
-        choices=["gpu"],
+        choices=["gpu", "lora"],
         default=None,
         help="gpu: the GPU proof: the full-size architecture at 512x512x16, 768x768x16, 704x1280x16, 25 steps, "
         f"runners {','.join(GPU_SUITE_RUNNERS)} (served only where {', '.join(SERVED_NEEDS)} are installed), "
-        "results in benchmarks/results/<gpu>-<date>/; with --device cpu a dry run of it on the tiny model",
+        "results in benchmarks/results/<gpu>-<date>/; with --device cpu a dry run of it on the tiny model; "
+        "lora: the UNet part's LoRA swap cost per runtime (first use, switch, back to none) and memory after 50 "
+        "switches (benchmarks/lora_swap.py)",
     )
     bench.add_argument(
         "--grid",
@@ -102,6 +104,12 @@ def run_bench(args: argparse.Namespace) -> int:
     from i2v.model.parts import vae_scale_factor
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if args.suite == "lora":
+        from i2v.benchmarks.lora_swap import measure_lora_swaps
+        from i2v.benchmarks.lora_swap import report as lora_report
+
+        print(lora_report(measure_lora_swaps(load_pipeline(args.model))))
+        return 0
     if args.suite == "gpu":
         apply_gpu_suite(args, device)
     default_runners = "served,torch,diffusers" if device == "cuda" else "served,onnxruntime,torch,diffusers"

@@ -8,6 +8,7 @@ from i2v.client.errors import (
     InvalidInputError,
     OutOfMemoryError,
     OverloadedError,
+    RateLimitedError,
     ServerUnavailableError,
     UnauthorizedError,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "OutOfMemoryError",
     "OverloadedError",
     "Progress",
+    "RateLimitedError",
     "ServerUnavailableError",
     "UnauthorizedError",
 ]

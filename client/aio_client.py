@@ -29,7 +29,7 @@ class AsyncI2VClient(ClientBase):
 
     def __init__(self, url: str = "localhost:8001", **settings):
         super().__init__(url, **settings)
-        self._client = grpcaio.InferenceServerClient(url)
+        self._client = grpcaio.InferenceServerClient(url, ssl=self.tls, root_certificates=self.root_certificates)
 
     async def close(self) -> None:
         await self._client.close()

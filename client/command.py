@@ -14,6 +14,7 @@ from i2v.arguments import add_api_key_argument
 from i2v.params import parameters
 
 URL_ENV = "I2V_TRITON_URL"
+CA_FILE_ENV = "I2V_CA_FILE"
 DEFAULT_URL = "localhost:8001"
 
 METAVARS = {int: "N", float: "X", str: "TEXT"}
@@ -21,6 +22,7 @@ METAVARS = {int: "N", float: "X", str: "TEXT"}
 # Exit codes that mean something to scripts.
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_OVERLOADED, EXIT_CANCELLED = 0, 1, 2, 3, 4, 5
 EXIT_OUT_OF_MEMORY = 6
+EXIT_RATE_LIMITED = 7  # the gateway's limit for this key; the message says when to retry
 
 
 def add_connection_args(parser: argparse.ArgumentParser, *, timeout: bool = True) -> None:
@@ -28,7 +30,13 @@ def add_connection_args(parser: argparse.ArgumentParser, *, timeout: bool = True
     parser.add_argument(
         "--url", default=os.environ.get(URL_ENV, DEFAULT_URL), help=f"Triton gRPC address (env {URL_ENV})"
     )
-    add_api_key_argument(parser, "key for a server that restricts inference and model control")
+    add_api_key_argument(parser, "key for a server that restricts inference and model control, or a gateway's key")
+    parser.add_argument("--tls", action="store_true", help="speak TLS (a gateway's public port)")
+    parser.add_argument(
+        "--ca-file",
+        default=os.environ.get(CA_FILE_ENV),
+        help=f"PEM file of the CA that signed the gateway's certificate; implies --tls (env {CA_FILE_ENV})",
+    )
     if timeout:
         parser.add_argument("--timeout", type=float, default=None, help="seconds before the request is cancelled")
 
@@ -110,6 +118,8 @@ def run_generate(args: argparse.Namespace) -> int:
         return fail(f"server unavailable: {exc}", EXIT_UNAVAILABLE)
     except errors.OverloadedError as exc:
         return fail(f"server overloaded: {exc}", EXIT_OVERLOADED)
+    except errors.RateLimitedError as exc:
+        return fail(str(exc), EXIT_RATE_LIMITED)
     except errors.GenerationCancelledError as exc:
         return fail(f"cancelled: {exc}", EXIT_CANCELLED)
     except errors.OutOfMemoryError as exc:
@@ -139,7 +149,7 @@ def run_batch(args: argparse.Namespace) -> int:
     else:
         raise ValueError(f"batch input not found: {args.batch}")
     failed = 0
-    with I2VClient(args.url, api_key=args.api_key, timeout_s=args.timeout) as client:
+    with I2VClient(args.url, timeout_s=args.timeout, **connection_settings(args)) as client:
         client.wait_until_ready()
         with tqdm(total=len(items), desc="videos", unit="video") as bar:
             for record in batch.run_batch(client, items, args.output_dir):
@@ -164,7 +174,7 @@ def generate_with_progress(args: argparse.Namespace, url: str):
     if not args.image.is_file():
         raise ValueError(f"image file not found: {args.image}")
     request = GenerationRequest.from_file(args.image, **generation_values(args))
-    with I2VClient(url, api_key=getattr(args, "api_key", None), timeout_s=getattr(args, "timeout", None)) as client:
+    with I2VClient(url, timeout_s=getattr(args, "timeout", None), **connection_settings(args)) as client:
         client.wait_until_ready()
         with tqdm(total=None, desc="denoising", unit="step") as bar:
 
@@ -185,7 +195,7 @@ def run_models(args: argparse.Namespace) -> int:
     if args.action != "list" and not args.names:
         return fail(f"name the models to {args.action}", EXIT_INVALID)
     try:
-        with ModelControl(args.url, api_key=args.api_key) as control:
+        with ModelControl(args.url, **connection_settings(args)) as control:
             if args.action == "list":
                 models = control.list()
                 unknown = sorted(set(args.names) - {m.name for m in models})
@@ -204,6 +214,15 @@ def run_models(args: argparse.Namespace) -> int:
     except errors.I2VError as exc:
         return fail(str(exc), EXIT_FAILED)
     return EXIT_OK
+
+
+def connection_settings(args: argparse.Namespace) -> dict:
+    """The key and TLS options of `add_connection_args`, as the clients take them."""
+    return {
+        "api_key": getattr(args, "api_key", None),
+        "tls": getattr(args, "tls", False),
+        "ca_file": getattr(args, "ca_file", None),
+    }
 
 
 def fail(message: str, code: int) -> int:

@@ -7,6 +7,8 @@ look like a server that is down.
 
 from __future__ import annotations
 
+import re
+
 
 class I2VError(Exception):
     """Base class of every client error."""
@@ -37,6 +39,17 @@ class ServerUnavailableError(I2VError):
     restarts by itself); try again later."""
 
     retryable = True
+
+
+class RateLimitedError(I2VError):
+    """The gateway refused the request: the tenant is over its requests per minute or concurrent streams.
+    `retry_after_s` says when one more request will be let in (None when the gateway did not say)."""
+
+    retryable = True
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class UnauthorizedError(I2VError):
@@ -76,6 +89,9 @@ def error_from_server(message: str, status: str | None = None) -> I2VError:
     """The exception a caller can act on, for a Triton error message and its gRPC status code."""
     code = (status or "").rsplit(".", 1)[-1].upper()
     text = message.lower()
+    if text.startswith("rate limit"):  # the gateway's words (i2v.gateway), with RESOURCE_EXHAUSTED
+        retry = re.search(r"retry after (\d+(?:\.\d+)?) s", text)
+        return RateLimitedError(message, float(retry[1]) if retry else None)
     # Triton answers a full queue, and a restricted protocol without the key, with UNAVAILABLE: the
     # message tells these apart from a server that is down.
     if "exceeds maximum queue size" in text:

@@ -106,8 +106,13 @@ class ClientBase:
         api_key: str | None = None,
         model_name: str = MODEL_NAME,
         timeout_s: float | None = None,
+        tls: bool = False,
+        ca_file: str | None = None,
     ):
+        """`tls`: speak TLS (a gateway's public port), trusting `ca_file` (PEM) or else the system's CAs."""
         self.url = url
+        self.tls = tls or bool(ca_file)
+        self.root_certificates = str(ca_file) if ca_file else None
         self.model_name = model_name
         self.timeout_s = timeout_s
         self.headers = {API_KEY_HEADER: api_key} if api_key else None
@@ -125,7 +130,7 @@ class SyncClient(ClientBase):
 
     def __init__(self, url: str = "localhost:8001", **settings):
         super().__init__(url, **settings)
-        self._client = grpcclient.InferenceServerClient(url)
+        self._client = grpcclient.InferenceServerClient(url, ssl=self.tls, root_certificates=self.root_certificates)
 
     def close(self) -> None:
         self._client.close()

@@ -37,6 +37,7 @@ COPY serving ./serving
 COPY export ./export
 COPY benchmarks ./benchmarks
 COPY examples ./examples
+COPY gateway ./gateway
 # the Triton container's entrypoint: drains (i2v drain) before stopping tritonserver
 COPY docker/triton-entrypoint.sh ./docker/triton-entrypoint.sh
 RUN pip install --no-cache-dir ".[server,ui]"

@@ -8,6 +8,10 @@
                   torch        1/model.py (the generic PyTorch runner), 1/weights/ (save_pretrained of its component)
                   tensorrt     1/model.plan (an fp16 engine; `platform: "tensorrt_plan"`, no Python)
   image_encoder/ vae_encoder/ unet/ vae_decoder/   (same shape)
+  unet/1/       also lora_targets.json (the layers a LoRA may adapt) and, for the graph runtimes,
+                lora_base.safetensors (their base weights, merged with a LoRA at serving)
+  i2vgen_xl/loras/  registered LoRA adapters (`i2v lora add`; `i2v.model.lora_registry`), not written by export:
+                inside the BLS's folder, which Triton does not poll as a model
 ```
 Each `1/model.py` is a two-line module importing the real model class from the installed `i2v.serving`
 package, so the Python backend runs the same, tested code that the package ships. The BLS is the same for
@@ -21,11 +25,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from string import Template
 
+from i2v.export.lora_initializers import write_lora_files
 from i2v.export.memory_plan import cuda_memory_pool_bytes
 from i2v.export.options import DEFAULT_MAX_QUEUE_SIZE
 from i2v.export.profiles import DEFAULT_SUPPORTED_SHAPES, OptimizationProfile, config_dims, part_profiles
 from i2v.export.sources import model_id, serving_defaults
 from i2v.model.info import RUNTIMES, ModelInfo, SupportedShapes
+from i2v.model.lora import lora_targets
+from i2v.model.lora_registry import write_targets
 from i2v.model.modules import WEIGHTS_DIR, save_part_weights
 from i2v.model.parts import PartSpec, size_multiple, specs_for_pipeline, vae_scale_factor
 from i2v.params import MODEL_NAME, TRITON_CONFIG_TYPES, GenerationParams, model_defaults, parameters
@@ -34,9 +41,9 @@ TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_
 
 # What each runtime puts in a part's version folder; write_model_repository removes the others' leftovers.
 PART_ARTIFACTS = {
-    "onnxruntime": ("model.py", "model.onnx"),
+    "onnxruntime": ("model.py", "model.onnx", "lora_base.safetensors"),
     "torch": ("model.py", "weights"),
-    "tensorrt": ("model.plan",),
+    "tensorrt": ("model.plan", "lora_base.safetensors"),
 }
 
 
@@ -130,11 +137,23 @@ def write_model_repository(
             compile_mode = torch_compile if runtime == "torch" and spec.compiled else "none"
             config = part_config(spec, runtime, instance_kind, torch_dtype, compile_mode, default_request_dims(info))
         (repository / name / "config.pbtxt").write_text(config)
+        if name == "unet":
+            write_lora_targets(pipe, onnx_paths, version, runtime)
 
     version = write_bls_pipeline(pipe, repository, info=info)
     (version / "model.py").write_text(_shim("i2v.serving.bls", "I2VGen-XL BLS: the whole generation loop"))
     (repository / MODEL_NAME / "config.pbtxt").write_text(bls_config(max_queue_size, instance_kind, info.defaults))
     return repository
+
+
+def write_lora_targets(pipe, onnx_paths: Mapping[str, Path] | None, version: Path, runtime: str) -> None:
+    """What a LoRA may adapt on this UNet (`lora_targets.json`): every linear and convolution layer for the
+    torch runtime (PEFT wraps the modules); for a graph, the layers whose weights the graph holds, with their
+    base weights beside them for the merge (`i2v.export.lora_initializers`)."""
+    if runtime == "torch":
+        write_targets(version, lora_targets(pipe.unet))
+    elif onnx_paths and "unet" in onnx_paths:
+        write_lora_files(Path(onnx_paths["unet"]), pipe.unet, version)
 
 
 def write_bls_pipeline(

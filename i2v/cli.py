@@ -4,9 +4,11 @@
 |---|---|
 | `export` | `i2v.export.command` |
 | `serve` | `i2v.serving.command` |
+| `lora` | `i2v.serving.lora_command` |
 | `generate`, `models` | `i2v.client.command` |
 | `ui` | `i2v.ui.command` |
 | `bench` | `i2v.benchmarks.command` |
+| `gateway` | `i2v.gateway.command` |
 | `demo` | here: export the tiny model, start Triton, generate through gRPC |
 
 Heavy imports (torch, diffusers, tritonserver, gradio) happen inside the subcommands, so `i2v generate` works on
@@ -24,9 +26,11 @@ from i2v.benchmarks.command import add_bench_command
 from i2v.client.command import EXIT_OK, add_client_commands, add_generation_args, generate_with_progress
 from i2v.examples import LIGHTHOUSE_PROMPT, lighthouse_image
 from i2v.export.command import add_export_command
+from i2v.gateway.command import add_gateway_command
 from i2v.model.info import DEFAULT_REPOSITORY
 from i2v.params import MODEL_NAME
 from i2v.serving.command import add_serve_command
+from i2v.serving.lora_command import add_lora_command
 from i2v.ui.command import add_ui_command
 
 
@@ -41,10 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     add_export_command(commands, DefaultsFormatter)
     add_serve_command(commands, DefaultsFormatter)
+    add_lora_command(commands, DefaultsFormatter)
     add_client_commands(commands, DefaultsFormatter)
     add_demo_command(commands, DefaultsFormatter)
     add_ui_command(commands, DefaultsFormatter)
     add_bench_command(commands, DefaultsFormatter)
+    add_gateway_command(commands, DefaultsFormatter)
     return parser
 
 

@@ -19,6 +19,9 @@ from typing import Any
 MODEL_NAME = "i2vgen_xl"
 # The gRPC metadata key that carries the server's API key (Triton's restricted protocols; HTTP: `api-key`).
 API_KEY_HEADER = "triton-grpc-protocol-api-key"
+# The header the gateway (`i2v.gateway`) sets to the caller's tenant; Triton forwards it to the model as a request
+# parameter (`--grpc-header-forward-pattern`), and the BLS records it in its request log.
+TENANT_HEADER = "i2v-tenant"
 
 # Named resolutions (height, width): the square and 16:9 shapes the TensorRT profiles cover.
 RESOLUTION_PRESETS: dict[str, tuple[int, int]] = {
@@ -230,11 +233,45 @@ PARAMETERS: tuple[Parameter, ...] = (
         ui_step=1,
     ),
     Parameter(
+        "lora",
+        str,
+        "BYTES",
+        "",
+        "a LoRA adapter registered on the server (i2v lora list); empty: the base model",
+        max_length=64,
+        model_default=False,
+        label="LoRA",
+        ui=None,  # not on the page yet: its dropdown must be filled from the server's registry
+    ),
+    Parameter(
+        "lora_scale",
+        float,
+        "FP32",
+        1.0,
+        "how strongly the LoRA applies (0: not at all, 1: as trained)",
+        range=(0.0, 2.0),
+        model_default=False,
+        label="LoRA scale",
+        ui=None,  # with the LoRA dropdown
+        ui_step=0.05,
+    ),
+    Parameter(
         "return_frames",
         bool,
         "BOOL",
         False,
         "also return the raw uint8 frames [frames, height, width, 3]",
+        model_default=False,
+        flag=None,
+    ),
+    Parameter(
+        "encoding",
+        str,
+        "BYTES",
+        "binary",
+        "how the image comes and the video goes: base64 text (or a data: URI) for JSON over HTTP (Triton's "
+        "generate_stream, whose JSON strings cannot carry raw bytes)",
+        choices=("binary", "base64"),
         model_default=False,
         flag=None,
     ),

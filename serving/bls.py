@@ -8,6 +8,7 @@ an error naming the problem; the model keeps serving the next one.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
@@ -16,13 +17,15 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
+from i2v.model.lora_registry import LoraRegistryError, file_version, lora_dir, resolve
 from i2v.model.parts import OUTPUT_NAMES
-from i2v.params import GenerationParams, InvalidParameterError, parameters
+from i2v.params import TENANT_HEADER, GenerationParams, InvalidParameterError, parameters
 from i2v.serving.admission import OUT_OF_MEMORY, check_memory
 from i2v.serving.drain import draining
 from i2v.serving.generator import GenerationCancelled, VideoGenerator
+from i2v.serving.lora_runtime import LoraChoice
 from i2v.serving.metrics import BlsMetrics
-from i2v.serving.preprocess import InvalidImageError, decode_image
+from i2v.serving.preprocess import InvalidImageError, decode_image, image_from_base64
 from i2v.serving.request import read_parameters
 from i2v.serving.request_log import RequestLog
 from i2v.serving.stub import use_utf8_text
@@ -56,6 +59,8 @@ class TritonPythonModel:
         self.generator = VideoGenerator(pipeline_dir, run_part=self.run_part, device=self.device)
         self.metrics = BlsMetrics(args["model_name"])
         self.request_log = RequestLog()
+        self.lora_folder = lora_dir(Path(args["model_repository"]).parent)  # the registry, read per request
+        self.part_parameters: dict[str, dict[str, str]] = {}  # this request's parameters for a part (its LoRA)
 
     def execute(self, requests):
         for request in requests:
@@ -73,10 +78,11 @@ class TritonPythonModel:
         finds its request in the metrics and the request log.
         """
         sender = request.get_response_sender()
-        record: dict = {}
+        record: dict = {"tenant": _tenant(request)}
         final = None
         try:
-            final, record = self.generate(request, sender)
+            final, generated = self.generate(request, sender)
+            record.update(generated)
             outcome = "ok"
         except Exception as exc:  # every failure is answered; the server keeps serving
             final, outcome, record["error"] = failure(exc, request.request_id() or "without id")
@@ -97,6 +103,8 @@ class TritonPythonModel:
         if image_bytes is None:
             raise InvalidImageError("image is required: send the bytes of a PNG, JPEG or WebP file")
         params = self.read_params(request)
+        if params.encoding == "base64":
+            image_bytes = image_from_base64(image_bytes)
         image = decode_image(image_bytes)
         check_memory(self.generator.info, params, self.device)  # refused before any part runs
 
@@ -105,7 +113,12 @@ class TritonPythonModel:
             sender.send(pb_utils.InferenceResponse(output_tensors=[progress]))
             self.metrics.steps.increment(1)
 
-        video = self.generator(image, params, on_step=on_step, is_cancelled=request.is_cancelled)
+        lora = self.choose_lora(params)
+        self.part_parameters = {"unet": lora.to_parameters()} if lora else {}
+        try:
+            video = self.generator(image, params, on_step=on_step, is_cancelled=request.is_cancelled)
+        finally:
+            self.part_parameters = {}
         encode_start = time.perf_counter()
         mp4 = encode_mp4(video.frames, fps=params.fps)
         timings = {**video.timings, "mp4_encode": time.perf_counter() - encode_start}
@@ -120,8 +133,9 @@ class TritonPythonModel:
             "width": int(video.frames.shape[2]),
             "timings": {k: round(v, 6) for k, v in timings.items()},
         }
+        sent = base64.b64encode(mp4) if params.encoding == "base64" else mp4  # JSON over HTTP carries text only
         outputs = [
-            pb_utils.Tensor("video", np.array([mp4], dtype=np.object_)),
+            pb_utils.Tensor("video", np.array([sent], dtype=np.object_)),
             pb_utils.Tensor("metadata", np.array([json.dumps(metadata).encode()], dtype=np.object_)),
         ]
         if params.return_frames:
@@ -139,10 +153,22 @@ class TritonPythonModel:
         info = self.generator.info
         return read_parameters(arrays, info.defaults, info.size_multiple)
 
+    def choose_lora(self, params: GenerationParams) -> LoraChoice | None:
+        """The request's adapter, resolved once so every step uses the same file; an unknown name is an invalid
+        input listing the registered ones."""
+        if not params.lora:
+            return None
+        try:
+            path = resolve(self.lora_folder, params.lora)
+            return LoraChoice(params.lora, file_version(path), params.lora_scale)
+        except (LoraRegistryError, FileNotFoundError) as exc:
+            raise InvalidParameterError(str(exc)) from None
+
     def run_part(self, name: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One BLS call; tensors stay on the GPU when there is one (DLPack), else go as numpy."""
+        extra = {"parameters": self.part_parameters[name]} if name in self.part_parameters else {}
         request = pb_utils.InferenceRequest(
-            model_name=name, requested_output_names=list(OUTPUT_NAMES[name]), inputs=to_triton(inputs)
+            model_name=name, requested_output_names=list(OUTPUT_NAMES[name]), inputs=to_triton(inputs), **extra
         )
         response = request.exec()
         if response.has_error():
@@ -184,6 +210,14 @@ def _torch_out_of_memory(exc: Exception) -> bool:
         return False
     torch.cuda.empty_cache()
     return True
+
+
+def _tenant(request) -> str | None:
+    """The gateway's tenant of this request (a header Triton forwards as a parameter); None when sent directly."""
+    try:
+        return json.loads(request.parameters() or "{}").get(TENANT_HEADER) or None
+    except (ValueError, AttributeError):
+        return None
 
 
 def _read_bytes(request, name: str) -> bytes | None:

@@ -16,9 +16,12 @@ from pathlib import Path
 import onnxruntime as ort
 
 
-def open_session(path: Path) -> ort.InferenceSession:
-    """A CPU session for one part's graph; `I2V_ORT_THREADS` caps its intra-op threads (0: one per core)."""
+def open_session(path: Path, initializers: dict[str, ort.OrtValue] | None = None) -> ort.InferenceSession:
+    """A CPU session for one part's graph; `I2V_ORT_THREADS` caps its intra-op threads (0: one per core).
+    `initializers` replace the graph's weights of those names (a merged LoRA); the caller keeps them alive."""
     options = ort.SessionOptions()
+    for name, value in (initializers or {}).items():
+        options.add_initializer(name, value)
     threads = int(os.environ.get("I2V_ORT_THREADS", "0"))
     if threads:
         options.intra_op_num_threads = threads

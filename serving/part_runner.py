@@ -22,6 +22,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from i2v.model.info import PYTHON_BACKEND_RUNTIMES
+from i2v.model.lora_registry import LORA_TARGETS_FILE, lora_dir
 from i2v.serving.admission import OUT_OF_MEMORY
 from i2v.serving.stub import use_utf8_text
 
@@ -29,19 +30,25 @@ from i2v.serving.stub import use_utf8_text
 class OnnxRuntimePart:
     """One ONNX graph in an ONNX Runtime session (CPU)."""
 
-    def __init__(self, version: Path, output_names: list[str]) -> None:
+    def __init__(self, version: Path, output_names: list[str], lora_files=None) -> None:
         from i2v.serving.onnxruntime_session import open_session
 
         self.output_names = output_names
         self.path = version / "model.onnx"
         self.session = open_session(self.path)
+        self.loras = None
+        if lora_files is not None:
+            from i2v.serving.lora_runtime import OnnxLoraSessions
 
-    def __call__(self, inputs: list) -> list:
+            self.loras = OnnxLoraSessions(version, lora_files, open_session)
+
+    def __call__(self, inputs: list, lora=None) -> list:
         from i2v.serving.onnxruntime_session import open_session
 
         feeds = {t.name(): np.ascontiguousarray(t.as_numpy()) for t in inputs}
+        session = self.session if lora is None else self.loras.session(lora)
         try:
-            results = self.session.run(self.output_names, feeds)
+            results = session.run(self.output_names, feeds)
         except Exception as exc:  # ONNX Runtime raises one type for every failure; its words say which
             if "Failed to allocate memory" not in str(exc):
                 raise
@@ -54,7 +61,9 @@ class OnnxRuntimePart:
 class TorchPart:
     """The part's PyTorch module, on this instance's GPU in `TORCH_DTYPE` or on the CPU in fp32."""
 
-    def __init__(self, name: str, version: Path, output_names: list[str], args: dict, parameters: dict) -> None:
+    def __init__(
+        self, name: str, version: Path, output_names: list[str], args: dict, parameters: dict, lora_files=None
+    ) -> None:
         import torch
 
         from i2v.model.modules import DTYPES, WEIGHTS_DIR, compile_part, load_part_module
@@ -70,8 +79,13 @@ class TorchPart:
         self.name, self.compile_mode = name, parameters.get("TORCH_COMPILE", "none")
         self.module = compile_part(module, self.compile_mode)
         self.calls = 0
+        self.adapters = None
+        if lora_files is not None:  # PEFT wraps the UNet's own layers; the compiled module shares them
+            from i2v.serving.lora_runtime import PeftAdapters
 
-    def __call__(self, inputs: list) -> list:
+            self.adapters = PeftAdapters(module.unet, lora_files)
+
+    def __call__(self, inputs: list, lora=None) -> list:
         import time
 
         import torch
@@ -80,6 +94,8 @@ class TorchPart:
         from i2v.serving.tensors import to_torch, to_triton
 
         start = time.perf_counter()
+        if self.adapters is not None:
+            self.adapters.select(lora)
         try:
             results = run_part_module(self.module, [to_torch(t, self.device) for t in inputs], self.dtype)
         except torch.OutOfMemoryError:
@@ -111,10 +127,16 @@ class TritonPythonModel:
         parameters = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         runtime = parameters.get("RUNTIME", "onnxruntime")
         version = Path(args["model_repository"]) / args["model_version"]
+        lora_files = None
+        if (version / LORA_TARGETS_FILE).is_file():  # the UNet: LoRA adapters per request
+            from i2v.serving.lora_runtime import AdapterFiles
+
+            lora_files = AdapterFiles(lora_dir(Path(args["model_repository"]).parent))
+        self.lora = lora_files is not None
         if runtime == "onnxruntime":
-            self.part = OnnxRuntimePart(version, output_names)
+            self.part = OnnxRuntimePart(version, output_names, lora_files)
         elif runtime == "torch":
-            self.part = TorchPart(self.model_name, version, output_names, args, parameters)
+            self.part = TorchPart(self.model_name, version, output_names, args, parameters, lora_files)
         else:
             choices = ", ".join(PYTHON_BACKEND_RUNTIMES)
             raise ValueError(f"{self.model_name}: RUNTIME must be one of {choices}, got {runtime!r}")
@@ -129,11 +151,21 @@ class TritonPythonModel:
                     if tensor is None:
                         raise ValueError(f"{self.model_name}: missing input '{name}'")
                     inputs.append(tensor)
-                responses.append(pb_utils.InferenceResponse(output_tensors=self.part(inputs)))
+                lora = self.requested_lora(request)
+                responses.append(pb_utils.InferenceResponse(output_tensors=self.part(inputs, lora)))
             except Exception as exc:  # one bad request must not take the model down
                 error = pb_utils.TritonError(f"{self.model_name}: {type(exc).__name__}: {exc}")
                 responses.append(pb_utils.InferenceResponse(error=error))
         return responses
+
+    def requested_lora(self, request):
+        """The LoRA the BLS passed with this call (`i2v.serving.lora_runtime`), or None for the base model."""
+        from i2v.serving.lora_runtime import LoraChoice
+
+        choice = LoraChoice.from_parameters(request.parameters())
+        if choice is not None and not self.lora:
+            raise ValueError(f"{self.model_name}: this part takes no LoRA adapters (no {LORA_TARGETS_FILE})")
+        return choice
 
     def finalize(self) -> None:
         if hasattr(self.part, "close"):

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import warnings
 
@@ -18,6 +20,18 @@ MIN_IMAGE_SIDE = 8
 
 class InvalidImageError(ValueError):
     """The image bytes are missing, corrupt, or of a size the server refuses."""
+
+
+def image_from_base64(text: bytes) -> bytes:
+    """The image bytes of base64 text or a `data:image/...;base64,` URI (the `encoding: base64` requests)."""
+    if text[:5].lower() == b"data:":
+        header, _, text = text.partition(b",")
+        if not header.lower().endswith(b";base64"):
+            raise InvalidImageError("image is a data: URI without ';base64': send data:image/png;base64,...")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidImageError("image is not valid base64 (encoding is base64): send base64 of the file") from None
 
 
 def decode_image(data: bytes) -> Image.Image:

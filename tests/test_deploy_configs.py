@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import argparse
 import ast
 import copy
 import importlib.util
@@ -43,6 +44,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "docker" / "triton.Dockerfile"
+GATEWAY_DOCKERFILE = ROOT / "docker" / "gateway.Dockerfile"
 DEPLOY = ROOT / "deploy"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
@@ -277,7 +279,12 @@ REQUIRED_ENV = {
     "I2V_API_KEY": "k" * 32,
     "GRAFANA_ADMIN_PASSWORD": "p" * 16,
     "I2V_ALERT_WEBHOOK_URL_FILE": "/etc/i2v/hook",
+    "I2V_GATEWAY_TENANTS_FILE": "/etc/i2v/tenants.json",
+    "I2V_GATEWAY_TLS_DIR": "/etc/i2v/gateway-tls",
 }
+# Compose refuses to start without these files: no key, no deployment; no webhook, no alerts; no tenants or
+# certificate, no gateway.
+REQUIRED_FILES = ("I2V_ALERT_WEBHOOK_URL_FILE", "I2V_GATEWAY_TENANTS_FILE", "I2V_GATEWAY_TLS_DIR")
 
 
 def test_compose_file_is_valid_against_the_compose_specification(compose, compose_validator):
@@ -290,7 +297,9 @@ def test_compose_file_is_valid_against_the_compose_specification(compose, compos
         in resolved["services"]["triton"]["command"]
     )
     assert resolved["secrets"]["alert-webhook-url"]["file"] == "/etc/i2v/hook"
-    for missing in ("I2V_API_KEY", "I2V_ALERT_WEBHOOK_URL_FILE"):  # no key, no deployment; no webhook, no alerts
+    assert resolved["secrets"]["gateway-tenants"]["file"] == "/etc/i2v/tenants.json"
+    assert "/etc/i2v/gateway-tls:/etc/i2v-gateway-tls:ro" in resolved["services"]["gateway"]["volumes"]
+    for missing in ("I2V_API_KEY", *REQUIRED_FILES):
         with pytest.raises(KeyError, match=missing):
             interpolate(compose, {name: value for name, value in REQUIRED_ENV.items() if name != missing})
 
@@ -317,7 +326,7 @@ def test_docker_compose_loads_the_file_as_deployed():
     assert result.returncode == 0, result.stderr
     project = json.loads(result.stdout)
     services = project["services"]
-    assert set(services) == {"export", "triton", "supervisor", "ui", "prometheus", "alertmanager", "grafana"}
+    assert set(services) == COMPOSE_SERVICES
     triton = services["triton"]
     assert int(triton["shm_size"]) >= 2 * 1024**3  # bytes, as Compose parsed "2gb"
     assert "--grpc-restricted-protocol=inference,model-repository:api-key=the-key" in triton["command"]
@@ -330,26 +339,36 @@ def test_docker_compose_loads_the_file_as_deployed():
     assert project["secrets"][secret["source"]]["file"] == "/etc/i2v/hook"
     export = " ".join(services["export"]["command"])
     assert export.startswith("i2v export --model ali-vilab/i2vgen-xl --output /models")
+    (tenants,) = services["gateway-config"]["secrets"]
+    assert project["secrets"][tenants["source"]]["file"] == "/etc/i2v/tenants.json"
+    assert tenants["target"] == "/run/secrets/gateway-tenants"
+    assert services["gateway-config"]["environment"]["I2V_API_KEY"] == "the-key"
+    assert services["gateway"]["depends_on"]["gateway-config"]["condition"] == "service_completed_successfully"
 
 
 @needs_docker_compose
-@pytest.mark.parametrize("missing", ["I2V_API_KEY", "I2V_ALERT_WEBHOOK_URL_FILE"])
-def test_docker_compose_refuses_to_start_without_the_api_key_or_the_webhook(missing):
+@pytest.mark.parametrize("missing", ["I2V_API_KEY", *REQUIRED_FILES])
+def test_docker_compose_refuses_to_start_without_the_api_key_the_webhook_or_the_gateways_files(missing):
     result = docker_compose_config({name: value for name, value in REQUIRED_ENV.items() if name != missing})
     assert result.returncode != 0
     assert missing in result.stderr
 
 
-def test_compose_has_the_export_triton_supervisor_ui_prometheus_alertmanager_and_grafana_services(compose):
-    assert set(compose["services"]) == {
-        "export",
-        "triton",
-        "supervisor",
-        "ui",
-        "prometheus",
-        "alertmanager",
-        "grafana",
-    }
+COMPOSE_SERVICES = {
+    "export",
+    "gateway-config",
+    "gateway",
+    "triton",
+    "supervisor",
+    "ui",
+    "prometheus",
+    "alertmanager",
+    "grafana",
+}
+
+
+def test_compose_has_the_gateway_export_triton_supervisor_ui_and_monitoring_services(compose):
+    assert set(compose["services"]) == COMPOSE_SERVICES
 
 
 def test_every_image_is_pinned_to_a_version(compose):
@@ -358,13 +377,20 @@ def test_every_image_is_pinned_to_a_version(compose):
         assert image, f"service {name} names no image"
         repository, _, tag = image.rpartition(":")
         assert repository and tag and tag != "latest" and "/" not in tag, f"service {name}: {image!r} is not pinned"
-    # The built services share one image, built from the Dockerfile, whose base is pinned too.
+    # The i2v services share one image, built from the Dockerfile, whose base is pinned too; the gateway is
+    # nginx on a pinned Debian.
     built = {name: s for name, s in compose["services"].items() if "build" in s}
-    assert set(built) == {"export", "triton", "supervisor", "ui"}
-    assert len({s["image"] for s in built.values()}) == 1
-    dockerfile = ROOT / compose["services"]["triton"]["build"]["dockerfile"]
-    base = re.search(r"^FROM\s+(\S+)", dockerfile.read_text(), re.MULTILINE).group(1)
-    assert re.fullmatch(r"nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-py3", base), base
+    serving = {name for name, s in built.items() if s["build"]["dockerfile"] == "docker/triton.Dockerfile"}
+    assert serving == {"export", "triton", "supervisor", "ui", "gateway-config"}
+    assert len({built[name]["image"] for name in serving}) == 1
+    assert set(built) - serving == {"gateway"}
+    for name, base_pattern in (
+        ("triton", r"nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-py3"),
+        ("gateway", r"debian:\d+\.\d+-slim"),
+    ):
+        dockerfile = ROOT / compose["services"][name]["build"]["dockerfile"]
+        base = re.search(r"^FROM\s+(\S+)", dockerfile.read_text(), re.MULTILINE).group(1)
+        assert re.fullmatch(base_pattern, base), base
 
 
 def test_the_image_copies_every_package_folder(compose):
@@ -420,7 +446,7 @@ def test_ui_reaches_triton_over_grpc_with_the_key_once_triton_is_healthy(compose
     assert ui["environment"]["I2V_TRITON_URL"] == "triton:8001"
     assert ui["environment"]["I2V_API_KEY"].startswith("${I2V_API_KEY")
     assert ui["depends_on"]["triton"]["condition"] == "service_healthy"
-    assert ui["ports"] == ["7860:7860"]
+    assert ui["ports"] == ["127.0.0.1:7860:7860"]  # it sends Triton's key for whoever opens it
 
 
 def test_monitoring_services_mount_the_deploy_files(compose):
@@ -492,6 +518,156 @@ def test_alertmanager_in_compose_reads_the_webhook_url_from_a_secret_file(compos
     assert compose["secrets"]["alert-webhook-url"]["file"].startswith("${I2V_ALERT_WEBHOOK_URL_FILE:?")
     # Compose mounts a short-syntax secret at /run/secrets/<name>: the receiver's url_file.
     assert webhook_url_files() == ["/run/secrets/alert-webhook-url"]
+
+
+# -- the gateway, the public entry in both deployments ---------------------------------------------------
+
+
+def gateway_render_args(command: list[str]) -> argparse.Namespace:
+    """`i2v gateway render`'s arguments, parsed by the real command line."""
+    from i2v.cli import build_parser
+
+    assert command[:3] == ["i2v", "gateway", "render"], command
+    return build_parser().parse_args(command[1:])
+
+
+def compose_mounts(service: dict) -> dict[str, str]:
+    """A compose service's mounts, target -> source (a source may be `${VAR:?message}`, colons and all)."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, _, target = volume.removesuffix(":ro").rpartition(":")
+        mounts[target] = source
+    return mounts
+
+
+def gateway_image_config_folder() -> Path:
+    """Where the gateway image's nginx reads its configuration (the Dockerfile's CMD)."""
+    from i2v.gateway.nginx_config import CONFIG_NAME
+
+    found = re.search(rf"-c (\S+)/{re.escape(CONFIG_NAME)}\b", GATEWAY_DOCKERFILE.read_text())
+    assert found, f"{GATEWAY_DOCKERFILE} must run nginx -c FOLDER/{CONFIG_NAME}"
+    return Path(found.group(1))
+
+
+def test_the_gateway_image_is_debians_nginx_with_njs_where_the_rendered_config_loads_it():
+    from i2v.gateway.nginx_config import JS_MODULE, GatewaySettings
+
+    dockerfile = GATEWAY_DOCKERFILE.read_text()
+    assert re.search(r"apt-get install .*\bnginx libnginx-mod-http-js\b", dockerfile)
+    assert "STOPSIGNAL SIGQUIT" in dockerfile  # graceful: streams in flight finish
+    # nginx creates the temp folders for request bodies, not their parent: the container does, at each start
+    # (in Kubernetes /tmp is an emptyDir).
+    temp_dir = GatewaySettings.__dataclass_fields__["temp_dir"].default
+    assert f"mkdir -p {temp_dir} && exec nginx " in dockerfile
+    # Where this machine is Debian with the package (as the image is), the package's files include JS_MODULE.
+    dpkg = shutil.which("dpkg-query")
+    listed = subprocess.run([dpkg, "-L", "libnginx-mod-http-js"], capture_output=True, text=True) if dpkg else None
+    if listed is not None and listed.returncode == 0:
+        assert JS_MODULE in listed.stdout.split()
+
+
+def test_compose_gateway_renders_the_tenants_secret_and_triton_key_and_serves_them_with_tls(compose):
+    services = compose["services"]
+    render, gateway = services["gateway-config"], services["gateway"]
+    args = gateway_render_args(render["command"])
+    # The tenants file: the compose secret (mounted at /run/secrets/NAME), from the operator's file.
+    (secret,) = render["secrets"]
+    assert args.tenants == Path("/run/secrets") / secret
+    assert compose["secrets"][secret]["file"].startswith("${I2V_GATEWAY_TENANTS_FILE:?")
+    assert render["environment"]["I2V_API_KEY"].startswith("${I2V_API_KEY:?")  # Triton's key, sent upstream
+    # Rendered into a named volume, which the gateway mounts read-only where its image's nginx reads it.
+    volume = compose_mounts(render)[str(args.output)]
+    assert volume in compose["volumes"]
+    assert f"{volume}:{args.output}:ro" in gateway["volumes"]
+    assert args.output == gateway_image_config_folder()
+    assert gateway["depends_on"]["gateway-config"]["condition"] == "service_completed_successfully"
+    # TLS on both ports: the certificate and key from the operator's folder, mounted in the gateway.
+    tls_folder = Path(args.tls_cert).parent
+    assert Path(args.tls_key).parent == tls_folder
+    assert compose_mounts(gateway)[str(tls_folder)].startswith("${I2V_GATEWAY_TLS_DIR:?")
+    # Upstream: Triton's gRPC and HTTP on the compose network; published: the ports nginx listens on.
+    assert (args.triton_grpc, args.triton_http) == ("triton:8001", "triton:8000")
+    listening = {args.grpc_listen.rpartition(":")[2], args.http_listen.rpartition(":")[2]}
+    assert {port.rpartition(":")[2] for port in gateway["ports"]} == listening
+    assert gateway["stop_grace_period"] == services["triton"]["stop_grace_period"]  # streams finish first
+
+
+def test_only_the_gateway_and_grafana_publish_ports_beyond_localhost(compose):
+    """Tenants reach Triton through the gateway only: Triton's gRPC and HTTP (its own key), the UI (which sends
+    that key for whoever opens it) and the unauthenticated ports listen on 127.0.0.1; Grafana has its login."""
+    public = {
+        name: [port for port in service.get("ports", []) if not port.startswith("127.0.0.1:")]
+        for name, service in compose["services"].items()
+    }
+    assert {name for name, ports in public.items() if ports} == {"gateway", "grafana"}
+    assert {port.split(":")[-1] for port in compose["services"]["triton"]["ports"]} == {"8000", "8001", "8002", "8003"}
+
+
+def test_triton_forwards_the_tenant_header_the_gateway_sets_in_compose_and_kubernetes(compose):
+    """The gateway names the tenant in a header; Triton passes it to the BLS, whose request log records it."""
+    from i2v.gateway.nginx_config import GatewaySettings, render
+    from i2v.params import TENANT_HEADER
+
+    flags = [f"--grpc-header-forward-pattern={TENANT_HEADER}", f"--http-header-forward-pattern={TENANT_HEADER}"]
+    assert [arg for arg in compose["services"]["triton"]["command"] if "header-forward" in arg] == flags
+    assert [arg for arg in pod_container(triton_pod(), "triton")["args"] if "header-forward" in arg] == flags
+    config = render([], GatewaySettings("triton:8001", "triton:8000"))
+    assert f"grpc_set_header {TENANT_HEADER} $tenant;" in config
+    assert f"proxy_set_header {TENANT_HEADER} $tenant;" in config
+
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
+
+
+@pytest.mark.skipif(
+    NGINX is None or shutil.which("openssl") is None, reason="needs nginx, its njs module and openssl (apt-get)"
+)
+@pytest.mark.parametrize("deployment", ["compose", "kubernetes"])
+def test_nginx_accepts_the_configuration_each_deployment_renders(deployment, compose, tmp_path, monkeypatch):
+    """The deployment's own `i2v gateway render` command, its container paths mapped to files here (a tenant, a
+    self-signed certificate) and Triton to loopback, then `nginx -t` on what it wrote."""
+    from i2v.cli import main
+    from i2v.gateway.nginx_config import CONFIG_NAME, JS_MODULE, GatewaySettings
+    from i2v.gateway.tenants import add_tenant
+
+    if not Path(JS_MODULE).is_file():
+        pytest.skip(f"nginx's njs module is not at {JS_MODULE} (apt-get install libnginx-mod-http-js)")
+    if deployment == "compose":
+        command = compose["services"]["gateway-config"]["command"]
+    else:
+        (render,) = only("Deployment", "i2v-gateway")["spec"]["template"]["spec"]["initContainers"]
+        command = render["command"]
+    args = gateway_render_args(command)
+    add_tenant(tmp_path / "tenants.json", "alice")
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
+        + ["-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    here = {
+        str(args.tenants): str(tmp_path / "tenants.json"),
+        str(args.output): str(tmp_path / "out"),
+        args.tls_cert: str(cert),
+        args.tls_key: str(key),
+        args.triton_grpc: "127.0.0.1:" + args.triton_grpc.rpartition(":")[2],
+        args.triton_http: "127.0.0.1:" + args.triton_http.rpartition(":")[2],
+    }
+    monkeypatch.setenv("I2V_API_KEY", "triton-key")
+    assert main([here.get(arg, arg) for arg in command[1:]]) == 0
+    config = tmp_path / "out" / CONFIG_NAME
+    assert "ssl_certificate " + str(cert) in config.read_text()
+    # The temp folder's parent, which the image's start creates (test above), here in tmp_path.
+    temp_dir = GatewaySettings.__dataclass_fields__["temp_dir"].default
+    config.write_text(config.read_text().replace(f" {temp_dir}/", f" {tmp_path}/"))
+    result = subprocess.run(
+        [NGINX, "-t", "-p", str(tmp_path / "out"), "-c", str(config), "-e", "stderr"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
 
 
 # -- the image and the GPU settings both deployments share -----------------------------------------------
@@ -1232,9 +1408,12 @@ def test_kustomization_applies_the_manifests_but_never_the_placeholder_secret():
     assert all((KUBERNETES / name).is_file() for name in resources)
     on_purpose_left_out = {"secret.yaml", "export-job.yaml"}
     assert resources == {path.name for path in kubernetes_objects()} - on_purpose_left_out
-    (image,) = kustomization["images"]
+    serving, gateway = (image["name"] for image in kustomization["images"])
     for container in triton_pod()["containers"]:  # Triton and its supervisor: the one image
-        assert container["image"].startswith(image["name"] + ":")
+        assert container["image"].startswith(serving + ":")
+    gateway_pod = only("Deployment", "i2v-gateway")["spec"]["template"]["spec"]
+    assert [c["image"].rpartition(":")[0] for c in gateway_pod["initContainers"]] == [serving]  # it renders
+    assert [c["image"].rpartition(":")[0] for c in gateway_pod["containers"]] == [gateway]
     assert CLUSTER_PROMETHEUS not in kubernetes_objects()  # merged into the cluster's Prometheus, not applied
 
 
@@ -1321,6 +1500,73 @@ def test_service_exposes_grpc_http_metrics_and_the_supervisor_of_the_triton_pods
     for port in (8002, 8003):  # no auth on either: only from the monitoring namespace
         rules = [rule for rule in policy["spec"]["ingress"] if any(p["port"] == port for p in rule["ports"])]
         assert rules and all(rule.get("from") for rule in rules), port
+
+
+def test_kubernetes_gateway_renders_from_the_secrets_and_is_the_only_public_service():
+    """The init container renders nginx.conf from the tenants Secret and Triton's key into a memory emptyDir;
+    nginx reads it, with the TLS Secret, and the gateway's Service is the only one outside the cluster."""
+    deployment = only("Deployment", "i2v-gateway")
+    pod = deployment["spec"]["template"]["spec"]
+    (render,), (nginx,) = pod["initContainers"], pod["containers"]
+    args = gateway_render_args(render["command"])
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+
+    def volume_at(container: dict, path: Path) -> dict:
+        (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(path)]
+        return volumes[mount["name"]] | {"readOnly": mount.get("readOnly", False)}
+
+    def placeholder(name: str) -> dict:  # the documented Secret (secret.yaml, created by the operator)
+        (secret,) = [doc for doc in load_yaml_documents(KUBERNETES / "secret.yaml") if doc["metadata"]["name"] == name]
+        return secret
+
+    tenants = volume_at(render, args.tenants.parent)["secret"]
+    assert tenants["items"] == [{"key": args.tenants.name, "path": args.tenants.name}]
+    assert not tenants.get("optional") and args.tenants.name in placeholder(tenants["secretName"])["stringData"]
+    (key,) = [env for env in render["env"] if env["name"] == "I2V_API_KEY"]  # Triton's, as Triton reads it
+    (triton_key,) = [env for env in pod_container(triton_pod(), "triton")["env"] if env["name"] == "I2V_API_KEY"]
+    assert key["valueFrom"] == triton_key["valueFrom"]
+    config = volume_at(render, args.output)
+    assert config["emptyDir"]["medium"] == "Memory"  # nginx.conf holds Triton's key: never on the node's disk
+    assert volume_at(nginx, gateway_image_config_folder()) == config | {"readOnly": True}
+    tls_folder = Path(args.tls_cert).parent
+    assert (Path(args.tls_cert).name, Path(args.tls_key).name, Path(args.tls_key).parent) == (
+        "tls.crt",
+        "tls.key",
+        tls_folder,
+    )
+    tls = volume_at(nginx, tls_folder)["secret"]
+    assert placeholder(tls["secretName"])["type"] == "kubernetes.io/tls"  # `kubectl create secret tls`
+    # Upstream: the internal Triton Service; the listen ports are nginx's container ports.
+    triton = only("Service", "i2v-triton")
+    triton_ports = {port["name"]: port["port"] for port in triton["spec"]["ports"]}
+    name = triton["metadata"]["name"]
+    assert (args.triton_grpc, args.triton_http) == (f"{name}:{triton_ports['grpc']}", f"{name}:{triton_ports['http']}")
+    ports = {port["name"]: port["containerPort"] for port in nginx["ports"]}
+    assert ports == {"grpc": int(args.grpc_listen.rpartition(":")[2]), "http": int(args.http_listen.rpartition(":")[2])}
+    # Ready when it reaches Triton over its TLS port; alive while nginx accepts, whatever Triton does.
+    assert nginx["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http", "scheme": "HTTPS"}
+    assert set(nginx["livenessProbe"]) >= {"tcpSocket"} and nginx["livenessProbe"]["tcpSocket"]["port"] in ports
+    assert pod["terminationGracePeriodSeconds"] >= triton_pod()["terminationGracePeriodSeconds"]
+    # The gateway's Service is the public one; every other stays inside the cluster.
+    services = {
+        doc["metadata"]["name"]: doc
+        for docs in kubernetes_objects().values()
+        for doc in docs
+        if doc["kind"] == "Service"
+    }
+    gateway = services.pop("i2v-gateway")
+    assert gateway["spec"]["type"] == "LoadBalancer"
+    assert gateway["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert {port["targetPort"] for port in gateway["spec"]["ports"]} == set(ports)
+    assert {service["spec"].get("type", "ClusterIP") for service in services.values()} == {"ClusterIP"}
+    # And Triton's gRPC and HTTP admit only the gateway's pods.
+    policy = only("NetworkPolicy", "i2v-triton")
+    for port in (8000, 8001):
+        (rule,) = [rule for rule in policy["spec"]["ingress"] if any(p["port"] == port for p in rule["ports"])]
+        (source,) = rule["from"]
+        assert (
+            source["podSelector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+        )
 
 
 def test_kubernetes_alertmanager_runs_the_compose_config_with_the_webhook_url_from_a_secret(compose):

@@ -114,7 +114,7 @@ def test_unknown_parameter_names_are_refused_naming_the_known_ones():
 LAYERS = [
     {"i2v.params", "i2v.video", "i2v.arguments", "i2v.examples"},  # the core: no torch, no server
     {"i2v.model"},  # what export and serving share
-    {"i2v.client", "i2v.serving", "i2v.export"},  # the three sides, independent of each other
+    {"i2v.client", "i2v.serving", "i2v.export", "i2v.gateway"},  # the sides, independent of each other
     {"i2v.ui", "i2v.benchmarks"},
     {"i2v.cli"},  # the command that ties them together
 ]
@@ -126,6 +126,7 @@ FOLDERS = {
     "i2v.export": "export",
     "i2v.benchmarks": "benchmarks",
     "i2v.examples": "examples",
+    "i2v.gateway": "gateway",
 }
 
 

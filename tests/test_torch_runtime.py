@@ -107,7 +107,10 @@ def test_export_torch_runtime_writes_no_onnx_and_replaces_another_runtime(tiny_d
     export_model_repository(str(tiny_dir), repository, runtime="torch", device="cpu", progress=False)
     for name in PART_NAMES:
         version = repository / name / "1"
-        assert sorted(p.name for p in version.iterdir()) == ["model.py", "weights"]
+        assert sorted(p.name for p in version.iterdir()) == (["lora_targets.json"] if name == "unet" else []) + [
+            "model.py",
+            "weights",
+        ]
         kind = read_config(repository / name / "config.pbtxt").instance_group[0].kind
         assert kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
     info = json.loads((repository / "i2vgen_xl" / "1" / "pipeline" / "model_info.json").read_text())

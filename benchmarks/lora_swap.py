@@ -1,0 +1,121 @@
+"""`i2v bench --suite lora`: what switching LoRA adapters costs in the UNet part, per runtime, and whether
+memory stays flat over many switches.
+
+It runs the UNet part's own LoRA code (`i2v.serving.lora_runtime`) in-process, on the graph and weights the
+export writes, with two random rank-8 adapters on the attention layers: the first use of an adapter (ONNX
+Runtime: merge + a new session; torch: PEFT injection), a switch between two already used, back to the base
+model, each as the extra time of the UNet call that follows it over a steady call; then the process's
+resident memory after 50 switches over three adapters (more than the session cache holds) against after the
+first few.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from i2v.benchmarks.measure import rss_mb
+from i2v.export.lora_initializers import write_lora_files
+from i2v.export.onnx_export import export_part
+from i2v.export.sample_inputs import part_inputs, sample_shape
+from i2v.model.lora import lora_targets
+from i2v.model.lora_registry import file_version
+from i2v.model.modules import part_module, run_part_module
+from i2v.serving.lora_runtime import AdapterFiles, LoraChoice, OnnxLoraSessions, PeftAdapters
+from i2v.serving.onnxruntime_session import open_session
+
+SWITCHES = 50
+
+
+def random_lora(unet, path: Path, seed: int, rank: int = 8) -> Path:
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for module, shape in lora_targets(unet).items():
+        if module.rsplit(".", 1)[-1] in ("to_q", "to_k", "to_v") and len(shape) == 2:
+            tensors[f"unet.{module}.lora_A.weight"] = torch.randn(rank, shape[1], generator=generator) * 0.1
+            tensors[f"unet.{module}.lora_B.weight"] = torch.randn(shape[0], rank, generator=generator) * 0.1
+    save_file(tensors, str(path))
+    return path
+
+
+def measure_lora_swaps(pipe) -> dict[str, dict[str, float]]:
+    """{runtime: {first_use_s, switch_s, to_base_s, step_s, rss_growth_mb}} on the CPU."""
+    height, width = sample_shape(pipe)
+    feeds = part_inputs(pipe, "unet", batch=2, height=height, width=width, frames=8)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="i2v-lora-bench-") as work:
+        work = Path(work)
+        export_part(pipe, "unet", work / "model.onnx")
+        write_lora_files(work / "model.onnx", pipe.unet, work)
+        folder = work / "loras"
+        folder.mkdir()
+        choices = [
+            LoraChoice(n, file_version(random_lora(pipe.unet, folder / f"{n}.safetensors", i)), 1.0)
+            for i, n in enumerate(("a", "b", "c"))
+        ]
+        base = open_session(work / "model.onnx")
+        sessions = OnnxLoraSessions(work, AdapterFiles(folder), open_session, capacity=2)
+
+        def onnx_step(choice):
+            session = base if choice is None else sessions.session(choice)
+            session.run(None, feeds)
+
+        results["onnxruntime"] = _swap_costs(onnx_step, choices)
+
+        module = part_module(pipe, "unet")
+        adapters = PeftAdapters(module.unet, AdapterFiles(folder), capacity=2)
+        inputs = [torch.from_numpy(a) for a in feeds.values()]
+
+        def torch_step(choice):
+            adapters.select(choice)
+            run_part_module(module, inputs, torch.float32)
+
+        results["torch"] = _swap_costs(torch_step, choices)
+    return results
+
+
+def _timed(step, choice) -> float:
+    start = time.perf_counter()
+    step(choice)
+    return time.perf_counter() - start
+
+
+def _swap_costs(step, choices) -> dict[str, float]:
+    a, b, c = choices
+    for _ in range(3):  # warm-up: allocators, caches, lazy initialisation
+        step(None)
+    steady = statistics.median(_timed(step, None) for _ in range(5))
+    first_a = _timed(step, a) - steady
+    _timed(step, b)
+    switch = statistics.median(_timed(step, x) for x in (a, b, a, b)) - steady
+    to_base = _timed(step, None) - steady
+    rss_start = rss_mb({os.getpid()})
+    for i in range(SWITCHES):
+        step((a, b, c, None)[i % 4])
+    return {
+        "step_s": round(steady, 4),
+        "first_use_s": round(first_a, 4),
+        "switch_s": round(switch, 4),
+        "to_base_s": round(to_base, 4),
+        "rss_growth_mb_after_50_switches": round(rss_mb({os.getpid()}) - rss_start, 1),
+    }
+
+
+def report(results: dict[str, dict[str, float]]) -> str:
+    rows = [
+        "| runtime | UNet step s | first use of an adapter s | switch between two s | back to none s "
+        "| RSS growth after 50 switches MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for runtime, r in results.items():
+        rows.append(
+            f"| {runtime} | {r['step_s']} | {r['first_use_s']} | {r['switch_s']} | {r['to_base_s']} | "
+            f"{r['rss_growth_mb_after_50_switches']} |"
+        )
+    return "\n".join(rows)

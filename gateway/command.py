@@ -1,0 +1,115 @@
+"""`i2v gateway`: manage the tenants file and render nginx's configuration from it.
+
+    i2v gateway add-tenant --tenants tenants.json alice --requests-per-minute 30   # prints alice's key, once
+    i2v gateway remove-tenant --tenants tenants.json alice
+    i2v gateway render --tenants tenants.json --output /etc/i2v-gateway --triton-grpc triton:8001 ...
+
+After a change, render again and reload nginx (`nginx -s reload`, or SIGHUP): streams in flight finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from i2v.arguments import add_api_key_argument
+from i2v.params import MODEL_NAME
+
+
+def add_gateway_command(commands, formatter_class: type[argparse.HelpFormatter]) -> None:
+    gateway = commands.add_parser(
+        "gateway", formatter_class=formatter_class, help="tenants, keys and the nginx gateway in front of Triton"
+    )
+    actions = gateway.add_subparsers(required=True, metavar="ACTION")
+
+    add = actions.add_parser("add-tenant", formatter_class=formatter_class, help="add a tenant; prints its new key")
+    add.add_argument("name", help="lower case, digits and _ (also in nginx's zone names)")
+    add.add_argument("--tenants", type=Path, required=True, help="tenants file (JSON; created if absent)")
+    add.add_argument("--requests-per-minute", type=int, default=30, help="generations per minute")
+    add.add_argument("--burst", type=int, default=5, help="requests over the rate accepted at once")
+    add.add_argument("--max-streams", type=int, default=2, help="generations in flight at once")
+    add.add_argument("--models", nargs="+", default=[MODEL_NAME], help="models the tenant may call over HTTP")
+    add.set_defaults(run=run_add_tenant)
+
+    remove = actions.add_parser("remove-tenant", formatter_class=formatter_class, help="revoke a tenant's key")
+    remove.add_argument("name")
+    remove.add_argument("--tenants", type=Path, required=True, help="tenants file")
+    remove.set_defaults(run=run_remove_tenant)
+
+    render = actions.add_parser(
+        "render", formatter_class=formatter_class, help="write nginx.conf (0600) and its key script into a folder"
+    )
+    render.add_argument("--tenants", type=Path, required=True, help="tenants file")
+    render.add_argument("--output", type=Path, required=True, help="folder for nginx.conf and tenant_key.js")
+    render.add_argument("--triton-grpc", default="127.0.0.1:8001", help="Triton's gRPC address")
+    render.add_argument("--triton-http", default="127.0.0.1:8000", help="Triton's HTTP address")
+    add_api_key_argument(render, "Triton's own key, sent upstream by the gateway (never to tenants)")
+    render.add_argument("--grpc-listen", default="0.0.0.0:9001", help="the gateway's gRPC port")
+    render.add_argument("--http-listen", default="0.0.0.0:9000", help="the gateway's HTTP port")
+    render.add_argument("--tls-cert", default="", help="PEM certificate: both ports then speak TLS only")
+    render.add_argument("--tls-key", default="", help="PEM private key of --tls-cert")
+    render.add_argument("--max-body-mb", type=int, default=32, help="larger request bodies are refused")
+    render.add_argument("--access-log", default="/dev/stdout", help="JSON lines per request, with the tenant")
+    render.add_argument("--pid-file", default="/tmp/i2v-gateway-nginx.pid", help="nginx's pid file")
+    render.set_defaults(run=run_render)
+
+
+def run_add_tenant(args: argparse.Namespace) -> int:
+    from i2v.gateway.tenants import TenantsFileError, add_tenant
+
+    try:
+        key = add_tenant(
+            args.tenants,
+            args.name,
+            requests_per_minute=args.requests_per_minute,
+            burst=args.burst,
+            max_streams=args.max_streams,
+            models=tuple(args.models),
+        )
+    except TenantsFileError as exc:
+        return _fail(str(exc))
+    print(f"added tenant {args.name} to {args.tenants}; its key (shown once, only its hash is stored):")
+    print(key)
+    print("render the gateway's configuration again and reload nginx for it to take effect", file=sys.stderr)
+    return 0
+
+
+def run_remove_tenant(args: argparse.Namespace) -> int:
+    from i2v.gateway.tenants import TenantsFileError, remove_tenant
+
+    try:
+        remove_tenant(args.tenants, args.name)
+    except TenantsFileError as exc:
+        return _fail(str(exc))
+    print(f"removed tenant {args.name}; render again and reload nginx for it to take effect")
+    return 0
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from i2v.gateway.nginx_config import GatewaySettings, write_config
+    from i2v.gateway.tenants import TenantsFileError, load_tenants
+
+    try:
+        settings = GatewaySettings(
+            triton_grpc=args.triton_grpc,
+            triton_http=args.triton_http,
+            triton_api_key=args.api_key or "",
+            grpc_listen=args.grpc_listen,
+            http_listen=args.http_listen,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            max_body_mb=args.max_body_mb,
+            access_log=args.access_log,
+            pid_file=args.pid_file,
+        ).check()
+        config = write_config(load_tenants(args.tenants), settings, args.output)
+    except (TenantsFileError, ValueError) as exc:
+        return _fail(str(exc))
+    print(f"wrote {config}: run `nginx -p {args.output} -c {config}`, or reload the running nginx")
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2

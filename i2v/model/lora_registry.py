@@ -1,0 +1,140 @@
+"""Where registered LoRA adapters live, and what the served UNet lets them adapt.
+
+The registry is a folder of `<name>.safetensors` files: `<model repository>/i2vgen_xl/loras/` by default (it
+travels with the repository on the compose and Kubernetes volumes), or the folder `I2V_LORA_DIR` names (a
+separate mount).
+The server reads it on every request, so adding or removing an adapter needs no restart. `i2v lora add` copies a
+file in after checking it against the served UNet's layers (`lora_targets.json`, written by the export beside
+the UNet part); the copy is written aside and renamed into place, so a server never reads half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from i2v.model.lora import LoraAdapter, LoraFileError, Targets, read_lora
+from i2v.params import MODEL_NAME
+
+LORA_DIR_ENV = "I2V_LORA_DIR"
+LORA_FOLDER = "loras"
+LORA_SUFFIX = ".safetensors"
+LORA_TARGETS_FILE = "lora_targets.json"  # in the UNet part's version folder
+LORA_BASE_FILE = "lora_base.safetensors"  # beside it for the graph runtimes: the adaptable layers' base weights
+UNET_MODEL = "unet"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class LoraRegistryError(ValueError):
+    """A registry operation that cannot be done (bad or unknown name, a name already taken)."""
+
+
+def lora_dir(repository: str | Path) -> Path:
+    """The registry folder of a model repository: `I2V_LORA_DIR` when set, else `<repository>/i2vgen_xl/loras`:
+    inside the BLS model's folder, where Triton ignores a non-numeric folder (at the repository's top level it
+    would be polled as a model, and the server would not start)."""
+    override = os.environ.get(LORA_DIR_ENV)
+    return Path(override) if override else Path(repository) / MODEL_NAME / LORA_FOLDER
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.match(name or "") or name.endswith(LORA_SUFFIX):
+        raise LoraRegistryError(
+            f"LoRA name {name!r} is not allowed: use 1-64 letters, digits, '_', '-' or '.', starting with a letter "
+            "or digit"
+        )
+    return name
+
+
+def registered(folder: Path) -> dict[str, Path]:
+    """Registered adapters by name (files being written, hidden, are not yet registered)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return {}
+    return {
+        p.name.removesuffix(LORA_SUFFIX): p
+        for p in sorted(folder.iterdir())
+        if p.name.endswith(LORA_SUFFIX) and not p.name.startswith(".") and p.is_file()
+    }
+
+
+def resolve(folder: Path, name: str) -> Path:
+    """The file of a registered adapter; an unknown name is a `LoraRegistryError` listing the registered ones."""
+    adapters = registered(folder)
+    if name not in adapters:
+        known = ", ".join(adapters) or "none are registered"
+        raise LoraRegistryError(f"lora {name!r} is not registered; registered: {known}")
+    return adapters[name]
+
+
+def file_version(path: Path) -> str:
+    """Changes when the file is replaced (a new file under the same name): the key servers cache it under."""
+    stat = Path(path).stat()
+    return f"{stat.st_ino}-{stat.st_size}-{stat.st_mtime_ns}"
+
+
+def unet_version_folder(repository: Path) -> Path:
+    """The UNet part's served version folder (the highest number)."""
+    model = Path(repository) / UNET_MODEL
+    versions = (
+        sorted((p for p in model.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)) if model.is_dir() else []
+    )
+    if not versions:
+        raise FileNotFoundError(f"no UNet model in {repository} (expected {model}/<version>/): export the model first")
+    return versions[-1]
+
+
+def write_targets(version: Path, targets: Targets, initializers: dict | None = None) -> Path:
+    """`lora_targets.json`: each adaptable layer's weight shape and, for graph runtimes, the graph weights that
+    hold it (`[[initializer name, transposed], ...]`, `i2v.export.lora_initializers`)."""
+    entries = {
+        module: {"shape": list(shape), "initializers": (initializers or {}).get(module, [])}
+        for module, shape in targets.items()
+    }
+    path = Path(version) / LORA_TARGETS_FILE
+    path.write_text(json.dumps(entries, indent=1) + "\n")
+    return path
+
+
+def read_targets(version: Path) -> dict[str, dict]:
+    path = Path(version) / LORA_TARGETS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: export the model again with this version of i2v to serve LoRAs")
+    return json.loads(path.read_text())
+
+
+def target_shapes(version: Path) -> dict[str, tuple[int, ...]]:
+    return {module: tuple(entry["shape"]) for module, entry in read_targets(version).items()}
+
+
+def add(repository: Path, name: str, source: Path) -> tuple[Path, LoraAdapter]:
+    """Check `source` against the served UNet and register it as `name`; nothing registered is touched when
+    it is refused. Raises `LoraFileError` or `LoraRegistryError`."""
+    check_name(name)
+    folder = lora_dir(repository)
+    if name in registered(folder):
+        raise LoraRegistryError(f"lora {name!r} is already registered: remove it first (i2v lora remove {name})")
+    adapter = read_lora(source)
+    adapter.check_fits(target_shapes(unet_version_folder(repository)))
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{name}-", suffix=".partial", dir=folder)
+    os.close(handle)
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, folder / f"{name}{LORA_SUFFIX}")
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    return folder / f"{name}{LORA_SUFFIX}", adapter
+
+
+def remove(repository: Path, name: str) -> None:
+    """Unregister `name`: new requests cannot use it; a request already using it finishes with its weights
+    (the servers keep what they loaded)."""
+    resolve(lora_dir(repository), check_name(name)).unlink()
+
+
+__all__ = ["LoraFileError", "LoraRegistryError", "add", "lora_dir", "registered", "remove", "resolve"]

@@ -1,0 +1,75 @@
+"""`i2v lora add|list|remove`: the LoRA adapters a server offers, managed where its model repository is.
+
+The registry is a folder the server reads per request (`i2v.model.lora_registry`), so the commands act on files
+and the running server picks the change up at its next request: run them on a host (or in a container) that
+mounts the repository, e.g. `docker compose exec triton i2v lora add ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from i2v.model.info import DEFAULT_REPOSITORY
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def add_lora_command(commands, formatter_class: type[argparse.HelpFormatter]) -> None:
+    lora = commands.add_parser(
+        "lora",
+        formatter_class=formatter_class,
+        help="register, list or remove LoRA adapters of the served UNet (no restart needed)",
+        description="LoRA adapters live in <model repository>/i2vgen_xl/loras/ (or $I2V_LORA_DIR); a request picks one "
+        "with `lora` and `lora_scale` (i2v generate --lora NAME --lora-scale 0.8).",
+    )
+    actions = lora.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", formatter_class=formatter_class, help="check a LoRA file and register it")
+    add.add_argument("name", help="the name requests use (letters, digits, _ - .)")
+    add.add_argument("file", type=Path, help="diffusers LoRA safetensors for the UNet")
+    actions.add_parser("list", formatter_class=formatter_class, help="registered adapters: rank, targets, size")
+    remove = actions.add_parser("remove", formatter_class=formatter_class, help="unregister an adapter")
+    remove.add_argument("name")
+    for parser in actions.choices.values():
+        parser.add_argument(
+            "--model-repository", type=Path, default=DEFAULT_REPOSITORY, help="the served model repository"
+        )
+    lora.set_defaults(run=run_lora)
+
+
+def run_lora(args: argparse.Namespace) -> int:
+    from i2v.model import lora_registry
+    from i2v.model.lora import LoraFileError, read_lora
+
+    repository = args.model_repository
+    try:
+        if args.action == "add":
+            path, adapter = lora_registry.add(repository, args.name, args.file)
+            print(
+                f"registered {args.name}: rank {_ranks(adapter.ranks)}, {len(adapter.layers)} layers "
+                f"({', '.join(adapter.target_modules)}), {adapter.size_bytes / 1e6:.1f} MB at {path}"
+            )
+        elif args.action == "remove":
+            lora_registry.remove(repository, args.name)
+            print(f"removed {args.name}")
+        else:
+            adapters = lora_registry.registered(lora_registry.lora_dir(repository))
+            if not adapters:
+                print(f"no LoRA adapters registered in {lora_registry.lora_dir(repository)}")
+            for name, path in adapters.items():
+                try:
+                    adapter = read_lora(path)
+                except LoraFileError as exc:
+                    print(f"{name:<24} unreadable: {exc}")
+                    continue
+                targets = ", ".join(adapter.target_modules)
+                print(f"{name:<24} rank {_ranks(adapter.ranks):<6} {adapter.size_bytes / 1e6:8.2f} MB  {targets}")
+    except (LoraFileError, lora_registry.LoraRegistryError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    return EXIT_OK
+
+
+def _ranks(ranks: list[int]) -> str:
+    return str(ranks[0]) if len(ranks) == 1 else f"{ranks[0]}-{ranks[-1]}"

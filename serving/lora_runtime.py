@@ -1,0 +1,171 @@
+"""LoRA per request in the UNet part: which adapter the BLS asked for, and how each runtime applies it.
+
+The BLS resolves the request's `lora` against the registry once, at the start of the request, and passes the
+adapter's name, file version and scale to every UNet call as request parameters (the UNet's tensors and its
+ONNX graph stay as they are). The part keeps what it loaded by (name, file version), so a request whose
+adapter is removed, or replaced, while it runs finishes with the weights it started with.
+
+- ONNX Runtime: a session whose initializers holding the adapted layers are overridden at creation with
+  `W + scale * delta` (`SessionOptions.add_initializer`); sessions are cached per (adapter, version, scale), at
+  most `I2V_LORA_SESSIONS` (default 2) beside the base one, the least recently used closed first.
+- torch: the adapter is injected once with PEFT (`inject_adapter_in_model`, `set_peft_model_state_dict`) and
+  selected and scaled per request, or switched off; at most `I2V_LORA_ADAPTERS` (default 8) stay injected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from i2v.model.lora import LoraAdapter, read_lora
+from i2v.model.lora_registry import LORA_BASE_FILE, LORA_SUFFIX, file_version, read_targets
+
+PARAMETER_NAME, PARAMETER_VERSION, PARAMETER_SCALE = "lora", "lora_version", "lora_scale"
+
+
+class LoraUnavailableError(RuntimeError):
+    """The adapter a request started with cannot be loaded any more (removed before the part first read it)."""
+
+
+@dataclass(frozen=True)
+class LoraChoice:
+    """One request's adapter: registered name, file version (`file_version`) and scale."""
+
+    name: str
+    version: str
+    scale: float
+
+    def to_parameters(self) -> dict[str, str]:
+        """Triton request parameters (strings: every Triton version carries those)."""
+        return {PARAMETER_NAME: self.name, PARAMETER_VERSION: self.version, PARAMETER_SCALE: repr(float(self.scale))}
+
+    @classmethod
+    def from_parameters(cls, raw: str | None) -> LoraChoice | None:
+        """From a request's parameters (JSON, as `request.parameters()` gives them); None: the base model."""
+        values = json.loads(raw or "{}")
+        if not values.get(PARAMETER_NAME):
+            return None
+        return cls(str(values[PARAMETER_NAME]), str(values[PARAMETER_VERSION]), float(values[PARAMETER_SCALE]))
+
+
+class AdapterFiles:
+    """Adapters read from the registry folder, by (name, version), the least recently used forgotten first."""
+
+    def __init__(self, folder: Path, capacity: int = 16) -> None:
+        self.folder, self.capacity = Path(folder), capacity
+        self.loaded: OrderedDict[tuple[str, str], LoraAdapter] = OrderedDict()
+
+    def get(self, choice: LoraChoice) -> LoraAdapter:
+        key = (choice.name, choice.version)
+        if key in self.loaded:
+            self.loaded.move_to_end(key)
+            return self.loaded[key]
+        path = self.folder / f"{choice.name}{LORA_SUFFIX}"
+        if not path.is_file() or file_version(path) != choice.version:
+            raise LoraUnavailableError(f"lora {choice.name!r} was removed or replaced before it could be loaded")
+        self.loaded[key] = read_lora(path)
+        while len(self.loaded) > self.capacity:
+            self.loaded.popitem(last=False)
+        return self.loaded[key]
+
+
+class OnnxLoraSessions:
+    """ONNX Runtime sessions of the UNet graph with a LoRA merged into its initializers."""
+
+    def __init__(self, version: Path, files: AdapterFiles, open_session, capacity: int | None = None) -> None:
+        self.version, self.files, self.open_session = Path(version), files, open_session
+        self.capacity = capacity if capacity is not None else int(os.environ.get("I2V_LORA_SESSIONS", "2"))
+        self.sessions: OrderedDict[LoraChoice, tuple[object, list]] = OrderedDict()
+        self._targets: dict[str, dict] | None = None
+        self._base: dict[str, np.ndarray] | None = None
+
+    def session(self, choice: LoraChoice):
+        if choice in self.sessions:
+            self.sessions.move_to_end(choice)
+            return self.sessions[choice][0]
+        overrides = self.merged_initializers(self.files.get(choice), choice.scale)
+        while len(self.sessions) >= max(self.capacity, 1):  # close before opening: memory stays bounded
+            self.sessions.popitem(last=False)
+        from onnxruntime import OrtValue
+
+        values = [OrtValue.ortvalue_from_numpy(a) for a in overrides.values()]  # must outlive the session
+        session = self.open_session(self.version / "model.onnx", dict(zip(overrides, values, strict=True)))
+        self.sessions[choice] = (session, values)
+        return session
+
+    def merged_initializers(self, adapter: LoraAdapter, scale: float) -> dict[str, np.ndarray]:
+        """{initializer name: merged weight in the graph's layout} for every layer the adapter changes."""
+        if self._targets is None:
+            from safetensors.numpy import load_file
+
+            self._targets = read_targets(self.version)
+            self._base = load_file(str(self.version / LORA_BASE_FILE))
+        adapter.check_fits({m: tuple(e["shape"]) for m, e in self._targets.items()})
+        merged = {}
+        for module, layer in adapter.layers.items():
+            weight = self._base[module] + layer.delta(scale).numpy()
+            for initializer, transposed in self._targets[module]["initializers"]:
+                merged[initializer] = np.ascontiguousarray(weight.T if transposed else weight, dtype=np.float32)
+        return merged
+
+
+class PeftAdapters:
+    """Adapters injected into the torch UNet with PEFT, one active (or none) per request."""
+
+    def __init__(self, unet, files: AdapterFiles, capacity: int | None = None) -> None:
+        self.unet, self.files = unet, files
+        self.capacity = capacity if capacity is not None else int(os.environ.get("I2V_LORA_ADAPTERS", "8"))
+        self.injected: OrderedDict[tuple[str, str], str] = OrderedDict()  # (name, version) -> PEFT adapter name
+
+    def select(self, choice: LoraChoice | None) -> None:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        adapter_name = None if choice is None else self._inject(choice)
+        for layer in self.unet.modules():
+            if isinstance(layer, BaseTunerLayer):
+                active = adapter_name is not None and adapter_name in layer.lora_A
+                layer.enable_adapters(active)
+                if active:
+                    layer.set_adapter(adapter_name, inference_mode=True)
+                    layer.set_scale(adapter_name, choice.scale)
+
+    def _inject(self, choice: LoraChoice) -> str:
+        key = (choice.name, choice.version)
+        if key in self.injected:
+            self.injected.move_to_end(key)
+            return self.injected[key]
+        import torch
+        from peft import inject_adapter_in_model, set_peft_model_state_dict
+
+        from i2v.model.lora import peft_config
+
+        adapter = self.files.get(choice)
+        while len(self.injected) >= max(self.capacity, 1):
+            self._delete(self.injected.popitem(last=False)[1])
+        name = "lora_" + hashlib.sha1(f"{choice.name}\0{choice.version}".encode()).hexdigest()[:16]
+        weight = next(self.unet.parameters())
+        inject_adapter_in_model(peft_config(adapter), self.unet, adapter_name=name)
+        result = set_peft_model_state_dict(self.unet, adapter.state_dict(), adapter_name=name)
+        missing = [k for k in result.missing_keys if f".{name}." in k]
+        if result.unexpected_keys or missing:
+            raise RuntimeError(f"lora {choice.name!r}: PEFT did not take keys {(result.unexpected_keys + missing)[:3]}")
+        with torch.no_grad():
+            for module_name, parameter in self.unet.named_parameters():
+                if f".{name}." in module_name:
+                    parameter.data = parameter.data.to(device=weight.device, dtype=weight.dtype)
+        self.injected[key] = name
+        return name
+
+    def _delete(self, adapter_name: str) -> None:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        for layer in self.unet.modules():
+            if isinstance(layer, BaseTunerLayer) and adapter_name in layer.lora_A:
+                layer.delete_adapter(adapter_name)
+        getattr(self.unet, "peft_config", {}).pop(adapter_name, None)

@@ -1,0 +1,400 @@
+"""The gateway for real: Debian's nginx (with its njs module) on loopback, TLS on, in front of the embedded
+Triton with its own key. Tenants generate over gRPC and curl, unknown keys and bursts are refused at the
+proxy with typed errors, a reload changes tenants without dropping a stream."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import stat
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from i2v.client import (
+    GenerationCancelledError,
+    GenerationRequest,
+    I2VClient,
+    Progress,
+    RateLimitedError,
+    ServerUnavailableError,
+    UnauthorizedError,
+)
+from i2v.gateway.nginx_config import GatewaySettings, render
+from i2v.gateway.nginx_server import GatewayError, NginxGateway, find_nginx, free_port
+from i2v.gateway.tenants import Tenant, TenantsFileError, add_tenant, key_hash, load_tenants, remove_tenant
+from i2v.video import decode_mp4
+
+TRITON_KEY = "triton-own-key-never-given-out"
+KEYS = {"alice": "alice-key-1", "bob": "bob-key-2", "carol": "carol-key-3"}
+CURL = shutil.which("curl")
+OPENSSL = shutil.which("openssl")
+
+
+def _nginx_missing() -> str | None:
+    try:
+        find_nginx()
+    except GatewayError as exc:
+        return str(exc)
+    return None if OPENSSL else "openssl is not installed (it makes the test certificate)"
+
+
+needs_nginx = pytest.mark.skipif(_nginx_missing() is not None, reason=f"{_nginx_missing()}")
+needs_curl = pytest.mark.skipif(CURL is None, reason="curl is not installed")
+
+
+def tenants() -> list[Tenant]:
+    return [
+        Tenant("alice", key_hash(KEYS["alice"]), requests_per_minute=600, burst=50, max_streams=2),
+        Tenant("bob", key_hash(KEYS["bob"]), requests_per_minute=1, burst=0, max_streams=1),
+        Tenant("carol", key_hash(KEYS["carol"]), requests_per_minute=600, burst=50, max_streams=1),
+    ]
+
+
+def small(photo_png: bytes, **params) -> GenerationRequest:
+    return GenerationRequest(
+        image=photo_png,
+        prompt="a lighthouse",
+        **{"num_inference_steps": 10, "num_frames": 8, "height": 64, "width": 64, **params},
+    )
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (its own CA) and its key, made for this run only."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "gateway.pem", folder / "gateway-key.pem"
+    subprocess.run(
+        [OPENSSL or "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture(scope="session")
+def keyed_triton(model_repository, tmp_path_factory):
+    """Triton with its own key on inference and model control: only the gateway holds it."""
+    from i2v.serving.triton_server import EmbeddedTritonServer
+
+    folder = tmp_path_factory.mktemp("keyed-triton")
+    requests = {"I2V_REQUEST_LOG": str(folder / "requests.jsonl")}  # the BLS's request log, one JSON line each
+    with EmbeddedTritonServer(
+        model_repository, log_file=folder / "server.log", api_key=TRITON_KEY, env=requests
+    ) as server:
+        yield server
+
+
+def settings_for(triton, test_ca) -> GatewaySettings:
+    return GatewaySettings(
+        triton_grpc=triton.endpoints.grpc_url,
+        triton_http=triton.endpoints.http_url,
+        triton_api_key=TRITON_KEY,
+        grpc_listen=f"127.0.0.1:{free_port()}",
+        http_listen=f"127.0.0.1:{free_port()}",
+        tls_cert=str(test_ca[0]),
+        tls_key=str(test_ca[1]),
+    )
+
+
+@pytest.fixture(scope="module")
+def gateway(keyed_triton, test_ca, tmp_path_factory):
+    if _nginx_missing():
+        pytest.skip(_nginx_missing())
+    with NginxGateway(tenants(), settings_for(keyed_triton, test_ca), tmp_path_factory.mktemp("gateway")) as gw:
+        yield gw
+
+
+def client_for(gateway, test_ca, tenant: str | None = "alice", **settings) -> I2VClient:
+    return I2VClient(gateway.grpc_url, api_key=KEYS.get(tenant, tenant), ca_file=str(test_ca[0]), **settings)
+
+
+def access_log(gateway) -> list[dict]:
+    return [json.loads(line) for line in gateway.access_log.read_text().splitlines()]
+
+
+def curl(gateway, test_ca, path: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CURL, "-sS", "-N", "--cacert", str(test_ca[0]), *args, f"{gateway.http_url}{path}"],
+        capture_output=True, check=False, timeout=120,
+    )  # fmt: skip
+
+
+def sse_events(stdout: bytes) -> list[dict]:
+    return [json.loads(line[5:]) for line in stdout.decode().splitlines() if line.startswith("data:")]
+
+
+# -- tenants file and rendering (no server) -------------------------------------------------------------------
+
+
+def test_add_tenant_returns_a_new_key_and_stores_only_its_hash(tmp_path):
+    path = tmp_path / "tenants.json"
+    key = add_tenant(path, "alice", requests_per_minute=12)
+    assert key not in path.read_text() and key_hash(key) in path.read_text()
+    assert load_tenants(path) == [Tenant("alice", key_hash(key), requests_per_minute=12)]
+    assert add_tenant(path, "bob") != key
+    remove_tenant(path, "alice")
+    assert [t.name for t in load_tenants(path)] == ["bob"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"name": "Alice!", "key_sha256": "0" * 64}, "name must match"),
+        ({"name": "alice", "key_sha256": "secret"}, "key_sha256 must be 64 lower-case hex digits"),
+        ({"name": "alice", "key_sha256": "0" * 64, "requests_per_minute": 0}, "requests_per_minute must be an integer"),
+        ({"name": "alice", "key_sha256": "0" * 64, "key": "x"}, "unknown fields key"),
+    ],
+)  # fmt: skip
+def test_a_bad_tenants_file_is_refused_naming_the_tenant_and_field(tmp_path, entry, message):
+    path = tmp_path / "tenants.json"
+    path.write_text(json.dumps({"tenants": [entry]}))
+    with pytest.raises(TenantsFileError, match=message):
+        load_tenants(path)
+
+
+def test_two_tenants_with_one_key_are_refused(tmp_path):
+    path = tmp_path / "tenants.json"
+    path.write_text(json.dumps({"tenants": [{"name": n, "key_sha256": "a" * 64} for n in ("ann", "ben")]}))
+    with pytest.raises(TenantsFileError, match="distinct key_sha256s; repeated: ann, ben"):
+        load_tenants(path)
+
+
+def test_the_rendered_config_holds_key_hashes_not_keys():
+    text = render(tenants(), GatewaySettings("127.0.0.1:1", "127.0.0.1:2", triton_api_key=TRITON_KEY))
+    assert key_hash(KEYS["alice"]) in text and KEYS["alice"] not in text
+    assert "rate=1r/m" in text and "limit_conn streams_bob 1;" in text
+    with pytest.raises(ValueError, match="TLS needs both a certificate and its key"):
+        render([], GatewaySettings("127.0.0.1:1", "127.0.0.1:2", tls_cert="/x.pem"))
+
+
+def test_cli_adds_a_tenant_and_renders_a_private_config(tmp_path, capsys):
+    from i2v.cli import main
+
+    tenants_file = tmp_path / "tenants.json"
+    assert main(["gateway", "add-tenant", "--tenants", str(tenants_file), "dave", "--requests-per-minute", "5"]) == 0
+    key = capsys.readouterr().out.splitlines()[-1]
+    assert load_tenants(tenants_file)[0].key_sha256 == key_hash(key)
+    output = tmp_path / "rendered"
+    assert (
+        main(["gateway", "render", "--tenants", str(tenants_file), "--output", str(output), "--api-key", TRITON_KEY])
+        == 0
+    )
+    assert stat.S_IMODE((output / "nginx.conf").stat().st_mode) == 0o600
+    assert main(["gateway", "remove-tenant", "--tenants", str(tenants_file), "erin"]) == 2
+    assert "no tenant 'erin'" in capsys.readouterr().err
+
+
+# -- through the real nginx ----------------------------------------------------------------------------------
+
+
+@needs_nginx
+def test_a_tenant_generates_over_grpc_through_the_gateway_with_streamed_progress(
+    gateway, keyed_triton, test_ca, photo_png
+):
+    seen: list[tuple[int, int]] = []
+    with client_for(gateway, test_ca) as client:
+        client.wait_until_ready()
+        result = client.generate(small(photo_png, seed=5), on_progress=lambda step, total: seen.append((step, total)))
+    assert seen == [(step, 10) for step in range(1, 11)]
+    assert decode_mp4(result.video).frames.shape == (8, 64, 64, 3) and result.seed == 5
+    # the tenant is in nginx's access log and in the BLS's request log (Triton never sees the tenant's key)
+    assert any(
+        r["tenant"] == "alice" and r["uri"].endswith("ModelStreamInfer") and r["status"] == 200
+        for r in access_log(gateway)
+    )
+    requests = Path(keyed_triton.env["I2V_REQUEST_LOG"]).read_text().splitlines()
+    assert any(json.loads(line)["tenant"] == "alice" and json.loads(line)["seed"] == 5 for line in requests)
+
+
+@needs_nginx
+@pytest.mark.parametrize("key", ["not-a-tenant-key", None, TRITON_KEY])
+def test_an_unknown_or_missing_key_is_refused_at_the_gateway(gateway, test_ca, photo_png, key):
+    with (
+        client_for(gateway, test_ca, tenant=key) as client,
+        pytest.raises(UnauthorizedError, match="missing or unknown api key"),
+    ):
+        client.generate(small(photo_png))
+    assert access_log(gateway)[-1]["grpc_status"] == "16" and access_log(gateway)[-1]["tenant"] == ""
+
+
+@needs_nginx
+def test_cancel_through_the_gateway_stops_the_server_at_the_next_step(gateway, keyed_triton, test_ca, photo_png):
+    stops_before = keyed_triton.log_tail(2000).count("cancelled before step")
+    steps: list[int] = []
+    with client_for(gateway, test_ca) as client:
+
+        def cancel_after_three(step, total):
+            steps.append(step)
+            if step == 3:
+                threading.Thread(target=client.cancel).start()
+
+        with pytest.raises(GenerationCancelledError):
+            client.generate(
+                small(photo_png, num_inference_steps=100, num_frames=16, width=96), on_progress=cancel_after_three
+            )
+        assert max(steps) < 100
+        deadline = time.monotonic() + 30
+        while (
+            keyed_triton.log_tail(2000).count("cancelled before step") <= stops_before and time.monotonic() < deadline
+        ):
+            time.sleep(0.2)
+        assert keyed_triton.log_tail(2000).count("cancelled before step") > stops_before
+        assert client.generate(small(photo_png)).video  # served again
+
+
+@needs_nginx
+def test_a_burst_over_the_rate_is_refused_with_when_to_retry_while_others_are_served(
+    gateway, test_ca, photo_png, tmp_path
+):
+    with client_for(gateway, test_ca, "bob") as bob, client_for(gateway, test_ca, "alice") as alice:
+        assert bob.generate(small(photo_png)).video  # bob: 1 request per minute, no burst
+        with pytest.raises(RateLimitedError, match="tenant bob may send 1 requests per minute") as refused:
+            bob.generate(small(photo_png))
+        assert refused.value.retry_after_s == 60 and refused.value.retryable
+        assert alice.generate(small(photo_png)).video  # other tenants are served meanwhile
+    assert [r["limit_req"] for r in access_log(gateway) if r["tenant"] == "bob"][-1] == "REJECTED"
+    # the command line says so with its own exit code
+    from i2v.cli import main
+    from i2v.client.command import EXIT_RATE_LIMITED
+
+    image = tmp_path / "in.png"
+    image.write_bytes(photo_png)
+    argv = ["generate", "--image", str(image), "--prompt", "x", "--url", gateway.grpc_url, "--api-key", KEYS["bob"],
+            "--ca-file", str(test_ca[0]), "-o", str(tmp_path / "out.mp4"), "--steps", "10"]  # fmt: skip
+    assert main(argv) == EXIT_RATE_LIMITED
+
+
+@needs_nginx
+def test_streams_over_a_tenants_limit_are_refused_while_its_stream_runs(gateway, test_ca, photo_png):
+    started = threading.Event()
+    outcome: list[object] = []
+
+    def long_run():
+        with client_for(gateway, test_ca, "carol") as client:
+            try:
+                client.generate(
+                    small(photo_png, num_inference_steps=60, num_frames=16), on_progress=lambda s, t: started.set()
+                )
+                outcome.append("video")
+            except Exception as exc:  # reported below
+                outcome.append(exc)
+
+    runner = threading.Thread(target=long_run)
+    runner.start()
+    assert started.wait(60)
+    with client_for(gateway, test_ca, "carol") as second, pytest.raises(RateLimitedError, match="1 concurrent streams"):
+        second.generate(small(photo_png))
+    runner.join(120)
+    assert outcome == ["video"]
+
+
+@needs_nginx
+def test_tls_handshake_needs_the_test_ca(gateway, test_ca, photo_png):
+    with client_for(gateway, test_ca) as client:
+        client.wait_until_ready()  # the test CA verifies the gateway's certificate
+    untrusting = I2VClient(gateway.grpc_url, api_key=KEYS["alice"], tls=True)  # the system's CAs only
+    with untrusting, pytest.raises(ServerUnavailableError):
+        untrusting.wait_until_ready()
+    with I2VClient(gateway.grpc_url, api_key=KEYS["alice"]) as plaintext, pytest.raises(ServerUnavailableError):
+        plaintext.wait_until_ready()
+
+
+@needs_nginx
+@needs_curl
+def test_curl_gets_progress_events_and_a_playable_mp4(gateway, test_ca, photo_png, tmp_path):
+    body = tmp_path / "request.json"
+    body.write_text(json.dumps({
+        "image": "data:image/png;base64," + base64.b64encode(photo_png).decode(), "encoding": "base64",
+        "prompt": "a lighthouse", "num_inference_steps": 10, "num_frames": 8, "height": 64, "width": 64, "seed": 9,
+    }))  # fmt: skip
+    run = curl(
+        gateway, test_ca, "/v2/models/i2vgen_xl/generate_stream", "-H", f"api-key: {KEYS['alice']}", "-d", f"@{body}"
+    )
+    events = sse_events(run.stdout)
+    assert [e["progress"] for e in events[:-1]] == [[step, 10] for step in range(1, 11)]
+    video = decode_mp4(base64.b64decode(events[-1]["video"]))
+    assert video.frames.shape == (8, 64, 64, 3) and json.loads(events[-1]["metadata"])["seed"] == 9
+    # the README's one-liner
+    if shutil.which("jq"):
+        out = tmp_path / "cat.mp4"
+        line = (
+            f"curl -sN --cacert {test_ca[0]} -H 'api-key: {KEYS['alice']}' -d @{body} "
+            f"{gateway.http_url}/v2/models/i2vgen_xl/generate_stream | sed -n 's/^data: //p' "
+            f"| jq -r 'select(.video) | .video' | base64 -d > {out}"
+        )
+        subprocess.run(["bash", "-o", "pipefail", "-c", line], check=True, timeout=120)
+        assert decode_mp4(out.read_bytes()).frames.shape == (8, 64, 64, 3)
+
+
+@needs_nginx
+@needs_curl
+def test_curl_gets_the_same_parameter_errors_as_grpc(gateway, test_ca, photo_png, tmp_path):
+    body = {"image": base64.b64encode(photo_png).decode(), "encoding": "base64", "prompt": "x", "num_frames": 40}
+
+    def stream(body: dict):
+        """alice's generate_stream over curl."""
+        path = "/v2/models/i2vgen_xl/generate_stream"
+        return curl(gateway, test_ca, path, "-H", f"api-key: {KEYS['alice']}", "-d", json.dumps(body))
+
+    run = stream(body)
+    assert sse_events(run.stdout) == [{"error": "invalid input: num_frames must be between 8 and 32, got 40"}]
+    body.update(num_frames=8, image="not base64!")
+    run = stream(body)
+    assert "image is not valid base64" in sse_events(run.stdout)[0]["error"]
+    refused = curl(
+        gateway, test_ca, "/v2/models/i2vgen_xl/generate_stream", "-w", "%{http_code}", "-d", json.dumps(body)
+    )
+    assert refused.stdout.decode().endswith("401") and b"missing or unknown api key" in refused.stdout
+
+
+@needs_nginx
+@needs_curl
+def test_a_50_mb_body_is_refused_at_the_gateway(gateway, keyed_triton, test_ca, tmp_path):
+    big = tmp_path / "big.json"
+    with open(big, "wb") as out:
+        out.write(b'{"prompt": "x", "image": "')
+        out.write(b"A" * (50 * 1024 * 1024))
+        out.write(b'"}')
+    run = curl(gateway, test_ca, "/v2/models/i2vgen_xl/generate_stream", "-H", f"api-key: {KEYS['alice']}",
+               "-w", "%{http_code}", "--data-binary", f"@{big}")  # fmt: skip
+    assert run.stdout.decode().endswith("413") and b"larger than the gateway's limit" in run.stdout
+    assert access_log(gateway)[-1]["status"] == 413
+
+
+@needs_nginx
+def test_a_reload_adds_and_revokes_tenants_without_dropping_a_stream(keyed_triton, test_ca, photo_png, tmp_path):
+    gw = NginxGateway(tenants(), settings_for(keyed_triton, test_ca), tmp_path / "gateway").start()
+    try:
+        started, outcome = threading.Event(), []
+
+        def long_run():
+            with client_for(gw, test_ca, "alice") as client:
+                result = client.generate(
+                    small(photo_png, num_inference_steps=60, num_frames=16), on_progress=lambda s, t: started.set()
+                )
+                outcome.append(result.progress[-1])
+
+        runner = threading.Thread(target=long_run)
+        runner.start()
+        assert started.wait(60)
+        dave = Tenant("dave", key_hash("dave-key"))
+        gw.reload([t for t in tenants() if t.name != "carol"] + [dave])  # carol revoked, dave added
+        with client_for(gw, test_ca, "dave-key") as client:
+            assert client.generate(small(photo_png)).video
+        with client_for(gw, test_ca, "carol") as client, pytest.raises(UnauthorizedError):
+            client.generate(small(photo_png))
+        runner.join(120)
+        assert outcome == [Progress(60, 60)]  # the stream that ran across the reload finished
+        with pytest.raises(TenantsFileError, match="name must match"):
+            gw.reload([Tenant("Bad name", "0" * 64)])  # a bad change leaves the running gateway as it was
+        with client_for(gw, test_ca, "dave-key") as client:
+            assert client.generate(small(photo_png)).video
+    finally:
+        gw.stop()
+    assert not os.path.exists(gw.settings.pid_file)

@@ -1,0 +1,317 @@
+"""LoRA adapters per request: files read in either naming, checked against the served UNet, registered without a
+restart, and served on ONNX Runtime and torch equal to diffusers' pipeline whose UNet carries the same adapter
+through PEFT. LoRA files are made here, for the tiny model, with PEFT, into temporary folders."""
+
+from __future__ import annotations
+
+import copy
+import threading
+
+import numpy as np
+import pytest
+import torch
+from diffusers_reference import NEGATIVE, PROMPT, diffusers_frames
+from safetensors.torch import save_file
+
+from i2v.cli import main
+from i2v.client.errors import InvalidInputError
+from i2v.client.grpc_client import I2VClient
+from i2v.client.types import GenerationRequest
+from i2v.model import lora_registry
+from i2v.model.lora import LoraFileError, read_lora
+from i2v.params import InvalidParameterError
+
+peft = pytest.importorskip("peft")
+
+ATTENTION = ["to_q", "to_k", "to_v", "to_out.0"]
+SHAPE = {"height": 64, "width": 64, "num_frames": 8, "steps": 10, "guidance": 7.5, "fps": 8, "seed": 99}
+
+
+class MadeLora:
+    """A LoRA made with PEFT on a copy of the tiny UNet: the file, and the PEFT-injected UNet (the reference)."""
+
+    def __init__(self, unet, path, *, seed, rank=4, alpha=None, rank_pattern=None, targets=ATTENTION, naming="peft"):
+        torch.manual_seed(seed)
+        self.unet = copy.deepcopy(unet)
+        config = peft.LoraConfig(
+            r=rank,
+            lora_alpha=alpha or rank,
+            target_modules=targets,
+            rank_pattern=rank_pattern or {},
+            alpha_pattern={k: v for k, v in (rank_pattern or {}).items()} if alpha is None else {},
+            init_lora_weights=False,
+        )
+        peft.inject_adapter_in_model(config, self.unet, adapter_name="default")
+        for name, parameter in self.unet.named_parameters():
+            if "lora_B" in name:  # strong enough to change the video visibly
+                parameter.data = torch.randn_like(parameter) * 0.5
+        state = peft.get_peft_model_state_dict(self.unet, adapter_name="default")
+        if naming == "peft":
+            tensors = {f"unet.{k}": v.contiguous() for k, v in state.items()}
+        else:  # the older diffusers naming: <module>.lora.down.weight / .lora.up.weight, no prefix
+            tensors = {
+                k.replace(".lora_A.", ".lora.down.").replace(".lora_B.", ".lora.up."): v.contiguous()
+                for k, v in state.items()
+            }
+        if alpha is not None:
+            for key in state:
+                if key.endswith("lora_A.weight"):
+                    tensors[key.removesuffix(".lora_A.weight") + ".alpha"] = torch.tensor(float(alpha))
+        save_file(tensors, str(path))
+        self.path = path
+
+    def scaled(self, scale: float):
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        for layer in self.unet.modules():
+            if isinstance(layer, BaseTunerLayer):
+                layer.set_scale("default", scale)
+        return self.unet
+
+
+def reference(pipe, photo, unet=None):
+    """diffusers' pipeline, its UNet swapped for `unet` (PEFT adapter) for this call."""
+    original = pipe.unet
+    pipe.unet = unet if unet is not None else original
+    try:
+        return diffusers_frames(pipe, photo, **SHAPE)
+    finally:
+        pipe.unet = original
+
+
+def lora_request(photo_png, **lora) -> GenerationRequest:
+    """The reference request's shape and seed, with the LoRA fields given."""
+    s = SHAPE
+    return GenerationRequest(
+        image=photo_png,
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE,
+        height=s["height"],
+        width=s["width"],
+        num_frames=s["num_frames"],
+        num_inference_steps=s["steps"],
+        guidance_scale=s["guidance"],
+        fps=s["fps"],
+        seed=s["seed"],
+        return_frames=True,
+        **lora,
+    )
+
+
+def served(client, photo_png, **lora) -> np.ndarray:
+    result = client.generate(lora_request(photo_png, **lora))
+    assert result.metadata["parameters"]["lora"] == lora.get("lora", "")
+    return result.frames
+
+
+def assert_equal_video(got: np.ndarray, expected: np.ndarray) -> None:
+    difference = np.abs(got.astype(np.int16) - expected.astype(np.int16))
+    assert difference.max() <= 1, f"max difference {difference.max()} levels"
+    assert (difference > 0).mean() < 0.01
+
+
+@pytest.fixture(scope="module")
+def loras(tiny_pipeline, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("loras")
+    return {
+        "a": MadeLora(tiny_pipeline.unet, folder / "a.safetensors", seed=1, rank=4, alpha=2),
+        # a different rank per module, every linear layer of the attention and feed-forward blocks
+        "b": MadeLora(
+            tiny_pipeline.unet,
+            folder / "b.safetensors",
+            seed=2,
+            rank=2,
+            rank_pattern={"attn1.to_q": 6, "ff.net.2": 3},
+            targets=[*ATTENTION, "proj", "ff.net.2"],
+        ),
+        "old": MadeLora(tiny_pipeline.unet, folder / "old.safetensors", seed=3, naming="old"),
+    }
+
+
+@pytest.fixture
+def registry(model_repository):
+    """The session server's registry, emptied of what a test registered."""
+    yield model_repository
+    for name in lora_registry.registered(lora_registry.lora_dir(model_repository)):
+        lora_registry.remove(model_repository, name)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The file: namings, alphas, refusals.
+
+
+def test_both_namings_read_to_the_unet_modules_with_alpha_over_rank(loras, tiny_pipeline):
+    a = read_lora(loras["a"].path)
+    module = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
+    assert module in a.layers and a.ranks == [4] and a.target_modules == ["to_k", "to_out.0", "to_q", "to_v"]
+    layer = a.layers[module]
+    assert layer.alpha == 2.0
+    peft_delta = loras["a"].unet.get_submodule(module).get_delta_weight("default")  # PEFT's own merge: alpha / r
+    assert torch.allclose(layer.delta(1.0), peft_delta, atol=1e-6)
+    assert torch.allclose(layer.delta(0.5), 0.5 * peft_delta, atol=1e-6)
+
+    old = read_lora(loras["old"].path)  # lora.down / lora.up, no `unet.` prefix, no alphas: scale 1
+    assert set(old.layers) == set(a.layers)
+    assert old.layers[module].alpha == old.layers[module].rank == 4
+    b = read_lora(loras["b"].path)
+    assert b.ranks == [2, 3, 6]
+
+
+def test_corrupt_or_incomplete_files_are_refused_saying_why(tmp_path, loras):
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(loras["a"].path.read_bytes()[:300])
+    with pytest.raises(LoraFileError, match="not a readable safetensors file"):
+        read_lora(corrupt)
+    only_down = tmp_path / "half.safetensors"
+    save_file({"unet.conv_in.lora_A.weight": torch.zeros(4, 4, 3, 3)}, str(only_down))
+    with pytest.raises(LoraFileError, match="the LoRA of conv_in is incomplete: it has no lora_B.weight"):
+        read_lora(only_down)
+
+
+def test_lora_commands_register_list_and_remove(registry, loras, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv(lora_registry.LORA_DIR_ENV, str(tmp_path / "mounted"))  # a separate mount
+    assert main(["lora", "add", "style-a", str(loras["a"].path), "--model-repository", str(registry)]) == 0
+    assert "registered style-a: rank 4" in capsys.readouterr().out
+    assert (tmp_path / "mounted" / "style-a.safetensors").is_file()
+    assert main(["lora", "list", "--model-repository", str(registry)]) == 0
+    listed = capsys.readouterr().out
+    assert "style-a" in listed and "rank 4" in listed and "to_q" in listed and "MB" in listed
+
+    assert main(["lora", "add", "style-a", str(loras["b"].path), "--model-repository", str(registry)]) == 2
+    assert "already registered" in capsys.readouterr().err
+    assert main(["lora", "remove", "style-a", "--model-repository", str(registry)]) == 0
+    assert main(["lora", "remove", "style-a", "--model-repository", str(registry)]) == 2
+    assert "lora 'style-a' is not registered; registered: none are registered" in capsys.readouterr().err
+
+
+def test_a_lora_for_another_architecture_is_refused_naming_the_first_keys(registry, tmp_path, capsys, loras):
+    lora_registry.add(registry, "kept", loras["a"].path)
+    other = tmp_path / "other.safetensors"
+    save_file(
+        {
+            "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight": torch.zeros(4, 320),
+            "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_B.weight": torch.zeros(320, 4),
+            "unet.no_such_block.proj.lora_A.weight": torch.zeros(4, 8),
+            "unet.no_such_block.proj.lora_B.weight": torch.zeros(8, 4),
+        },
+        str(other),
+    )
+    assert main(["lora", "add", "other", str(other), "--model-repository", str(registry)]) == 2
+    error = capsys.readouterr().err
+    assert "does not fit the served UNet: 2 of 2 layers do not match" in error
+    assert "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight [4, 320]" in error
+    assert "the UNet has no adaptable layer no_such_block.proj" in error
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"not a safetensors file at all")
+    assert main(["lora", "add", "corrupt", str(corrupt), "--model-repository", str(registry)]) == 2
+    assert "not a readable safetensors file" in capsys.readouterr().err
+    assert list(lora_registry.registered(lora_registry.lora_dir(registry))) == ["kept"]  # nothing disturbed
+    assert read_lora(lora_registry.resolve(lora_registry.lora_dir(registry), "kept")).layers
+
+
+def test_graph_weights_are_mapped_to_unet_layers_transposed_for_matmul(model_repository):
+    targets = lora_registry.read_targets(model_repository / "unet" / "1")
+    to_q = targets["down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"]
+    assert len(to_q["initializers"]) == 1 and to_q["initializers"][0][1] is True  # folded W.T of a MatMul
+    assert targets["conv_in"]["initializers"] == [["unet.conv_in.weight", False]]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Served: ONNX Runtime (the session server) and torch.
+
+
+def test_served_lora_switches_per_request_and_equals_diffusers_with_peft(
+    registry, client, loras, tiny_pipeline, photo, photo_png
+):
+    lora_registry.add(registry, "a", loras["a"].path)
+    lora_registry.add(registry, "b", loras["b"].path)
+    first_a = served(client, photo_png, lora="a")
+    b = served(client, photo_png, lora="b", lora_scale=0.6)
+    base = served(client, photo_png)
+    second_a = served(client, photo_png, lora="a")
+
+    assert_equal_video(first_a, reference(tiny_pipeline, photo, loras["a"].scaled(1.0)))
+    assert_equal_video(b, reference(tiny_pipeline, photo, loras["b"].scaled(0.6)))
+    assert_equal_video(base, reference(tiny_pipeline, photo))
+    assert np.array_equal(first_a, second_a)  # nothing left over from b or the base model
+    assert np.abs(first_a.astype(np.int16) - base).mean() > 2  # the adapter does change the video
+
+
+def test_a_server_starts_on_a_repository_with_registered_loras(registry, loras, photo_png, tmp_path):
+    """The registry lives in the model repository; Triton must not take it for a model (a folder at the
+    repository's top level was polled as one and the server refused to start)."""
+    from i2v.serving.triton_server import EmbeddedTritonServer
+
+    lora_registry.add(registry, "a", loras["a"].path)
+    with (
+        EmbeddedTritonServer(registry, log_file=tmp_path / "server.log") as server,
+        I2VClient(server.endpoints.grpc_url) as restarted,
+    ):
+        assert served(restarted, photo_png, lora="a").shape == (8, 64, 64, 3)
+
+
+def test_unknown_lora_is_an_invalid_input_listing_the_registered_ones(registry, client, loras, photo_png):
+    lora_registry.add(registry, "a", loras["a"].path)
+    with pytest.raises(InvalidInputError, match="lora 'nope' is not registered; registered: a"):
+        served(client, photo_png, lora="nope")
+    with pytest.raises(InvalidParameterError, match="lora_scale must be between 0 and 2, got 3"):  # client-side
+        served(client, photo_png, lora="a", lora_scale=3.0)
+    assert served(client, photo_png).shape == (8, 64, 64, 3)  # and the server keeps serving
+
+
+def test_removing_a_lora_in_use_lets_its_request_finish_with_its_weights(
+    registry, client, loras, tiny_pipeline, photo, photo_png
+):
+    lora_registry.add(registry, "going", loras["old"].path)
+    removed = threading.Event()
+
+    def remove_at_first_step(step: int, total: int) -> None:
+        if not removed.is_set():
+            lora_registry.remove(registry, "going")
+            removed.set()
+
+    result = client.generate(lora_request(photo_png, lora="going"), on_progress=remove_at_first_step)
+    assert removed.is_set()
+    assert_equal_video(result.frames, reference(tiny_pipeline, photo, loras["old"].scaled(1.0)))
+    with pytest.raises(InvalidInputError, match="lora 'going' is not registered"):
+        served(client, photo_png, lora="going")
+
+
+@pytest.fixture(scope="module")
+def torch_lora_triton(tiny_pipeline, tmp_path_factory):
+    from i2v.export.repository import write_model_repository
+    from i2v.serving.triton_server import EmbeddedTritonServer
+
+    repository = write_model_repository(
+        tiny_pipeline, None, tmp_path_factory.mktemp("torch-lora"), source="tiny", runtime="torch"
+    )
+    log = tmp_path_factory.mktemp("torch-lora-triton") / "server.log"
+    with EmbeddedTritonServer(repository, log_file=log) as server:
+        yield server, repository
+
+
+def test_torch_runtime_serves_the_lora_with_peft_equal_to_diffusers(
+    torch_lora_triton, loras, tiny_pipeline, photo, photo_png
+):
+    server, repository = torch_lora_triton
+    lora_registry.add(repository, "b", loras["b"].path)
+    lora_registry.add(repository, "a", loras["a"].path)
+    with I2VClient(server.endpoints.grpc_url) as client:
+        b = served(client, photo_png, lora="b", lora_scale=1.5)
+        base = served(client, photo_png)
+        a = served(client, photo_png, lora="a", lora_scale=0.5)
+        b_again = served(client, photo_png, lora="b", lora_scale=1.5)
+    assert_equal_video(b, reference(tiny_pipeline, photo, loras["b"].scaled(1.5)))
+    assert_equal_video(base, reference(tiny_pipeline, photo))
+    assert_equal_video(a, reference(tiny_pipeline, photo, loras["a"].scaled(0.5)))
+    assert np.array_equal(b, b_again)
+
+
+def test_lora_flags_come_from_the_parameter_table():
+    from i2v.cli import build_parser
+    from i2v.client.command import generation_values
+
+    args = build_parser().parse_args(
+        ["generate", "--image", "x.png", "--prompt", "p", "--lora", "a", "--lora-scale", "0.5"]
+    )
+    assert generation_values(args) == {"prompt": "p", "lora": "a", "lora_scale": 0.5}
