@@ -1,4 +1,4 @@
-"""Run Debian's nginx as the gateway on a rendered configuration: for tests and `i2v gateway run`.
+"""Run Debian's nginx as the gateway on a rendered configuration: for tests, and to run one by hand.
 
 nginx runs in the foreground of its own session (`-g 'daemon off;'`) with its prefix, pid, logs and temp
 files in a private folder; `reload()` re-renders the configuration and sends SIGHUP, so a tenant added or
@@ -39,14 +39,8 @@ def find_nginx() -> tuple[str, str]:
     return binary, JS_MODULE
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 class NginxGateway:
-    """nginx on `settings` (its listen ports, default: free loopback ports) and `tenants`."""
+    """nginx on `settings` (its listen addresses) and `tenants`."""
 
     def __init__(self, tenants: list[Tenant], settings: GatewaySettings, folder: Path | None = None) -> None:
         self.binary, js_module = find_nginx()

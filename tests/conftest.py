@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
 
@@ -45,6 +46,31 @@ def triton(model_repository, tmp_path_factory):
 
     log = tmp_path_factory.mktemp("triton") / "server.log"
     with EmbeddedTritonServer(model_repository, log_file=log) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def serve_tiny(tiny_pipeline, tmp_path_factory):
+    """`serve_tiny(name, server_options={}, **export_options)`: the tiny model exported into a new repository
+    (`write_model_repository` options, source "tiny" unless given) and served on loopback, as a context manager."""
+    from i2v.export.repository import write_model_repository
+    from i2v.serving.triton_server import EmbeddedTritonServer
+
+    @contextlib.contextmanager
+    def serve(name: str, server_options: dict | None = None, **export_options):
+        export_options.setdefault("source", "tiny")
+        repository = write_model_repository(tiny_pipeline, None, tmp_path_factory.mktemp(name), **export_options)
+        log = tmp_path_factory.mktemp(f"{name}-triton") / "server.log"
+        with EmbeddedTritonServer(repository, log_file=log, **(server_options or {})) as server:
+            yield server
+
+    return serve
+
+
+@pytest.fixture(scope="session")
+def torch_triton(serve_tiny, tiny_dir):
+    """The torch runtime exported from a local folder, as a user with downloaded weights does, served."""
+    with serve_tiny("torch-repository", source=str(tiny_dir), runtime="torch") as server:
         yield server
 
 

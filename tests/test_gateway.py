@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from ports import free_port
 
 from i2v.client import (
     GenerationCancelledError,
@@ -26,7 +27,7 @@ from i2v.client import (
     UnauthorizedError,
 )
 from i2v.gateway.nginx_config import GatewaySettings, render
-from i2v.gateway.nginx_server import GatewayError, NginxGateway, find_nginx, free_port
+from i2v.gateway.nginx_server import GatewayError, NginxGateway, find_nginx
 from i2v.gateway.tenants import Tenant, TenantsFileError, add_tenant, key_hash, load_tenants, remove_tenant
 from i2v.video import decode_mp4
 

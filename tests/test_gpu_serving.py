@@ -50,19 +50,8 @@ def test_a_gpu_instance_where_torch_has_no_cuda_fails_naming_the_cause(monkeypat
 
 
 @pytest.fixture(scope="module")
-def gpu_triton(tiny_pipeline, tmp_path_factory):
-    from i2v.export.repository import write_model_repository
-    from i2v.serving.triton_server import EmbeddedTritonServer
-
-    repository = write_model_repository(
-        tiny_pipeline,
-        None,
-        tmp_path_factory.mktemp("gpu-repository"),
-        source="tiny",
-        runtime="torch",
-        instance_kind="KIND_GPU",
-    )
-    with EmbeddedTritonServer(repository, log_file=tmp_path_factory.mktemp("gpu-triton") / "server.log") as server:
+def gpu_triton(serve_tiny):
+    with serve_tiny("gpu-repository", runtime="torch", instance_kind="KIND_GPU") as server:
         yield server
 
 

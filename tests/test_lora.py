@@ -4,6 +4,7 @@ through PEFT. LoRA files are made here, for the tiny model, with PEFT, into temp
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 
@@ -128,12 +129,20 @@ def loras(tiny_pipeline, tmp_path_factory):
     }
 
 
+@contextlib.contextmanager
+def emptied_afterwards(repository):
+    """A session server's repository, its registry emptied of what the test registered."""
+    try:
+        yield repository
+    finally:
+        for name in lora_registry.registered(lora_registry.lora_dir(repository)):
+            lora_registry.remove(repository, name)
+
+
 @pytest.fixture
 def registry(model_repository):
-    """The session server's registry, emptied of what a test registered."""
-    yield model_repository
-    for name in lora_registry.registered(lora_registry.lora_dir(model_repository)):
-        lora_registry.remove(model_repository, name)
+    with emptied_afterwards(model_repository):
+        yield model_repository
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -277,26 +286,15 @@ def test_removing_a_lora_in_use_lets_its_request_finish_with_its_weights(
         served(client, photo_png, lora="going")
 
 
-@pytest.fixture(scope="module")
-def torch_lora_triton(tiny_pipeline, tmp_path_factory):
-    from i2v.export.repository import write_model_repository
-    from i2v.serving.triton_server import EmbeddedTritonServer
-
-    repository = write_model_repository(
-        tiny_pipeline, None, tmp_path_factory.mktemp("torch-lora"), source="tiny", runtime="torch"
-    )
-    log = tmp_path_factory.mktemp("torch-lora-triton") / "server.log"
-    with EmbeddedTritonServer(repository, log_file=log) as server:
-        yield server, repository
-
-
 def test_torch_runtime_serves_the_lora_with_peft_equal_to_diffusers(
-    torch_lora_triton, loras, tiny_pipeline, photo, photo_png
+    torch_triton, loras, tiny_pipeline, photo, photo_png
 ):
-    server, repository = torch_lora_triton
-    lora_registry.add(repository, "b", loras["b"].path)
-    lora_registry.add(repository, "a", loras["a"].path)
-    with I2VClient(server.endpoints.grpc_url) as client:
+    with (
+        emptied_afterwards(torch_triton.model_repository) as repository,
+        I2VClient(torch_triton.endpoints.grpc_url) as client,
+    ):
+        lora_registry.add(repository, "b", loras["b"].path)
+        lora_registry.add(repository, "a", loras["a"].path)
         b = served(client, photo_png, lora="b", lora_scale=1.5)
         base = served(client, photo_png)
         a = served(client, photo_png, lora="a", lora_scale=0.5)

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,21 +16,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from ports import free_ports
 
 from i2v.client import GenerationRequest, I2VClient, ServerUnavailableError
 
 MODELS = ("text_encoder", "image_encoder", "vae_encoder", "unet", "vae_decoder", "i2vgen_xl")
 STUB = "triton_python_backend_stub"
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 class ServeProcess:

@@ -22,22 +22,8 @@ from i2v.model.parts import PART_NAMES, specs_for_pipeline
 
 
 @pytest.fixture(scope="module")
-def torch_repository(tiny_pipeline, tiny_dir, tmp_path_factory):
-    """Exported from a local folder, as a user with downloaded weights does."""
-    from i2v.export.repository import write_model_repository
-
-    return write_model_repository(
-        tiny_pipeline, None, tmp_path_factory.mktemp("torch-repository"), source=str(tiny_dir), runtime="torch"
-    )
-
-
-@pytest.fixture(scope="module")
-def torch_triton(torch_repository, tmp_path_factory):
-    from i2v.serving.triton_server import EmbeddedTritonServer
-
-    log = tmp_path_factory.mktemp("torch-triton") / "server.log"
-    with EmbeddedTritonServer(torch_repository, log_file=log) as server:
-        yield server
+def torch_repository(torch_triton):
+    return torch_triton.model_repository
 
 
 def test_torch_repository_holds_weights_and_the_torch_runner(torch_repository, tiny_pipeline):
@@ -158,21 +144,9 @@ def test_compiled_unet_repository_compiles_at_load_with_a_warmup_at_the_default_
 
 
 @pytest.fixture(scope="module")
-def compiled_triton(tiny_pipeline, tmp_path_factory):
-    from i2v.export.repository import write_model_repository
-    from i2v.serving.triton_server import EmbeddedTritonServer
-
-    repository = write_model_repository(
-        tiny_pipeline,
-        None,
-        tmp_path_factory.mktemp("compiled"),
-        source="tiny",
-        runtime="torch",
-        torch_compile="default",
-    )
-    log = tmp_path_factory.mktemp("compiled-triton") / "server.log"
+def compiled_triton(serve_tiny):
     # TorchInductor compiles the UNet during the warm-up request: minutes on two CPU cores
-    with EmbeddedTritonServer(repository, log_file=log, startup_timeout_s=600) as server:
+    with serve_tiny("compiled", {"startup_timeout_s": 600}, runtime="torch", torch_compile="default") as server:
         yield server
 
 

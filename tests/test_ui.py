@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import time
 from pathlib import Path
 
 import pytest
+from ports import free_port
 
 from i2v.params import InvalidParameterError
 
@@ -73,12 +73,6 @@ def test_page_fields_become_a_request_with_model_defaults_left_out():
 def test_bad_fields_are_explained_in_plain_words(overrides, message):
     with pytest.raises(InvalidParameterError, match=message):
         build_request(**fields(**overrides))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
