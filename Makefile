@@ -18,14 +18,15 @@ test: $(VENV)/.installed lint test-tools
 # System tools some tests use (they skip, saying why, where these are missing): promtool checks the
 # Prometheus config and alert rules; amtool (package prometheus-alertmanager) the Alertmanager config and its
 # routes; chromium runs the UI in a real browser; nginx with its JavaScript module (njs) is the gateway in front of
-# Triton. Installed with apt where we are root on Debian, as in CI.
+# Triton, and mtail counts its access log per tenant. Installed with apt where we are root on Debian, as in CI.
 test-tools:
 	@command -v promtool >/dev/null && command -v amtool >/dev/null && command -v chromium >/dev/null && \
-	  command -v nginx >/dev/null && [ -f /usr/lib/nginx/modules/ngx_http_js_module.so ] || \
+	  command -v nginx >/dev/null && [ -f /usr/lib/nginx/modules/ngx_http_js_module.so ] && \
+	  command -v mtail >/dev/null || \
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && (apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
-	  prometheus-alertmanager chromium nginx libnginx-mod-http-js >/dev/null) || \
-	  echo "note: promtool, amtool, chromium or nginx not installed; their tests will be skipped"; }
+	  prometheus-alertmanager chromium nginx libnginx-mod-http-js mtail >/dev/null) || \
+	  echo "note: promtool, amtool, chromium, nginx or mtail not installed; their tests will be skipped"; }
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

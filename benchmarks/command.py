@@ -9,13 +9,13 @@ from pathlib import Path
 from i2v.arguments import add_api_key_argument
 from i2v.params import MODEL_NAME
 
-RUNNERS = ("served", "onnxruntime", "torch", "torch-compile", "diffusers", "diffusers-compile")
+RUNNERS = ("served", "onnxruntime", "torch", "torch-synced", "torch-compile", "diffusers", "diffusers-compile")
 # (grid, steps) when not given: the tiny model on a CPU in about a minute; any other model on a GPU at the
 # sizes people deploy.
 TINY_DEFAULTS = ("64x64x8,64x96x16", "10")
 FULL_SIZE_DEFAULTS = ("512x512x16,768x768x16,704x1280x16", "25")
 # The GPU proof (`make gpu-proof`): one command on a bare GPU host; with --device cpu, its dry run on the tiny model.
-GPU_SUITE_RUNNERS = ("served", "torch", "torch-compile", "diffusers")
+GPU_SUITE_RUNNERS = ("served", "torch", "torch-synced", "torch-compile", "diffusers")
 SERVED_NEEDS = ("pytriton", "tritonclient", "av")  # the embedded server, its client, the MP4 encoder
 
 

@@ -147,7 +147,8 @@ class InProcessRunner(Runner):
             run_part = OnnxRuntimeParts(model_repository)
         else:
             compile_mode = "default" if name == "torch-compile" else "none"
-            run_part = TorchParts(pipe, self.device, half_precision_on_gpu(self.device), compile_mode)
+            dtype = half_precision_on_gpu(self.device)
+            run_part = TorchParts(pipe, self.device, dtype, compile_mode, synchronize=name == "torch-synced")
         self.generator = VideoGenerator(model_repository / MODEL_NAME / "1" / "pipeline", run_part, self.device)
 
     def run(self, image, point, seed):
@@ -229,16 +230,24 @@ class OnnxRuntimeParts:
 
 class TorchParts:
     """`run_part` over the PyTorch part modules (the ones the ONNX graphs are traced from); with `compile_mode`,
-    the parts the spec marks `compiled` (the UNet) under torch.compile, as the served torch runtime does."""
+    the parts the spec marks `compiled` (the UNet) under torch.compile, as the served torch runtime does; with
+    `synchronize`, the device finishes each call before the next is queued, as in the served path, where a part's
+    outputs leave its process (so a step's launches no longer overlap the previous step's kernels)."""
 
     def __init__(
-        self, pipe, device: torch.device, dtype: torch.dtype = torch.float32, compile_mode: str = "none"
+        self,
+        pipe,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+        compile_mode: str = "none",
+        synchronize: bool = False,
     ) -> None:
         from i2v.model.modules import compile_part, part_module
         from i2v.model.parts import OUTPUT_NAMES, SIZE_FREE_SPECS
 
         self.output_names = OUTPUT_NAMES
         self.dtype = dtype
+        self.synchronize = synchronize and device.type == "cuda"
         self.modules = {
             name: compile_part(
                 part_module(pipe, name).to(device, dtype).eval(),
@@ -249,4 +258,6 @@ class TorchParts:
 
     def __call__(self, name: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         outputs = run_part_module(self.modules[name], list(inputs.values()), self.dtype)
+        if self.synchronize:
+            torch.cuda.synchronize()
         return dict(zip(self.output_names[name], outputs, strict=True))

@@ -1,6 +1,7 @@
 """gRPC client for the `i2vgen_xl` Triton model: `I2VClient` (blocking) and `AsyncI2VClient` (asyncio)."""
 
 from i2v.client.errors import (
+    ForbiddenError,
     GenerationCancelledError,
     GenerationError,
     GenerationTimeoutError,
@@ -12,10 +13,11 @@ from i2v.client.errors import (
     ServerUnavailableError,
     UnauthorizedError,
 )
-from i2v.client.types import GenerationRequest, GenerationResult, Progress
+from i2v.client.types import GenerationRequest, GenerationResult, LoraAdapterInfo, Progress
 
 __all__ = [
     "AsyncI2VClient",
+    "ForbiddenError",
     "GenerationCancelledError",
     "GenerationError",
     "GenerationRequest",
@@ -24,6 +26,7 @@ __all__ = [
     "I2VClient",
     "I2VError",
     "InvalidInputError",
+    "LoraAdapterInfo",
     "OutOfMemoryError",
     "OverloadedError",
     "Progress",

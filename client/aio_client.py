@@ -17,11 +17,13 @@ from i2v.client.grpc_client import (
     ClientBase,
     ProgressCallback,
     client_error,
+    parse_lora_listing,
     parse_model_defaults,
     read_response,
     stream_request,
 )
-from i2v.client.types import GenerationRequest, GenerationResult, Progress
+from i2v.client.types import GenerationRequest, GenerationResult, LoraAdapterInfo, Progress
+from i2v.params import LORA_LIST_MODEL
 
 
 class AsyncI2VClient(ClientBase):
@@ -54,6 +56,14 @@ class AsyncI2VClient(ClientBase):
         except InferenceServerException as exc:
             raise client_error(exc) from exc
         return parse_model_defaults(config["config"])
+
+    async def lora_adapters(self) -> list[LoraAdapterInfo]:
+        """The LoRA adapters registered on the server (what a request's `lora` may name)."""
+        try:
+            result = await self._client.infer(LORA_LIST_MODEL, inputs=[], headers=self.headers)
+        except InferenceServerException as exc:
+            raise client_error(exc) from exc
+        return parse_lora_listing(result)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Progress | GenerationResult]:
         """Progress events in order, then the result. Leaving the loop early cancels the request on the server."""

@@ -228,3 +228,34 @@ def connection_settings(args: argparse.Namespace) -> dict:
 def fail(message: str, code: int) -> int:
     print(f"error: {message}", file=sys.stderr)
     return code
+
+
+def add_lora_list_command(lora_actions, formatter_class: type[argparse.HelpFormatter]) -> None:
+    """`i2v lora list`, beside `add` and `remove` (`i2v.serving.lora_command`): it asks the server."""
+    listing = lora_actions.add_parser(
+        "list", formatter_class=formatter_class, help="the server's adapters: name, rank, layers, targets, size"
+    )
+    add_connection_args(listing, timeout=False)
+    listing.set_defaults(run=run_lora_list)
+
+
+def run_lora_list(args: argparse.Namespace) -> int:
+    from i2v.client import I2VClient, I2VError
+
+    try:
+        with I2VClient(args.url, api_key=args.api_key, tls=args.tls, ca_file=args.ca_file) as client:
+            adapters = client.lora_adapters()
+    except I2VError as exc:
+        return fail(f"cannot list the LoRA adapters of {args.url}: {exc}", EXIT_FAILED)
+    if not adapters:
+        print(f"no LoRA adapters registered on {args.url}; add one with `i2v lora add NAME FILE.safetensors`")
+    for adapter in adapters:
+        size = f"{adapter.size_bytes / 1e6:8.2f} MB"
+        if not adapter.checked:
+            print(f"{adapter.name:<24} {'rank ?':<11} {size}  (copied in by hand, unchecked: use i2v lora add)")
+            continue
+        low, high = min(adapter.ranks), max(adapter.ranks)
+        rank = str(low) if low == high else f"{low}-{high}"
+        targets = ", ".join(adapter.target_modules)
+        print(f"{adapter.name:<24} rank {rank:<6} {size}  {adapter.layers} layers: {targets}")
+    return EXIT_OK

@@ -56,6 +56,10 @@ class UnauthorizedError(I2VError):
     """The server needs an API key, or refused the one sent."""
 
 
+class ForbiddenError(UnauthorizedError):
+    """The gateway's tenant may not use this model (its key is fine); the message lists the models it may use."""
+
+
 class OutOfMemoryError(I2VError):
     """The server ran out of memory for this request (and released it): ask for fewer frames, a smaller size or a
     smaller decode_chunk_size. A request too large for the server from the start is an `InvalidInputError`."""
@@ -89,6 +93,8 @@ def error_from_server(message: str, status: str | None = None) -> I2VError:
     """The exception a caller can act on, for a Triton error message and its gRPC status code."""
     code = (status or "").rsplit(".", 1)[-1].upper()
     text = message.lower()
+    if text.startswith("forbidden:"):  # i2v.serving.tenancy: a model the gateway's tenant may not use
+        return ForbiddenError(message)
     if text.startswith("rate limit"):  # the gateway's words (i2v.gateway), with RESOURCE_EXHAUSTED
         retry = re.search(r"retry after (\d+(?:\.\d+)?) s", text)
         return RateLimitedError(message, float(retry[1]) if retry else None)

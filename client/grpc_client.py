@@ -17,8 +17,8 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
 from i2v.client.errors import GenerationCancelledError, I2VError, ServerUnavailableError, error_from_server
-from i2v.client.types import GenerationRequest, GenerationResult, Progress
-from i2v.params import API_KEY_HEADER, MODEL_NAME, parameter, parameters
+from i2v.client.types import GenerationRequest, GenerationResult, LoraAdapterInfo, Progress
+from i2v.params import API_KEY_HEADER, LORA_LIST_MODEL, MODEL_NAME, parameter, parameters
 
 DEFAULT_PREFIX = "default."  # the BLS config's parameters that hold the model's defaults
 ProgressCallback = Callable[[int, int], None]  # (step, total)
@@ -60,6 +60,12 @@ def parse_model_defaults(config: dict) -> dict:
         else:
             defaults[entry.name] = entry.type(text)
     return defaults
+
+
+def parse_lora_listing(result) -> list[LoraAdapterInfo]:
+    """The listing model's answer (`i2v.serving.lora_listing`) → the registered adapters, by name."""
+    entries = json.loads(bytes(result.as_numpy("adapters")[0]))
+    return [LoraAdapterInfo.from_listing(entry) for entry in entries]
 
 
 def stream_request(request: GenerationRequest) -> dict:
@@ -167,6 +173,10 @@ class I2VClient(SyncClient):
     def model_defaults(self) -> dict:
         """What the served model uses for each parameter a request leaves out (the seed: a random one)."""
         return parse_model_defaults(self._call(self._client.get_model_config, self.model_name, as_json=True)["config"])
+
+    def lora_adapters(self) -> list[LoraAdapterInfo]:
+        """The LoRA adapters registered on the server (what a request's `lora` may name)."""
+        return parse_lora_listing(self._call(self._client.infer, LORA_LIST_MODEL, inputs=[]))
 
     def cancel(self) -> None:
         """Cancel the request in flight (call from another thread); `generate` then raises

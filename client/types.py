@@ -87,3 +87,26 @@ class GenerationResult:
         path.write_bytes(self.video)
         path.with_suffix(".json").write_text(json.dumps(self.metadata, indent=2) + "\n")
         return path
+
+
+@dataclass(frozen=True)
+class LoraAdapterInfo:
+    """A LoRA adapter registered on the server: what a request's `lora` may name."""
+
+    name: str
+    size_bytes: int
+    ranks: tuple[int, ...] = ()
+    layers: int = 0
+    target_modules: tuple[str, ...] = ()
+    checked: bool = True  # False: put in the registry by hand, not described by `i2v lora add`
+
+    @classmethod
+    def from_listing(cls, entry: dict) -> LoraAdapterInfo:
+        return cls(
+            name=entry["name"],
+            size_bytes=int(entry.get("size_bytes", 0)),
+            ranks=tuple(entry.get("ranks", ())),
+            layers=int(entry.get("layers", 0)),
+            target_modules=tuple(entry.get("target_modules", ())),
+            checked=bool(entry.get("checked", True)),
+        )

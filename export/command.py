@@ -90,6 +90,12 @@ def add_export_command(commands, formatter_class: type[argparse.HelpFormatter]) 
         help="tensorrt: how the serving Triton sizes execution contexts: static (24.10: every context at the "
         "largest profile) or on-profile-change (25.05+: each at its own, when used)",
     )
+    export.add_argument(
+        "--tensorrt-lora",
+        action="store_true",
+        help="tensorrt: serve LoRA adapters: the UNet's engine is built refittable and run by a Python model that "
+        "refits it per adapter (without it, Triton's TensorRT backend runs it and requests with a LoRA are refused)",
+    )
     export.set_defaults(run=run_export)
 
 
@@ -112,6 +118,7 @@ def run_export(args: argparse.Namespace) -> int:
             supported_shapes=_supported_shapes(args),
             gpu_memory_budget_gib=args.gpu_memory_budget,
             context_allocation=args.context_allocation,
+            tensorrt_lora=args.tensorrt_lora,
         )
     except (TensorRTUnavailableError, UnsupportedOperatorError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

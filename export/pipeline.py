@@ -53,6 +53,7 @@ def export_model_repository(
     torch_compile: str = "none",
     gpu_memory_budget_gib: float | None = None,
     context_allocation: str = ALLOCATIONS[0],
+    tensorrt_lora: bool = False,
 ) -> Path:
     """Export `source` ('tiny', a diffusers folder or a hub id) into a Triton model repository for `runtime`.
 
@@ -62,11 +63,15 @@ def export_model_repository(
     not at all. The engines' memory plan (`i2v.export.memory_plan`) must fit `gpu_memory_budget_gib` (default:
     90% of this machine's GPU) under `context_allocation` (what the serving Triton does: "static" in 24.10).
     `torch_compile` puts the torch runtime's UNet under `torch.compile` in that mode, compiled at load.
+    `tensorrt_lora` builds the UNet's engine refittable and serves it from a Python model that refits it per
+    LoRA adapter (without it, a TensorRT repository's UNet takes no LoRA adapters).
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if torch_compile not in TORCH_COMPILE_MODES:
         raise ValueError(f"torch_compile must be one of {', '.join(TORCH_COMPILE_MODES)}, got {torch_compile!r}")
+    if tensorrt_lora and runtime != "tensorrt":
+        raise ValueError(f"--tensorrt-lora is an option of the tensorrt runtime (the {runtime} runtime serves LoRAs)")
     if torch_compile != "none" and runtime != "torch":
         raise ValueError(f"--torch-compile is an option of the torch runtime, not of {runtime}")
     if device not in DEVICES:
@@ -112,6 +117,7 @@ def export_model_repository(
             progress=progress,
             gpu_memory_budget_gib=gpu_memory_budget_gib,
             context_allocation=context_allocation,
+            refittable=("unet",) if tensorrt_lora else (),
         )
         return write_model_repository(
             pipe,
@@ -122,6 +128,7 @@ def export_model_repository(
             max_queue_size=max_queue_size,
             supported_shapes=shapes,
             context_allocation=context_allocation,
+            tensorrt_lora=tensorrt_lora,
         )
 
 
@@ -147,6 +154,7 @@ def build_tensorrt_engines(
     progress: bool = True,
     gpu_memory_budget_gib: float | None = None,
     context_allocation: str = ALLOCATIONS[0],
+    refittable: tuple[str, ...] = (),
 ) -> dict[str, Path]:
     """Build `<repository>/<part>/1/model.plan` for every part from the shape table, plan the GPU memory they
     will hold (refusing a plan over the budget), and compare each engine with the fp32 PyTorch part."""
@@ -163,7 +171,7 @@ def build_tensorrt_engines(
     profiles = {name: part_profiles(specs[name], shapes, vae_scale_factor(pipe)) for name in onnx_paths}
     plans = {name: Path(repository) / name / "1" / "model.plan" for name in onnx_paths}
     cache = timing_cache or default_timing_cache(trt.__version__)
-    build_engines(onnx_paths, plans, profiles, timing_cache=cache, progress=progress)
+    build_engines(onnx_paths, plans, profiles, timing_cache=cache, progress=progress, refittable=refittable)
     budget = gpu_memory_budget_gib if gpu_memory_budget_gib is not None else default_gpu_memory_budget_gib()
     memory = plan_memory(
         [engine_memory(plans[name], name, contexts=len(profiles[name])) for name in onnx_paths],

@@ -35,15 +35,17 @@ from i2v.model.lora import lora_targets
 from i2v.model.lora_registry import write_targets
 from i2v.model.modules import WEIGHTS_DIR, save_part_weights
 from i2v.model.parts import PartSpec, size_multiple, specs_for_pipeline, vae_scale_factor
-from i2v.params import MODEL_NAME, TRITON_CONFIG_TYPES, GenerationParams, model_defaults, parameters
+from i2v.params import LORA_LIST_MODEL, MODEL_NAME, TRITON_CONFIG_TYPES, GenerationParams, model_defaults, parameters
 
 TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32"}
 
 # What each runtime puts in a part's version folder; write_model_repository removes the others' leftovers.
 PART_ARTIFACTS = {
-    "onnxruntime": ("model.py", "model.onnx", "lora_base.safetensors"),
-    "torch": ("model.py", "weights"),
-    "tensorrt": ("model.plan", "lora_base.safetensors"),
+    "onnxruntime": ("model.py", "model.onnx", "lora_targets.json", "lora_base.safetensors"),
+    "torch": ("model.py", "weights", "lora_targets.json"),
+    "tensorrt": ("model.plan",),  # Triton's TensorRT backend: no LoRA adapters
+    # the UNet that takes LoRA adapters on TensorRT: its refittable engine in the part runner, the graph beside it
+    "tensorrt-lora": ("model.py", "model.plan", "model.onnx", "lora_targets.json", "lora_base.safetensors"),
 }
 
 
@@ -94,6 +96,7 @@ def write_model_repository(
     torch_dtype: str = "float16",
     torch_compile: str = "none",
     context_allocation: str = "static",
+    tensorrt_lora: bool = False,
 ) -> Path:
     """Write every model of the repository for `runtime`.
 
@@ -103,7 +106,9 @@ def write_model_repository(
       `torch.compile(mode=torch_compile)` unless it is "none"; `onnx_paths` is not used;
     - tensorrt: the engines must already be at `<part>/1/model.plan` (`i2v.export.tensorrt_engines`);
       `supported_shapes` is required, gives each part's optimization profiles and config dims, and goes
-      into model_info.json so the BLS refuses other shapes.
+      into model_info.json so the BLS refuses other shapes. Triton's TensorRT backend serves the engines; with
+      `tensorrt_lora` the UNet's (built refittable) is served by the generic runner instead, which refits it
+      per LoRA adapter, its graph (`onnx_paths`) beside it. Without it the UNet takes no LoRA adapters.
 
     `instance_kind` (KIND_CPU / KIND_GPU) defaults to GPU for tensorrt, CPU for the others; the BLS runs on
     the same kind, so tensors stay on the GPU between the parts when they run there.
@@ -121,8 +126,15 @@ def write_model_repository(
     for name, spec in specs.items():
         version = repository / name / "1"
         version.mkdir(parents=True, exist_ok=True)
-        _remove_other_runtimes(version, runtime)
-        if runtime == "tensorrt":
+        lora_engine = runtime == "tensorrt" and tensorrt_lora and name == "unet"
+        _remove_other_runtimes(version, "tensorrt-lora" if lora_engine else runtime)
+        if lora_engine:
+            if not (version / "model.plan").is_file() or not onnx_paths:
+                raise FileNotFoundError(f"unet: the LoRA-ready engine needs {version / 'model.plan'} and its graph")
+            _copy_graph(Path(onnx_paths[name]), version / "model.onnx")  # base weights TensorRT may ask for
+            (version / "model.py").write_text(_shim("i2v.serving.part_runner", "TensorRT runner for unet (LoRA)"))
+            config = part_config(spec, "tensorrt", "KIND_GPU")
+        elif runtime == "tensorrt":
             if not (version / "model.plan").is_file():
                 raise FileNotFoundError(f"{name}: no TensorRT engine at {version / 'model.plan'}; build it first")
             profiles = part_profiles(spec, supported_shapes, info.vae_scale_factor)
@@ -137,13 +149,22 @@ def write_model_repository(
             compile_mode = torch_compile if runtime == "torch" and spec.compiled else "none"
             config = part_config(spec, runtime, instance_kind, torch_dtype, compile_mode, default_request_dims(info))
         (repository / name / "config.pbtxt").write_text(config)
-        if name == "unet":
+        if name == "unet" and (runtime != "tensorrt" or lora_engine):
             write_lora_targets(pipe, onnx_paths, version, runtime)
 
     version = write_bls_pipeline(pipe, repository, info=info)
     (version / "model.py").write_text(_shim("i2v.serving.bls", "I2VGen-XL BLS: the whole generation loop"))
     (repository / MODEL_NAME / "config.pbtxt").write_text(bls_config(max_queue_size, instance_kind, info.defaults))
+    write_lora_listing(repository)
     return repository
+
+
+def write_lora_listing(repository: Path) -> None:
+    """`i2vgen_xl_loras`: the registered LoRA adapters as JSON (`i2v.serving.lora_listing`), for the UI and CLI."""
+    version = Path(repository) / LORA_LIST_MODEL / "1"
+    version.mkdir(parents=True, exist_ok=True)
+    (version / "model.py").write_text(_shim("i2v.serving.lora_listing", "the LoRA adapters registered with the BLS"))
+    (version.parent / "config.pbtxt").write_text(LORA_LIST_CONFIG.substitute(model_name=LORA_LIST_MODEL))
 
 
 def write_lora_targets(pipe, onnx_paths: Mapping[str, Path] | None, version: Path, runtime: str) -> None:
@@ -228,6 +249,9 @@ RUNTIME_COMMENTS = {
     "onnxruntime": "# Runtime: ONNX Runtime (1/model.onnx) inside a Python-backend model. Written by `i2v export`.\n",
     "torch": "# Runtime: the PyTorch module itself (1/weights/, save_pretrained) in a Python-backend model; on a GPU\n"
     "# instance in TORCH_DTYPE with SDPA attention, on a CPU instance in float32. Written by `i2v export`.\n",
+    "tensorrt": "# Runtime: the refittable TensorRT engine (1/model.plan) in a Python-backend model, refitted\n"
+    "# per LoRA adapter (i2v.serving.tensorrt_part), its graph (1/model.onnx) beside it.\n"
+    "# Written by `i2v export --runtime tensorrt --tensorrt-lora`.\n",
 }
 
 
@@ -262,12 +286,15 @@ def part_config(
     parameters = [f'  {{ key: "RUNTIME", value: {{ string_value: "{runtime}" }} }}']
     if runtime == "torch":
         parameters += [
-            f'  {{ key: "TORCH_DTYPE", value: {{ string_value: "{torch_dtype}" }} }},  # float16, bfloat16 or float32',
-            f'  {{ key: "TORCH_COMPILE", value: {{ string_value: "{torch_compile}" }} }},  # torch.compile mode',
-            "  # GPU tensors from the BLS stay on the GPU (DLPack) instead of being copied to the CPU first\n"
-            '  { key: "FORCE_CPU_ONLY_INPUT_TENSORS", value: { string_value: "no" } }',
+            f'  {{ key: "TORCH_DTYPE", value: {{ string_value: "{torch_dtype}" }} }}  # float16, bfloat16 or float32',
+            f'  {{ key: "TORCH_COMPILE", value: {{ string_value: "{torch_compile}" }} }}  # torch.compile mode',
         ]
-        parameters[0] += ","
+    if runtime in ("torch", "tensorrt"):
+        parameters.append(
+            "  # GPU tensors from the BLS stay on the GPU (DLPack) instead of being copied to the CPU first\n"
+            '  { key: "FORCE_CPU_ONLY_INPUT_TENSORS", value: { string_value: "no" } }'
+        )
+
     warmup = ""
     if torch_compile != "none":
         if warmup_dims is None:
@@ -281,7 +308,7 @@ def part_config(
         + _tensor_block("output", spec.outputs)
         + f"instance_group [ {{ count: 1, kind: {instance_kind} }} ]\n"
         + "parameters [\n"
-        + "\n".join(parameters)
+        + _comma_lines(parameters)
         + "\n]\n"
         + warmup
     )
@@ -379,6 +406,17 @@ def _pbtxt_text(value) -> str:
     text = ("true" if value else "false") if isinstance(value, bool) else str(value)
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
+
+LORA_LIST_CONFIG = Template("""# The LoRA adapters a request to i2vgen_xl may name (its registry folder, read per call).
+# Written by `i2v export`; the code is i2v.serving.lora_listing.
+name: "$model_name"
+backend: "python"
+max_batch_size: 0
+output [
+  { name: "adapters", data_type: TYPE_STRING, dims: [ 1 ] }  # JSON list: name, ranks, layers, target_modules, size
+]
+instance_group [ { count: 1, kind: KIND_CPU } ]
+""")
 
 BLS_CONFIG = Template("""# I2VGen-XL image-to-video: the whole loop (preprocess, encoders, denoising, VAE decode, MP4).
 # Decoupled: one response per denoising step carries `progress` ([step, total]); the last carries

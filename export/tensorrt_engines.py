@@ -95,15 +95,19 @@ def build_engine(
     *,
     fp16: bool = True,
     timing_cache: Path | None = None,
+    refittable: bool = False,
 ) -> Path:
-    """Parse `onnx_path`, build an engine with `profiles`, write it to `plan_path`."""
+    """Parse `onnx_path`, build an engine with `profiles`, write it to `plan_path`; `refittable`: its weights
+    can be replaced later (`trt.Refitter`, the LoRA-ready UNet), named after the graph's initializers."""
     require_tensorrt()
     from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath
 
     cache = str(timing_cache) if timing_cache is not None else None
     if timing_cache is not None:
         Path(timing_cache).parent.mkdir(parents=True, exist_ok=True)
-    config = CreateConfig(fp16=fp16, tf32=True, profiles=polygraphy_profiles(profiles), load_timing_cache=cache)
+    config = CreateConfig(
+        fp16=fp16, tf32=True, refittable=refittable, profiles=polygraphy_profiles(profiles), load_timing_cache=cache
+    )
     build = EngineBytesFromNetwork(NetworkFromOnnxPath(str(onnx_path)), config=config, save_timing_cache=cache)
     serialized = build()
     plan_path = Path(plan_path)
@@ -121,15 +125,24 @@ def build_engines(
     fp16: bool = True,
     timing_cache: Path | None = None,
     progress: bool = True,
+    refittable: tuple[str, ...] = (),
 ) -> dict[str, EngineBuild]:
-    """Build every part's engine; one shared timing cache for all of them."""
+    """Build every part's engine; one shared timing cache for all of them; the parts named in `refittable`
+    refittable."""
     require_tensorrt()
     builds: dict[str, EngineBuild] = {}
     bar = tqdm(list(onnx_paths), desc="TensorRT build", unit="engine", disable=not progress)
     for name in bar:
         bar.set_postfix_str(name)
         start = time.perf_counter()
-        path = build_engine(onnx_paths[name], plan_paths[name], profiles[name], fp16=fp16, timing_cache=timing_cache)
+        path = build_engine(
+            onnx_paths[name],
+            plan_paths[name],
+            profiles[name],
+            fp16=fp16,
+            timing_cache=timing_cache,
+            refittable=name in refittable,
+        )
         builds[name] = EngineBuild(name, path, time.perf_counter() - start, path.stat().st_size, len(profiles[name]))
         if progress:
             bar.write(

@@ -29,7 +29,9 @@ def add_gateway_command(commands, formatter_class: type[argparse.HelpFormatter])
     add.add_argument("--requests-per-minute", type=int, default=30, help="generations per minute")
     add.add_argument("--burst", type=int, default=5, help="requests over the rate accepted at once")
     add.add_argument("--max-streams", type=int, default=2, help="generations in flight at once")
-    add.add_argument("--models", nargs="+", default=[MODEL_NAME], help="models the tenant may call over HTTP")
+    add.add_argument(
+        "--models", nargs="+", default=[MODEL_NAME], help="models the tenant may use (with i2vgen_xl: its LoRA list)"
+    )
     add.set_defaults(run=run_add_tenant)
 
     remove = actions.add_parser("remove-tenant", formatter_class=formatter_class, help="revoke a tenant's key")
@@ -38,7 +40,9 @@ def add_gateway_command(commands, formatter_class: type[argparse.HelpFormatter])
     remove.set_defaults(run=run_remove_tenant)
 
     render = actions.add_parser(
-        "render", formatter_class=formatter_class, help="write nginx.conf (0600) and its key script into a folder"
+        "render",
+        formatter_class=formatter_class,
+        help="write nginx.conf (0600), its key script and the metrics program into a folder",
     )
     render.add_argument("--tenants", type=Path, required=True, help="tenants file")
     render.add_argument("--output", type=Path, required=True, help="folder for nginx.conf and tenant_key.js")
@@ -51,6 +55,11 @@ def add_gateway_command(commands, formatter_class: type[argparse.HelpFormatter])
     render.add_argument("--tls-key", default="", help="PEM private key of --tls-cert")
     render.add_argument("--max-body-mb", type=int, default=32, help="larger request bodies are refused")
     render.add_argument("--access-log", default="/dev/stdout", help="JSON lines per request, with the tenant")
+    render.add_argument(
+        "--metrics-address",
+        default="",
+        help="host:port where mtail listens (UDP) for the access log and serves per-tenant metrics; '' for none",
+    )
     render.add_argument("--pid-file", default="/tmp/i2v-gateway-nginx.pid", help="nginx's pid file")
     render.set_defaults(run=run_render)
 
@@ -101,6 +110,7 @@ def run_render(args: argparse.Namespace) -> int:
             tls_key=args.tls_key,
             max_body_mb=args.max_body_mb,
             access_log=args.access_log,
+            metrics_address=args.metrics_address,
             pid_file=args.pid_file,
         ).check()
         config = write_config(load_tenants(args.tenants), settings, args.output)

@@ -3,8 +3,10 @@
 Why nginx with a key-hashing script (njs): the tenants file and the rendered configuration hold only sha256
 hashes of the tenants' keys; nginx hashes the key a request presents (`tenant_key.js`) and maps the hash to
 the tenant. Rate limits (`limit_req`), concurrent streams (`limit_conn`), TLS, the body limit and gRPC
-proxying with bidirectional streams are nginx's own. The one secret in the output is Triton's own key, which
-nginx sends upstream: the output folder is written 0700 and the configuration 0600, outside git.
+proxying with bidirectional streams are nginx's own. Per-tenant metrics: nginx sends each access-log line
+over syslog (UDP) to mtail, which counts them with `tenant_metrics.mtail` and serves them to Prometheus. The
+one secret in the output is Triton's own key, which nginx sends upstream: the output folder is written 0700
+and the configuration 0600, outside git.
 """
 
 from __future__ import annotations
@@ -16,10 +18,18 @@ from importlib import resources
 from pathlib import Path
 
 from i2v.gateway.tenants import Tenant, check_tenants
-from i2v.params import TENANT_HEADER
+from i2v.params import MODELS_HEADER, TENANT_HEADER
 
 CONFIG_NAME = "nginx.conf"
 SCRIPT_NAME = "tenant_key.js"
+METRICS_PROGRAM = "tenant_metrics.mtail"  # mtail --progs <the rendered folder>
+# One JSON line per request; `tenant_metrics.mtail` reads these fields, in this order.
+LOG_FIELDS = (
+    '{"time":"$time_iso8601","tenant":"$tenant","protocol":"$protocol","status":$status,'
+    '"grpc_status":"$sent_http_grpc_status$sent_trailer_grpc_status","limit_req":"$limit_req_status",'
+    '"limit_conn":"$limit_conn_status","method":"$request_method","uri":"$uri","bytes_in":$request_length,'
+    '"bytes_out":$bytes_sent,"seconds":$request_time}'
+)
 JS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"  # Debian's libnginx-mod-http-js and nginx's image
 _PLACEHOLDER = re.compile(r"@[A-Z_]+@")
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_.~+/=-]{1,256}$")  # what may stand inside the configuration's quotes
@@ -38,6 +48,7 @@ class GatewaySettings:
     tls_key: str = ""
     max_body_mb: int = 32  # a larger request body is refused at the gateway (413 / INVALID_ARGUMENT)
     access_log: str = "/dev/stdout"
+    metrics_address: str = ""  # host:port of mtail's UDP syslog input ("" : no per-tenant metrics)
     error_log: str = "stderr"
     pid_file: str = "/tmp/i2v-gateway-nginx.pid"
     temp_dir: str = "/tmp/i2v-gateway"
@@ -48,7 +59,8 @@ class GatewaySettings:
             raise ValueError("TLS needs both a certificate and its key (tls_cert and tls_key)")
         if self.triton_api_key and not _SAFE_KEY.match(self.triton_api_key):
             raise ValueError("triton_api_key must be 1-256 characters of letters, digits and _.~+/=-")
-        for name in ("triton_grpc", "triton_http", "grpc_listen", "http_listen"):
+        addresses = ("triton_grpc", "triton_http", "grpc_listen", "http_listen")
+        for name in addresses + (("metrics_address",) if self.metrics_address else ()):
             if not re.match(r"^[A-Za-z0-9_.\-\[\]:]+:\d+$", getattr(self, name)):
                 raise ValueError(f"{name} must be host:port, got {getattr(self, name)!r}")
         for name in ("tls_cert", "tls_key", "access_log", "error_log", "pid_file", "temp_dir", "js_module"):
@@ -82,13 +94,21 @@ def render(tenants: list[Tenant], settings: GatewaySettings) -> str:
         "TRITON_GRPC": settings.triton_grpc,
         "TRITON_HTTP": settings.triton_http,
         "TRITON_KEY": settings.triton_api_key,
-        "TENANT_HEADER": TENANT_HEADER,  # what Triton forwards to the BLS (--*-header-forward-pattern)
+        "TENANT_HEADER": TENANT_HEADER,  # what Triton forwards to the models (--*-header-forward-pattern)
+        "MODELS_HEADER": MODELS_HEADER,
+        "LOG_FIELDS": LOG_FIELDS,
+        "METRICS_LOG": (
+            f"    access_log syslog:server={settings.metrics_address},nohostname,tag=i2v_gateway tenants_line;"
+            if settings.metrics_address
+            else "    # no per-tenant metrics (i2v gateway render --metrics-address)"
+        ),
         "GRPC_LISTEN": settings.grpc_listen,
         "HTTP_LISTEN": settings.http_listen,
         "SSL": " ssl" if settings.tls_cert else "",
         "TLS": tls,
         "TENANT_KEYS": "\n".join(f'{indent}"{t.key_sha256}" {t.name};' for t in tenants),
-        "TENANT_MODELS": "\n".join(f'{indent}"{t.name}/{m}" 1;' for t in tenants for m in t.models),
+        "TENANT_MODELS": "\n".join(f'{indent}"{t.name}/{m}" 1;' for t in tenants for m in t.allowed_models),
+        "TENANT_MODEL_LISTS": "\n".join(f'{indent}{t.name} "{",".join(t.allowed_models)}";' for t in tenants),
         "TENANT_RETRY": "\n".join(f"{indent}{t.name} {t.retry_after_s};" for t in tenants),
         "TENANT_LIMITS": "\n".join(
             f'{indent}{t.name} "{t.requests_per_minute} requests per minute (burst {t.burst}) and '
@@ -116,7 +136,8 @@ def _zones(tenant: Tenant) -> str:
 
 
 def write_config(tenants: list[Tenant], settings: GatewaySettings, folder: Path) -> Path:
-    """Write nginx.conf (0600) and the key-hashing script into `folder` (0700); returns the configuration."""
+    """Write nginx.conf (0600), the key-hashing script and mtail's program into `folder` (0700); returns the
+    configuration."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
@@ -125,6 +146,6 @@ def write_config(tenants: list[Tenant], settings: GatewaySettings, folder: Path)
     with os.fdopen(fd, "w") as out:
         out.write(render(tenants, settings))
     os.replace(config.with_suffix(".tmp"), config)  # a reload never reads half a file
-    script = resources.files("i2v.gateway").joinpath(SCRIPT_NAME).read_text()
-    (folder / SCRIPT_NAME).write_text(script)
+    for name in (SCRIPT_NAME, METRICS_PROGRAM):
+        (folder / name).write_text(resources.files("i2v.gateway").joinpath(name).read_text())
     return config

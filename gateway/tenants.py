@@ -15,7 +15,10 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from i2v.params import MODEL_NAME
+from i2v.params import LORA_LIST_MODEL, MODEL_NAME
+
+# Models that come with another: a tenant of the video model may list its LoRA adapters (the UI does).
+COMPANION_MODELS = {MODEL_NAME: (LORA_LIST_MODEL,)}
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # also an nginx zone and variable name
 HASH_PATTERN = re.compile(r"^[0-9a-f]{64}$")
@@ -49,6 +52,12 @@ class Tenant:
         if not self.models or not all(isinstance(m, str) and re.match(r"^[A-Za-z0-9_.-]+$", m) for m in self.models):
             raise TenantsFileError(f"{where}: models must be a non-empty list of model names, got {self.models!r}")
         return self
+
+    @property
+    def allowed_models(self) -> tuple[str, ...]:
+        """`models` and the models that come with them (`COMPANION_MODELS`), each once."""
+        names = [n for m in self.models for n in (m, *COMPANION_MODELS.get(m, ()))]
+        return tuple(dict.fromkeys(names))
 
     @property
     def retry_after_s(self) -> int:

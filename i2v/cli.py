@@ -4,7 +4,8 @@
 |---|---|
 | `export` | `i2v.export.command` |
 | `serve` | `i2v.serving.command` |
-| `lora` | `i2v.serving.lora_command` |
+| `lora add`, `lora remove` | `i2v.serving.lora_command` (files of the model repository) |
+| `lora list` | `i2v.client.command` (asks the server) |
 | `generate`, `models` | `i2v.client.command` |
 | `ui` | `i2v.ui.command` |
 | `bench` | `i2v.benchmarks.command` |
@@ -23,7 +24,13 @@ from pathlib import Path
 
 from i2v.arguments import DefaultsFormatter
 from i2v.benchmarks.command import add_bench_command
-from i2v.client.command import EXIT_OK, add_client_commands, add_generation_args, generate_with_progress
+from i2v.client.command import (
+    EXIT_OK,
+    add_client_commands,
+    add_generation_args,
+    add_lora_list_command,
+    generate_with_progress,
+)
 from i2v.examples import LIGHTHOUSE_PROMPT, lighthouse_image
 from i2v.export.command import add_export_command
 from i2v.gateway.command import add_gateway_command
@@ -45,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     add_export_command(commands, DefaultsFormatter)
     add_serve_command(commands, DefaultsFormatter)
-    add_lora_command(commands, DefaultsFormatter)
+    add_lora_list_command(add_lora_command(commands, DefaultsFormatter), DefaultsFormatter)
     add_client_commands(commands, DefaultsFormatter)
     add_demo_command(commands, DefaultsFormatter)
     add_ui_command(commands, DefaultsFormatter)

@@ -19,9 +19,16 @@ from typing import Any
 MODEL_NAME = "i2vgen_xl"
 # The gRPC metadata key that carries the server's API key (Triton's restricted protocols; HTTP: `api-key`).
 API_KEY_HEADER = "triton-grpc-protocol-api-key"
-# The header the gateway (`i2v.gateway`) sets to the caller's tenant; Triton forwards it to the model as a request
-# parameter (`--grpc-header-forward-pattern`), and the BLS records it in its request log.
+# The model that lists the LoRA adapters registered with `MODEL_NAME` (for the UI's dropdown, `i2v lora list`).
+LORA_LIST_MODEL = "i2vgen_xl_loras"
+# The headers the gateway (`i2v.gateway`) sets on every request it passes (a client's own are replaced): the
+# caller's tenant, which the BLS records in its request log, and the models that tenant may use, which every
+# Python model checks (gRPC carries the model's name inside the message, where nginx cannot read it). Triton
+# forwards the headers matching `FORWARDED_HEADERS` to the model as request parameters
+# (`--grpc-header-forward-pattern`, `--http-header-forward-pattern`).
 TENANT_HEADER = "i2v-tenant"
+MODELS_HEADER = "i2v-models"
+FORWARDED_HEADERS = "i2v-.*"
 
 # Named resolutions (height, width): the square and 16:9 shapes the TensorRT profiles cover.
 RESOLUTION_PRESETS: dict[str, tuple[int, int]] = {
@@ -241,7 +248,7 @@ PARAMETERS: tuple[Parameter, ...] = (
         max_length=64,
         model_default=False,
         label="LoRA",
-        ui=None,  # not on the page yet: its dropdown must be filled from the server's registry
+        ui="dropdown",  # its choices: the adapters the server lists when the page opens
     ),
     Parameter(
         "lora_scale",
@@ -252,7 +259,7 @@ PARAMETERS: tuple[Parameter, ...] = (
         range=(0.0, 2.0),
         model_default=False,
         label="LoRA scale",
-        ui=None,  # with the LoRA dropdown
+        ui="slider",
         ui_step=0.05,
     ),
     Parameter(

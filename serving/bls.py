@@ -17,9 +17,17 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
-from i2v.model.lora_registry import LoraRegistryError, file_version, lora_dir, resolve
+from i2v.model.lora_registry import (
+    LORA_TARGETS_FILE,
+    NO_LORA,
+    LoraRegistryError,
+    file_version,
+    lora_dir,
+    resolve,
+    takes_lora,
+)
 from i2v.model.parts import OUTPUT_NAMES
-from i2v.params import TENANT_HEADER, GenerationParams, InvalidParameterError, parameters
+from i2v.params import GenerationParams, InvalidParameterError, parameters
 from i2v.serving.admission import OUT_OF_MEMORY, check_memory
 from i2v.serving.drain import draining
 from i2v.serving.generator import GenerationCancelled, VideoGenerator
@@ -29,6 +37,7 @@ from i2v.serving.preprocess import InvalidImageError, decode_image, image_from_b
 from i2v.serving.request import read_parameters
 from i2v.serving.request_log import RequestLog
 from i2v.serving.stub import use_utf8_text
+from i2v.serving.tenancy import ModelNotAllowedError, check_model_allowed, tenant_of
 from i2v.serving.tensors import instance_device, to_torch, to_triton
 from i2v.video import encode_mp4
 
@@ -55,11 +64,13 @@ class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         use_utf8_text()
         self.device = instance_device(args)
+        self.model_name = args["model_name"]
         pipeline_dir = Path(args["model_repository"]) / args["model_version"] / "pipeline"
         self.generator = VideoGenerator(pipeline_dir, run_part=self.run_part, device=self.device)
         self.metrics = BlsMetrics(args["model_name"])
         self.request_log = RequestLog()
-        self.lora_folder = lora_dir(Path(args["model_repository"]).parent)  # the registry, read per request
+        self.repository = Path(args["model_repository"]).parent
+        self.lora_folder = lora_dir(self.repository)  # the registry, read per request
         self.part_parameters: dict[str, dict[str, str]] = {}  # this request's parameters for a part (its LoRA)
 
     def execute(self, requests):
@@ -78,7 +89,7 @@ class TritonPythonModel:
         finds its request in the metrics and the request log.
         """
         sender = request.get_response_sender()
-        record: dict = {"tenant": _tenant(request)}
+        record: dict = {"tenant": tenant_of(request)}
         final = None
         try:
             final, generated = self.generate(request, sender)
@@ -96,6 +107,7 @@ class TritonPythonModel:
             sender.send(final, flags=FINAL)
 
     def generate(self, request, sender) -> tuple[pb_utils.InferenceResponse, dict]:
+        check_model_allowed(request, self.model_name)
         if draining():
             raise ServerDraining("unavailable: the server is shutting down: retry in a few seconds (another replica)")
         start = time.perf_counter()
@@ -158,6 +170,8 @@ class TritonPythonModel:
         input listing the registered ones."""
         if not params.lora:
             return None
+        if not takes_lora(self.repository):  # e.g. Triton's TensorRT backend runs the UNet: it would ignore it
+            raise InvalidParameterError(f"lora {params.lora!r}: " + NO_LORA.format(file=LORA_TARGETS_FILE))
         try:
             path = resolve(self.lora_folder, params.lora)
             return LoraChoice(params.lora, file_version(path), params.lora_scale)
@@ -184,6 +198,8 @@ def failure(exc: Exception, request_id: str) -> tuple[object | None, str, str]:
         return None, "cancelled", str(exc)
     if isinstance(exc, (InvalidParameterError, InvalidImageError)):
         return _error(f"invalid input: {exc}", "INVALID_ARG"), "invalid_input", str(exc)
+    if isinstance(exc, ModelNotAllowedError):
+        return _error(str(exc), "INVALID_ARG"), "forbidden", str(exc)
     if isinstance(exc, ServerDraining):
         return _error(str(exc), "UNAVAILABLE"), "unavailable", str(exc)
     if (isinstance(exc, PartError) and exc.out_of_memory) or _torch_out_of_memory(exc):
@@ -210,14 +226,6 @@ def _torch_out_of_memory(exc: Exception) -> bool:
         return False
     torch.cuda.empty_cache()
     return True
-
-
-def _tenant(request) -> str | None:
-    """The gateway's tenant of this request (a header Triton forwards as a parameter); None when sent directly."""
-    try:
-        return json.loads(request.parameters() or "{}").get(TENANT_HEADER) or None
-    except (ValueError, AttributeError):
-        return None
 
 
 def _read_bytes(request, name: str) -> bytes | None:

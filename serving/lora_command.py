@@ -1,4 +1,4 @@
-"""`i2v lora add|list|remove`: the LoRA adapters a server offers, managed where its model repository is.
+"""`i2v lora add|remove`: the LoRA adapters a server offers, managed where its model repository is.
 
 The registry is a folder the server reads per request (`i2v.model.lora_registry`), so the commands act on files
 and the running server picks the change up at its next request: run them on a host (or in a container) that
@@ -16,7 +16,8 @@ from i2v.model.info import DEFAULT_REPOSITORY
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
 
-def add_lora_command(commands, formatter_class: type[argparse.HelpFormatter]) -> None:
+def add_lora_command(commands, formatter_class: type[argparse.HelpFormatter]):
+    """`i2v lora add|remove`; returns the action group, where the client adds `list` (it asks the server)."""
     lora = commands.add_parser(
         "lora",
         formatter_class=formatter_class,
@@ -28,19 +29,19 @@ def add_lora_command(commands, formatter_class: type[argparse.HelpFormatter]) ->
     add = actions.add_parser("add", formatter_class=formatter_class, help="check a LoRA file and register it")
     add.add_argument("name", help="the name requests use (letters, digits, _ - .)")
     add.add_argument("file", type=Path, help="diffusers LoRA safetensors for the UNet")
-    actions.add_parser("list", formatter_class=formatter_class, help="registered adapters: rank, targets, size")
     remove = actions.add_parser("remove", formatter_class=formatter_class, help="unregister an adapter")
     remove.add_argument("name")
-    for parser in actions.choices.values():
+    for parser in (add, remove):
         parser.add_argument(
             "--model-repository", type=Path, default=DEFAULT_REPOSITORY, help="the served model repository"
         )
     lora.set_defaults(run=run_lora)
+    return actions
 
 
 def run_lora(args: argparse.Namespace) -> int:
     from i2v.model import lora_registry
-    from i2v.model.lora import LoraFileError, read_lora
+    from i2v.model.lora import LoraFileError
 
     repository = args.model_repository
     try:
@@ -50,26 +51,14 @@ def run_lora(args: argparse.Namespace) -> int:
                 f"registered {args.name}: rank {_ranks(adapter.ranks)}, {len(adapter.layers)} layers "
                 f"({', '.join(adapter.target_modules)}), {adapter.size_bytes / 1e6:.1f} MB at {path}"
             )
-        elif args.action == "remove":
+        else:
             lora_registry.remove(repository, args.name)
             print(f"removed {args.name}")
-        else:
-            adapters = lora_registry.registered(lora_registry.lora_dir(repository))
-            if not adapters:
-                print(f"no LoRA adapters registered in {lora_registry.lora_dir(repository)}")
-            for name, path in adapters.items():
-                try:
-                    adapter = read_lora(path)
-                except LoraFileError as exc:
-                    print(f"{name:<24} unreadable: {exc}")
-                    continue
-                targets = ", ".join(adapter.target_modules)
-                print(f"{name:<24} rank {_ranks(adapter.ranks):<6} {adapter.size_bytes / 1e6:8.2f} MB  {targets}")
     except (LoraFileError, lora_registry.LoraRegistryError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     return EXIT_OK
 
 
-def _ranks(ranks: list[int]) -> str:
+def _ranks(ranks) -> str:
     return str(ranks[0]) if len(ranks) == 1 else f"{ranks[0]}-{ranks[-1]}"

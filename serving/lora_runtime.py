@@ -10,6 +10,9 @@ adapter is removed, or replaced, while it runs finishes with the weights it star
   most `I2V_LORA_SESSIONS` (default 2) beside the base one, the least recently used closed first.
 - torch: the adapter is injected once with PEFT (`inject_adapter_in_model`, `set_peft_model_state_dict`) and
   selected and scaled per request, or switched off; at most `I2V_LORA_ADAPTERS` (default 8) stay injected.
+- TensorRT (the UNet engine built refittable, run by the part runner): one engine refitted when the adapter or
+  scale changes, the same merged weights set by ONNX initializer name (TensorRT's ONNX parser names the
+  refittable weights after them), and the previous adapter's layers set back to their base weights.
 """
 
 from __future__ import annotations
@@ -75,6 +78,46 @@ class AdapterFiles:
         return self.loaded[key]
 
 
+class MergedWeights:
+    """The UNet graph's adaptable weights (`lora_targets.json`, `lora_base.safetensors` beside the graph): an
+    adapter merged into them, by graph initializer name and in the graph's layout, for every graph runtime."""
+
+    def __init__(self, version: Path) -> None:
+        self.version = Path(version)
+        self._targets: dict[str, dict] | None = None
+        self._base: dict[str, np.ndarray] | None = None
+
+    def _load(self) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
+        if self._targets is None:
+            from safetensors.numpy import load_file
+
+            self._targets = read_targets(self.version)
+            self._base = load_file(str(self.version / LORA_BASE_FILE))
+        return self._targets, self._base
+
+    def merged(self, adapter: LoraAdapter, scale: float) -> dict[str, np.ndarray]:
+        """{initializer name: W + scale * delta} for every layer the adapter changes."""
+        targets, base = self._load()
+        adapter.check_fits({m: tuple(e["shape"]) for m, e in targets.items()})
+        merged = {}
+        for module, layer in adapter.layers.items():
+            weight = base[module] + layer.delta(scale).numpy()
+            for initializer, transposed in targets[module]["initializers"]:
+                merged[initializer] = np.ascontiguousarray(weight.T if transposed else weight, dtype=np.float32)
+        return merged
+
+    def base(self, initializers) -> dict[str, np.ndarray]:
+        """The base weights of these initializers, in the graph's layout."""
+        targets, base = self._load()
+        found = {}
+        for module, entry in targets.items():
+            for initializer, transposed in entry["initializers"]:
+                if initializer in initializers:
+                    weight = base[module]
+                    found[initializer] = np.ascontiguousarray(weight.T if transposed else weight, dtype=np.float32)
+        return found
+
+
 class OnnxLoraSessions:
     """ONNX Runtime sessions of the UNet graph with a LoRA merged into its initializers."""
 
@@ -82,14 +125,13 @@ class OnnxLoraSessions:
         self.version, self.files, self.open_session = Path(version), files, open_session
         self.capacity = capacity if capacity is not None else int(os.environ.get("I2V_LORA_SESSIONS", "2"))
         self.sessions: OrderedDict[LoraChoice, tuple[object, list]] = OrderedDict()
-        self._targets: dict[str, dict] | None = None
-        self._base: dict[str, np.ndarray] | None = None
+        self.weights = MergedWeights(version)
 
     def session(self, choice: LoraChoice):
         if choice in self.sessions:
             self.sessions.move_to_end(choice)
             return self.sessions[choice][0]
-        overrides = self.merged_initializers(self.files.get(choice), choice.scale)
+        overrides = self.weights.merged(self.files.get(choice), choice.scale)
         while len(self.sessions) >= max(self.capacity, 1):  # close before opening: memory stays bounded
             self.sessions.popitem(last=False)
         from onnxruntime import OrtValue
@@ -99,20 +141,27 @@ class OnnxLoraSessions:
         self.sessions[choice] = (session, values)
         return session
 
-    def merged_initializers(self, adapter: LoraAdapter, scale: float) -> dict[str, np.ndarray]:
-        """{initializer name: merged weight in the graph's layout} for every layer the adapter changes."""
-        if self._targets is None:
-            from safetensors.numpy import load_file
 
-            self._targets = read_targets(self.version)
-            self._base = load_file(str(self.version / LORA_BASE_FILE))
-        adapter.check_fits({m: tuple(e["shape"]) for m, e in self._targets.items()})
-        merged = {}
-        for module, layer in adapter.layers.items():
-            weight = self._base[module] + layer.delta(scale).numpy()
-            for initializer, transposed in self._targets[module]["initializers"]:
-                merged[initializer] = np.ascontiguousarray(weight.T if transposed else weight, dtype=np.float32)
-        return merged
+class EngineRefits:
+    """One TensorRT engine (built refittable) holding the weights of one adapter, or of none, at a time."""
+
+    def __init__(self, version: Path, files: AdapterFiles, refit) -> None:
+        """`refit(weights)`: set {initializer name: array} in the engine (`i2v.serving.tensorrt_part`)."""
+        self.files, self.refit = files, refit
+        self.weights = MergedWeights(version)
+        self.current: LoraChoice | None = None
+        self.changed: set[str] = set()  # initializers that hold other than their base weights now
+
+    def select(self, choice: LoraChoice | None) -> None:
+        """Refit the engine to `choice` (None: the base model) unless it holds it already: the adapter's merged
+        weights, and the base weights of the layers the previous adapter changed and this one does not."""
+        if choice == self.current:
+            return
+        merged = self.weights.merged(self.files.get(choice), choice.scale) if choice is not None else {}
+        update = {**self.weights.base(self.changed - merged.keys()), **merged}
+        if update:
+            self.refit(update)
+        self.changed, self.current = set(merged), choice
 
 
 class PeftAdapters:

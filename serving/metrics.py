@@ -11,7 +11,8 @@ import triton_python_backend_utils as pb_utils
 STAGES = ("text_encoder", "image_encoder", "vae_encoder", "unet", "vae_decoder", "mp4_encode")
 # unavailable: a part's process died during the request (the supervisor restarts it; the client may retry)
 # out_of_memory: an allocation failed although the request passed the memory estimate
-OUTCOMES = ("ok", "invalid_input", "cancelled", "unavailable", "out_of_memory", "internal")
+# forbidden: the gateway's tenant may not use this model (`i2v.serving.tenancy`)
+OUTCOMES = ("ok", "invalid_input", "forbidden", "cancelled", "unavailable", "out_of_memory", "internal")
 
 
 class BlsMetrics:

@@ -4,6 +4,8 @@ The model is parameterised by its own `config.pbtxt` alone: the part is the mode
 are taken by the names it declares, and the `RUNTIME` parameter says what runs it:
 
 - `onnxruntime`: the graph `<version>/model.onnx` in ONNX Runtime (the embedded server's default);
+- `tensorrt`: the serialized engine `<version>/model.plan`, the UNet's when it takes LoRA adapters
+  (`i2v.serving.tensorrt_part`: refitted per adapter);
 - `torch`: the diffusers/transformers component saved in `<version>/weights/` (`i2v.model.modules`).
   On a GPU instance (`kind: KIND_GPU`) it runs on that GPU in the config's `TORCH_DTYPE` (fp16 by default)
   and tensors that arrive on the GPU (the BLS passes them by DLPack) stay there; on a CPU instance, fp32.
@@ -25,6 +27,7 @@ from i2v.model.info import PYTHON_BACKEND_RUNTIMES
 from i2v.model.lora_registry import LORA_TARGETS_FILE, lora_dir
 from i2v.serving.admission import OUT_OF_MEMORY
 from i2v.serving.stub import use_utf8_text
+from i2v.serving.tenancy import ModelNotAllowedError, check_model_allowed
 
 
 class OnnxRuntimePart:
@@ -137,6 +140,10 @@ class TritonPythonModel:
             self.part = OnnxRuntimePart(version, output_names, lora_files)
         elif runtime == "torch":
             self.part = TorchPart(self.model_name, version, output_names, args, parameters, lora_files)
+        elif runtime == "tensorrt":
+            from i2v.serving.tensorrt_part import TensorRTPart
+
+            self.part = TensorRTPart(self.model_name, version, output_names, args, lora_files)
         else:
             choices = ", ".join(PYTHON_BACKEND_RUNTIMES)
             raise ValueError(f"{self.model_name}: RUNTIME must be one of {choices}, got {runtime!r}")
@@ -145,6 +152,7 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             try:
+                check_model_allowed(request, self.model_name)  # a part called through the gateway
                 inputs = []
                 for name in self.input_names:
                     tensor = pb_utils.get_input_tensor_by_name(request, name)
@@ -153,6 +161,8 @@ class TritonPythonModel:
                     inputs.append(tensor)
                 lora = self.requested_lora(request)
                 responses.append(pb_utils.InferenceResponse(output_tensors=self.part(inputs, lora)))
+            except ModelNotAllowedError as exc:
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
             except Exception as exc:  # one bad request must not take the model down
                 error = pb_utils.TritonError(f"{self.model_name}: {type(exc).__name__}: {exc}")
                 responses.append(pb_utils.InferenceResponse(error=error))

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import IO
 
 from i2v.model.info import MODEL_INFO_FILE, ModelInfo
-from i2v.params import MODEL_NAME, TENANT_HEADER
+from i2v.params import FORWARDED_HEADERS, MODEL_NAME
 from i2v.serving.drain import DRAIN_FILE_ENV
 
 INSTALL_HINT = "pip install 'i2v-serving[server]'"
@@ -399,9 +399,9 @@ class EmbeddedTritonServer:
             f"--log-verbose={self.log_verbose}",
             # On SIGTERM, in-flight requests may finish for this long (new ones are refused meanwhile).
             f"--exit-timeout-secs={self.exit_timeout_s}",
-            # The gateway's tenant header reaches the model as a request parameter (the BLS logs it).
-            f"--grpc-header-forward-pattern={TENANT_HEADER}",
-            f"--http-header-forward-pattern={TENANT_HEADER}",
+            # The gateway's headers (tenant, allowed models) reach the models as request parameters.
+            f"--grpc-header-forward-pattern={FORWARDED_HEADERS}",
+            f"--http-header-forward-pattern={FORWARDED_HEADERS}",
         ]
         if self._shm_prefix:  # our own prefix, so stop() can remove the regions a killed server leaves in /dev/shm
             args.append(f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}")

@@ -156,7 +156,8 @@ def test_gpu_suite_dry_run_on_the_cpu_runs_every_runner_of_the_gpu_proof(tmp_pat
     code = main(["bench", "--suite", "gpu", "--device", "cpu", "--output", str(tmp_path)])
     assert code == 0
     result = json.loads((tmp_path / "results.json").read_text())
-    assert [r["runner"] for r in result["rows"]] == ["served-torch", "torch", "torch-compile", "diffusers"]
+    runners = ["served-torch", "torch", "torch-synced", "torch-compile", "diffusers"]
+    assert [r["runner"] for r in result["rows"]] == runners
     assert result["settings"]["model"] == "tiny" and result["settings"]["grid"] == "64x64x8"
     assert "step × in-process" in (tmp_path / "results.md").read_text()
 

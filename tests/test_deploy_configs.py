@@ -214,8 +214,18 @@ def label_values_in(expr: str, label: str) -> set[str]:
     return set(re.findall(rf'\b{label}\s*=~?\s*"([^"]*)"', expr))
 
 
+def gateway_metric_names() -> set[str]:
+    """The counters the gateway's mtail program declares (gateway/tenant_metrics.mtail)."""
+    program = ROOT / "gateway" / "tenant_metrics.mtail"
+    names = set(re.findall(r"^counter (i2v_gateway_\w+)", program.read_text(), re.MULTILINE))
+    assert {"i2v_gateway_requests_total", "i2v_gateway_refusals_total"} <= names
+    return names
+
+
 def check_expression_names(expr: str, where: str) -> None:
-    known = TRITON_METRICS | PROMETHEUS_METRICS | bls_metric_names() | supervisor_metric_names()
+    known = (
+        TRITON_METRICS | PROMETHEUS_METRICS | bls_metric_names() | supervisor_metric_names() | gateway_metric_names()
+    )
     names = metric_names_in(expr)
     assert names, f"{where}: no metric found in {expr!r}"
     assert names <= known, f"{where}: unknown metrics {sorted(names - known)} in {expr!r}"
@@ -358,6 +368,7 @@ COMPOSE_SERVICES = {
     "export",
     "gateway-config",
     "gateway",
+    "gateway-metrics",
     "triton",
     "supervisor",
     "ui",
@@ -603,17 +614,74 @@ def test_only_the_gateway_and_grafana_publish_ports_beyond_localhost(compose):
     assert {port.split(":")[-1] for port in compose["services"]["triton"]["ports"]} == {"8000", "8001", "8002", "8003"}
 
 
-def test_triton_forwards_the_tenant_header_the_gateway_sets_in_compose_and_kubernetes(compose):
-    """The gateway names the tenant in a header; Triton passes it to the BLS, whose request log records it."""
+def test_triton_forwards_the_headers_the_gateway_sets_in_compose_and_kubernetes(compose):
+    """The gateway names the tenant and the models it may use in headers; Triton passes them to the models, which
+    check them (the BLS's request log records the tenant)."""
     from i2v.gateway.nginx_config import GatewaySettings, render
-    from i2v.params import TENANT_HEADER
+    from i2v.params import FORWARDED_HEADERS, MODELS_HEADER, TENANT_HEADER
 
-    flags = [f"--grpc-header-forward-pattern={TENANT_HEADER}", f"--http-header-forward-pattern={TENANT_HEADER}"]
+    flags = [f"--grpc-header-forward-pattern={FORWARDED_HEADERS}", f"--http-header-forward-pattern={FORWARDED_HEADERS}"]
     assert [arg for arg in compose["services"]["triton"]["command"] if "header-forward" in arg] == flags
     assert [arg for arg in pod_container(triton_pod(), "triton")["args"] if "header-forward" in arg] == flags
+    assert all(re.fullmatch(FORWARDED_HEADERS, header) for header in (TENANT_HEADER, MODELS_HEADER))
     config = render([], GatewaySettings("triton:8001", "triton:8000"))
-    assert f"grpc_set_header {TENANT_HEADER} $tenant;" in config
-    assert f"proxy_set_header {TENANT_HEADER} $tenant;" in config
+    for header, variable in ((TENANT_HEADER, "$tenant"), (MODELS_HEADER, "$tenant_models")):
+        assert f"grpc_set_header {header} {variable};" in config
+        assert f"proxy_set_header {header} {variable};" in config
+
+
+MTAIL = shutil.which("mtail")
+
+
+def mtail_args(command: list[str]) -> dict[str, str]:
+    assert command[0] == "mtail", command
+    return dict(zip(command[1::2], command[2::2], strict=False))
+
+
+def test_compose_and_kubernetes_run_mtail_on_the_gateways_log_for_prometheus(compose):
+    """nginx sends its access log to mtail at the address `i2v gateway render` was given; mtail runs the rendered
+    program from the same folder and serves the counters where Prometheus scrapes them, and nowhere public."""
+    services = compose["services"]
+    render = gateway_render_args(services["gateway-config"]["command"])
+    metrics = services["gateway-metrics"]
+    mtail = mtail_args(metrics["command"])
+    assert mtail["--logs"] == f"udp://{render.metrics_address}" and render.metrics_address.startswith("127.0.0.1:")
+    assert metrics["network_mode"] == "service:gateway"  # 127.0.0.1 is the gateway's
+    assert mtail["--progs"] == str(render.output) and compose_mounts(metrics)[str(render.output)] == "gateway-config"
+    assert metrics["image"] == services["gateway"]["image"] and "ports" not in metrics
+    jobs = {job["job_name"]: job for job in yaml.safe_load(PROMETHEUS_CONFIG.read_text())["scrape_configs"]}
+    assert jobs["i2v-gateway"]["static_configs"][0]["targets"] == [f"gateway:{mtail['--port']}"]
+
+    pod = only("Deployment", "i2v-gateway")["spec"]["template"]
+    (init,) = pod["spec"]["initContainers"]
+    render = gateway_render_args(init["command"])
+    sidecar = pod_container(pod["spec"], "metrics")
+    mtail = mtail_args(sidecar["command"])
+    assert mtail["--logs"] == f"udp://{render.metrics_address}" and render.metrics_address.startswith("127.0.0.1:")
+    assert {m["mountPath"] for m in sidecar["volumeMounts"]} == {mtail["--progs"]} == {str(render.output)}
+    assert sidecar["image"] == pod_container(pod["spec"], "nginx")["image"]
+    (port,) = sidecar["ports"]
+    assert str(port["containerPort"]) == mtail["--port"] == pod["metadata"]["annotations"]["prometheus.io/port"]
+    policy = only("NetworkPolicy", "i2v-gateway")["spec"]
+    public, monitoring = policy["ingress"]
+    assert "from" not in public and {p["port"] for p in public["ports"]} == {9000, 9001}
+    assert monitoring["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+    assert [p["port"] for p in monitoring["ports"]] == [port["containerPort"]]
+
+
+def test_the_gateway_image_runs_mtail_and_mtail_compiles_the_metrics_program(tmp_path):
+    from i2v.gateway.nginx_config import METRICS_PROGRAM
+
+    assert re.search(r"apt-get install .*\bmtail\b", GATEWAY_DOCKERFILE.read_text())
+    if MTAIL is None:
+        pytest.skip("mtail is not installed here (apt-get install mtail): the program was not compiled")
+    program = Path(__file__).resolve().parents[1] / "gateway" / METRICS_PROGRAM
+    shutil.copy(program, tmp_path)
+    result = subprocess.run(
+        [MTAIL, "--progs", str(tmp_path), "--compile_only", "--logtostderr", "--port", "0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
 
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
@@ -1297,6 +1365,8 @@ def test_dashboard_has_the_operations_panels(dashboard):
         "requests in flight",
         "gpu memory used / total",
         "gpu utilization",
+        "gateway requests/s by tenant",
+        "gateway refusals/s by tenant and reason",
     ]
     for title in wanted:
         assert any(t.startswith(title) for t in titles), f"no panel titled {title!r}"
@@ -1407,7 +1477,7 @@ def test_kustomization_applies_the_manifests_but_never_the_placeholder_secret():
         assert container["image"].startswith(serving + ":")
     gateway_pod = only("Deployment", "i2v-gateway")["spec"]["template"]["spec"]
     assert [c["image"].rpartition(":")[0] for c in gateway_pod["initContainers"]] == [serving]  # it renders
-    assert [c["image"].rpartition(":")[0] for c in gateway_pod["containers"]] == [gateway]
+    assert [c["image"].rpartition(":")[0] for c in gateway_pod["containers"]] == [gateway, gateway]  # nginx, mtail
     assert CLUSTER_PROMETHEUS not in kubernetes_objects()  # merged into the cluster's Prometheus, not applied
 
 
@@ -1501,7 +1571,7 @@ def test_kubernetes_gateway_renders_from_the_secrets_and_is_the_only_public_serv
     nginx reads it, with the TLS Secret, and the gateway's Service is the only one outside the cluster."""
     deployment = only("Deployment", "i2v-gateway")
     pod = deployment["spec"]["template"]["spec"]
-    (render,), (nginx,) = pod["initContainers"], pod["containers"]
+    (render,), nginx = pod["initContainers"], pod_container(pod, "nginx")
     args = gateway_render_args(render["command"])
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
 

@@ -5,22 +5,29 @@ proxy with typed errors, a reload changes tenants without dropping a stream."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 from ports import free_port
 
 from i2v.client import (
+    ForbiddenError,
     GenerationCancelledError,
     GenerationRequest,
     I2VClient,
+    InvalidInputError,
     Progress,
     RateLimitedError,
     ServerUnavailableError,
@@ -29,12 +36,14 @@ from i2v.client import (
 from i2v.gateway.nginx_config import GatewaySettings, render
 from i2v.gateway.nginx_server import GatewayError, NginxGateway, find_nginx
 from i2v.gateway.tenants import Tenant, TenantsFileError, add_tenant, key_hash, load_tenants, remove_tenant
+from i2v.params import MODELS_HEADER, TENANT_HEADER
 from i2v.video import decode_mp4
 
 TRITON_KEY = "triton-own-key-never-given-out"
-KEYS = {"alice": "alice-key-1", "bob": "bob-key-2", "carol": "carol-key-3"}
+KEYS = {"alice": "alice-key-1", "bob": "bob-key-2", "carol": "carol-key-3", "dan": "dan-key-4"}
 CURL = shutil.which("curl")
 OPENSSL = shutil.which("openssl")
+MTAIL = shutil.which("mtail")
 
 
 def _nginx_missing() -> str | None:
@@ -47,6 +56,7 @@ def _nginx_missing() -> str | None:
 
 needs_nginx = pytest.mark.skipif(_nginx_missing() is not None, reason=f"{_nginx_missing()}")
 needs_curl = pytest.mark.skipif(CURL is None, reason="curl is not installed")
+needs_mtail = pytest.mark.skipif(MTAIL is None, reason="mtail is not installed (Debian: apt-get install mtail)")
 
 
 def tenants() -> list[Tenant]:
@@ -54,6 +64,7 @@ def tenants() -> list[Tenant]:
         Tenant("alice", key_hash(KEYS["alice"]), requests_per_minute=600, burst=50, max_streams=2),
         Tenant("bob", key_hash(KEYS["bob"]), requests_per_minute=1, burst=0, max_streams=1),
         Tenant("carol", key_hash(KEYS["carol"]), requests_per_minute=600, burst=50, max_streams=1),
+        Tenant("dan", key_hash(KEYS["dan"]), requests_per_minute=600, burst=50, models=("other_model",)),
     ]
 
 
@@ -93,6 +104,7 @@ def keyed_triton(model_repository, tmp_path_factory):
 
 def settings_for(triton, test_ca) -> GatewaySettings:
     return GatewaySettings(
+        metrics_address=f"127.0.0.1:{free_port()}",  # mtail's UDP input (`tenant_metrics`)
         triton_grpc=triton.endpoints.grpc_url,
         triton_http=triton.endpoints.http_url,
         triton_api_key=TRITON_KEY,
@@ -109,6 +121,42 @@ def gateway(keyed_triton, test_ca, tmp_path_factory):
         pytest.skip(_nginx_missing())
     with NginxGateway(tenants(), settings_for(keyed_triton, test_ca), tmp_path_factory.mktemp("gateway")) as gw:
         yield gw
+
+
+@pytest.fixture(scope="module")
+def tenant_metrics(gateway):
+    """mtail on the gateway's access log (its syslog lines, over UDP), with the program the gateway rendered."""
+    if MTAIL is None:
+        pytest.skip("mtail is not installed")
+    port = free_port()
+    process = subprocess.Popen(
+        [MTAIL, "--progs", str(gateway.folder), "--logs", f"udp://{gateway.settings.metrics_address}",
+         "--address", "127.0.0.1", "--port", str(port), "--logtostderr"],
+        stdout=subprocess.DEVNULL, stderr=open(gateway.folder / "mtail.log", "wb"),  # noqa: SIM115
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/metrics"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            break
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline, (gateway.folder / "mtail.log").read_text()
+            time.sleep(0.1)
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+def counters(url: str) -> dict[tuple, float]:
+    """mtail's i2v_gateway_* samples: (name, sorted labels without mtail's `prog`) -> value."""
+    samples = {}
+    for line in urllib.request.urlopen(url, timeout=10).read().decode().splitlines():
+        match = re.match(r"^(i2v_gateway_\w+)\{(.*)\} (\S+)$", line)
+        if match:
+            labels = tuple(sorted((k, v) for k, v in re.findall(r'(\w+)="([^"]*)"', match[2]) if k != "prog"))
+            samples[(match[1], labels)] = float(match[3])
+    return samples
 
 
 def client_for(gateway, test_ca, tenant: str | None = "alice", **settings) -> I2VClient:
@@ -366,6 +414,83 @@ def test_a_50_mb_body_is_refused_at_the_gateway(gateway, keyed_triton, test_ca, 
                "-w", "%{http_code}", "--data-binary", f"@{big}")  # fmt: skip
     assert run.stdout.decode().endswith("413") and b"larger than the gateway's limit" in run.stdout
     assert access_log(gateway)[-1]["status"] == 413
+
+
+@needs_nginx
+def test_a_tenant_may_use_only_its_models_over_grpc_whatever_headers_it_sends(
+    gateway, keyed_triton, test_ca, photo_png
+):
+    """gRPC names the model inside the message, so the models check it against the tenant's list, which nginx
+    sends in a header of its own (a client's forged one is replaced)."""
+    with client_for(gateway, test_ca, "dan") as dan:
+        with pytest.raises(ForbiddenError, match="tenant dan may not use model i2vgen_xl; its models: other_model"):
+            dan.generate(small(photo_png))
+        dan.headers = {**dan.headers, MODELS_HEADER: "i2vgen_xl", TENANT_HEADER: "alice"}
+        with pytest.raises(ForbiddenError, match="tenant dan may not use model i2vgen_xl"):
+            dan.generate(small(photo_png))
+    with client_for(gateway, test_ca, "alice") as alice:
+        assert isinstance(alice.lora_adapters(), list)  # the LoRA list comes with i2vgen_xl
+        with pytest.raises(ForbiddenError, match="tenant alice may not use model text_encoder"):  # a part, directly
+            tokens = grpcclient.InferInput("input_ids", [1, 77], "INT64")
+            tokens.set_data_from_numpy(np.zeros((1, 77), dtype=np.int64))
+            alice._call(alice._client.infer, "text_encoder", inputs=[tokens])
+        assert alice.generate(small(photo_png)).video  # its own model, as before
+    logged = [json.loads(line) for line in Path(keyed_triton.env["I2V_REQUEST_LOG"]).read_text().splitlines()]
+    assert any(r["tenant"] == "dan" and r["outcome"] == "forbidden" for r in logged)
+
+
+@needs_nginx
+def test_a_50_mb_grpc_request_is_refused_at_the_gateway(gateway, test_ca):
+    with (
+        client_for(gateway, test_ca) as client,
+        pytest.raises(InvalidInputError, match="larger than the gateway's limit"),
+    ):
+        client.generate(GenerationRequest(image=b"\x89PNG" + bytes(50 * 1024 * 1024), prompt="too big"))
+    assert access_log(gateway)[-1]["grpc_status"] == "3" and access_log(gateway)[-1]["tenant"] == "alice"
+
+
+@needs_nginx
+@needs_mtail
+@needs_curl
+def test_per_tenant_requests_and_refusals_are_prometheus_counters(
+    gateway, tenant_metrics, test_ca, photo_png, tmp_path
+):
+    before = counters(tenant_metrics)
+    with client_for(gateway, test_ca, "carol") as carol:
+        assert carol.generate(small(photo_png)).video
+    with client_for(gateway, test_ca, "not-a-key") as stranger, pytest.raises(UnauthorizedError):
+        stranger.generate(small(photo_png))
+    with client_for(gateway, test_ca, "bob") as bob:  # 1 request a minute: the second is refused at the latest
+        with contextlib.suppress(RateLimitedError):
+            bob.generate(small(photo_png))
+        with pytest.raises(RateLimitedError):
+            bob.generate(small(photo_png))
+    big = tmp_path / "big.json"
+    big.write_bytes(b'{"image": "' + b"A" * (33 * 1024 * 1024) + b'"}')
+    run = curl(gateway, test_ca, "/v2/models/i2vgen_xl/generate_stream", "-H", f"api-key: {KEYS['alice']}",
+               "-w", "%{http_code}", "--data-binary", f"@{big}")  # fmt: skip
+    assert run.stdout.decode().endswith("413")
+    run = curl(gateway, test_ca, "/v2/models/i2vgen_xl/config", "-H", f"api-key: {KEYS['dan']}", "-w", "%{http_code}")
+    assert run.stdout.decode().endswith("403")
+
+    expected = {
+        ("i2v_gateway_requests_total", (("code", "0"), ("protocol", "grpc"), ("tenant", "carol"))): 1,
+        ("i2v_gateway_refusals_total", (("reason", "unauthenticated"), ("tenant", "-"))): 1,
+        ("i2v_gateway_refusals_total", (("reason", "rate_limited"), ("tenant", "bob"))): 1,
+        ("i2v_gateway_refusals_total", (("reason", "too_large"), ("tenant", "alice"))): 1,
+        ("i2v_gateway_refusals_total", (("reason", "forbidden"), ("tenant", "dan"))): 1,
+        ("i2v_gateway_requests_total", (("code", "413"), ("protocol", "http"), ("tenant", "alice"))): 1,
+    }
+    deadline = time.monotonic() + 10
+    while True:  # mtail counts the lines as the datagrams arrive
+        after = counters(tenant_metrics)
+        grown = {key: after.get(key, 0) - before.get(key, 0) for key in expected}
+        if all(grown[key] >= n for key, n in expected.items()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert all(grown[key] >= n for key, n in expected.items()), grown
+    seconds = ("i2v_gateway_request_seconds_total", (("protocol", "grpc"), ("tenant", "carol")))
+    assert after[seconds] > before.get(seconds, 0)  # carol's video took time
 
 
 @needs_nginx

@@ -5,7 +5,7 @@ through PEFT. LoRA files are made here, for the tiny model, with PEFT, into temp
 from __future__ import annotations
 
 import contextlib
-import copy
+import shutil
 import threading
 
 import numpy as np
@@ -23,51 +23,9 @@ from i2v.model.lora import LoraFileError, read_lora
 from i2v.params import InvalidParameterError
 
 peft = pytest.importorskip("peft")
+from lora_files import ATTENTION, MadeLora  # noqa: E402  (needs peft)
 
-ATTENTION = ["to_q", "to_k", "to_v", "to_out.0"]
 SHAPE = {"height": 64, "width": 64, "num_frames": 8, "steps": 10, "guidance": 7.5, "fps": 8, "seed": 99}
-
-
-class MadeLora:
-    """A LoRA made with PEFT on a copy of the tiny UNet: the file, and the PEFT-injected UNet (the reference)."""
-
-    def __init__(self, unet, path, *, seed, rank=4, alpha=None, rank_pattern=None, targets=ATTENTION, naming="peft"):
-        torch.manual_seed(seed)
-        self.unet = copy.deepcopy(unet)
-        config = peft.LoraConfig(
-            r=rank,
-            lora_alpha=alpha or rank,
-            target_modules=targets,
-            rank_pattern=rank_pattern or {},
-            alpha_pattern={k: v for k, v in (rank_pattern or {}).items()} if alpha is None else {},
-            init_lora_weights=False,
-        )
-        peft.inject_adapter_in_model(config, self.unet, adapter_name="default")
-        for name, parameter in self.unet.named_parameters():
-            if "lora_B" in name:  # strong enough to change the video visibly
-                parameter.data = torch.randn_like(parameter) * 0.5
-        state = peft.get_peft_model_state_dict(self.unet, adapter_name="default")
-        if naming == "peft":
-            tensors = {f"unet.{k}": v.contiguous() for k, v in state.items()}
-        else:  # the older diffusers naming: <module>.lora.down.weight / .lora.up.weight, no prefix
-            tensors = {
-                k.replace(".lora_A.", ".lora.down.").replace(".lora_B.", ".lora.up."): v.contiguous()
-                for k, v in state.items()
-            }
-        if alpha is not None:
-            for key in state:
-                if key.endswith("lora_A.weight"):
-                    tensors[key.removesuffix(".lora_A.weight") + ".alpha"] = torch.tensor(float(alpha))
-        save_file(tensors, str(path))
-        self.path = path
-
-    def scaled(self, scale: float):
-        from peft.tuners.tuners_utils import BaseTunerLayer
-
-        for layer in self.unet.modules():
-            if isinstance(layer, BaseTunerLayer):
-                layer.set_scale("default", scale)
-        return self.unet
 
 
 def reference(pipe, photo, unet=None):
@@ -182,9 +140,7 @@ def test_lora_commands_register_list_and_remove(registry, loras, capsys, monkeyp
     assert main(["lora", "add", "style-a", str(loras["a"].path), "--model-repository", str(registry)]) == 0
     assert "registered style-a: rank 4" in capsys.readouterr().out
     assert (tmp_path / "mounted" / "style-a.safetensors").is_file()
-    assert main(["lora", "list", "--model-repository", str(registry)]) == 0
-    listed = capsys.readouterr().out
-    assert "style-a" in listed and "rank 4" in listed and "to_q" in listed and "MB" in listed
+    assert [a["name"] for a in lora_registry.describe(tmp_path / "mounted")] == ["style-a"]
 
     assert main(["lora", "add", "style-a", str(loras["b"].path), "--model-repository", str(registry)]) == 2
     assert "already registered" in capsys.readouterr().err
@@ -266,6 +222,95 @@ def test_unknown_lora_is_an_invalid_input_listing_the_registered_ones(registry, 
     with pytest.raises(InvalidParameterError, match="lora_scale must be between 0 and 2, got 3"):  # client-side
         served(client, photo_png, lora="a", lora_scale=3.0)
     assert served(client, photo_png).shape == (8, 64, 64, 3)  # and the server keeps serving
+
+
+def test_the_server_lists_its_adapters_to_the_client_and_the_cli(registry, client, triton, loras, capsys):
+    """The listing model reads the registry per call: what `i2v lora add` described, a file copied in by hand as
+    unchecked, nothing once removed."""
+    url = triton.endpoints.grpc_url
+    assert client.lora_adapters() == []
+    assert main(["lora", "list", "--url", url]) == 0
+    assert "no LoRA adapters registered" in capsys.readouterr().out
+    lora_registry.add(registry, "style-b", loras["b"].path)
+    shutil.copy(loras["a"].path, lora_registry.lora_dir(registry) / "by-hand.safetensors")
+    by_hand, style_b = client.lora_adapters()
+    assert (style_b.name, style_b.ranks, style_b.checked) == ("style-b", (2, 3, 6), True)
+    assert {"to_q", "proj"} <= set(style_b.target_modules) and style_b.layers > 0 and style_b.size_bytes > 0
+    assert (by_hand.name, by_hand.checked) == ("by-hand", False)
+    assert main(["lora", "list", "--url", url]) == 0
+    listed = capsys.readouterr().out
+    assert "style-b" in listed and "rank 2-6" in listed and "by-hand" in listed and "unchecked" in listed
+    lora_registry.remove(registry, "style-b")
+    assert [a.name for a in client.lora_adapters()] == ["by-hand"]
+    assert main(["lora", "list", "--url", "127.0.0.1:1"]) == 1  # no server there: said, not a traceback
+    assert "cannot list the LoRA adapters of 127.0.0.1:1" in capsys.readouterr().err
+
+
+def test_a_unet_that_takes_no_lora_refuses_lora_requests_naming_the_export_option(
+    registry, client, loras, photo_png, capsys
+):
+    """A UNet whose export wrote no lora_targets.json (Triton's TensorRT backend serving it) would ignore an
+    adapter: the BLS refuses the request instead, and `i2v lora add` refuses to register one."""
+    lora_registry.add(registry, "a", loras["a"].path)
+    targets = registry / "unet" / "1" / lora_registry.LORA_TARGETS_FILE
+    hidden = targets.with_name("hidden-targets.json")
+    targets.rename(hidden)
+    try:
+        with pytest.raises(InvalidInputError, match="the served UNet takes no LoRA adapters.*--tensorrt-lora"):
+            served(client, photo_png, lora="a")
+        assert served(client, photo_png).shape == (8, 64, 64, 3)  # without a LoRA, served as before
+        assert main(["lora", "add", "b", str(loras["b"].path), "--model-repository", str(registry)]) == 2
+        assert "takes no LoRA adapters" in capsys.readouterr().err
+    finally:
+        hidden.rename(targets)
+
+
+def test_a_tensorrt_engine_is_refitted_to_each_adapter_and_gets_the_previous_ones_layers_back(
+    model_repository, loras, tmp_path
+):
+    """What a LoRA-ready TensorRT UNet is set to per request (`EngineRefits`; TensorRT's own refit is tested on a
+    GPU): the adapter's merged weights, the graph's own weights for the layers the previous adapter changed and
+    this one does not, and nothing when the engine holds the choice already."""
+    import onnx
+    from onnx import numpy_helper
+
+    from i2v.serving.lora_runtime import AdapterFiles, EngineRefits, LoraChoice, MergedWeights
+
+    folder = tmp_path / "registry"
+    folder.mkdir()
+    for name in ("a", "b"):
+        shutil.copy(loras[name].path, folder / f"{name}.safetensors")
+    version = model_repository / "unet" / "1"
+    choice = {
+        n: LoraChoice(n, lora_registry.file_version(folder / f"{n}.safetensors"), s)
+        for n, s in (("a", 1.0), ("b", 0.6))
+    }
+    refits: list[dict] = []
+    engine = EngineRefits(version, AdapterFiles(folder), refits.append)
+    weights = MergedWeights(version)
+    merged_a, merged_b = (
+        weights.merged(read_lora(loras["a"].path), 1.0),
+        weights.merged(read_lora(loras["b"].path), 0.6),
+    )
+    graph = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(version / "model.onnx")).graph.initializer}
+
+    def assert_set_to(update: dict, expected: dict) -> None:
+        assert update.keys() == expected.keys()
+        for name, value in expected.items():
+            np.testing.assert_array_equal(update[name], value)
+
+    engine.select(choice["b"])
+    assert_set_to(refits[-1], merged_b)
+    engine.select(choice["b"])
+    assert len(refits) == 1  # held already
+    engine.select(choice["a"])
+    only_b = merged_b.keys() - merged_a.keys()  # b also adapts proj and ff.net.2
+    assert only_b
+    assert_set_to(refits[-1], {**{n: graph[n] for n in only_b}, **merged_a})
+    engine.select(None)
+    assert_set_to(refits[-1], {n: graph[n] for n in merged_a})
+    engine.select(None)
+    assert len(refits) == 3
 
 
 def test_removing_a_lora_in_use_lets_its_request_finish_with_its_weights(

@@ -77,6 +77,34 @@ def test_tensorrt_repository_has_plan_configs_matching_the_profiles(tiny_pipelin
     assert info.runtime == "tensorrt" and info.supported_shapes == TINY_SUPPORTED_SHAPES
 
 
+def test_a_lora_ready_tensorrt_unet_is_served_by_the_part_runner_beside_its_graph(tiny_pipeline, onnx_paths, tmp_path):
+    """`--tensorrt-lora`: the UNet's engine in the generic runner (which refits it per adapter), its graph and
+    LoRA map beside it; the other engines stay with Triton's backend. Exported again without it, the UNet goes
+    back to Triton's backend and takes no LoRA (the BLS refuses one)."""
+    from i2v.export.repository import write_model_repository
+    from i2v.model.lora_registry import LORA_BASE_FILE, LORA_TARGETS_FILE, takes_lora
+
+    for name in PART_NAMES:
+        (tmp_path / name / "1").mkdir(parents=True)
+        (tmp_path / name / "1" / "model.plan").write_bytes(b"engine")
+    export = dict(source="tiny", runtime="tensorrt", supported_shapes=TINY_SUPPORTED_SHAPES)
+    write_model_repository(tiny_pipeline, onnx_paths, tmp_path, tensorrt_lora=True, **export)
+    unet = read_config(tmp_path / "unet" / "config.pbtxt")
+    assert (unet.backend, unet.platform) == ("python", "")
+    assert unet.parameters["RUNTIME"].string_value == "tensorrt"
+    assert unet.parameters["FORCE_CPU_ONLY_INPUT_TENSORS"].string_value == "no"
+    assert unet.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
+    files = {p.name for p in (tmp_path / "unet" / "1").iterdir()}
+    assert {"model.py", "model.plan", "model.onnx", LORA_TARGETS_FILE, LORA_BASE_FILE} <= files
+    assert takes_lora(tmp_path)
+    assert read_config(tmp_path / "vae_decoder" / "config.pbtxt").platform == "tensorrt_plan"
+
+    write_model_repository(tiny_pipeline, onnx_paths, tmp_path, **export)
+    assert read_config(tmp_path / "unet" / "config.pbtxt").platform == "tensorrt_plan"
+    assert sorted(p.name for p in (tmp_path / "unet" / "1").iterdir()) == ["model.plan"]
+    assert not takes_lora(tmp_path)
+
+
 def test_tensorrt_repository_needs_engines_and_a_shape_table_covering_the_defaults(tiny_pipeline, tmp_path):
     from i2v.export.repository import write_model_repository
 
@@ -205,3 +233,45 @@ def test_tensorrt_video_matches_the_diffusers_fp32_pipeline_frame_by_frame(tiny_
     )
     psnr = frame_psnr(got, expected)
     assert min(psnr) >= PSNR_THRESHOLD_DB, f"PSNR per frame {psnr}"
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+@needs_engines
+def test_a_refitted_engine_runs_the_adapter_as_onnxruntime_runs_it_merged(tiny_pipeline, onnx_paths, tmp_path):
+    """The UNet engine built refittable, refitted with a LoRA merged at 0.8 (by ONNX initializer name) and back to
+    the base weights: each time within the fp16 tolerance of ONNX Runtime with the same initializers."""
+    import numpy as np
+    from lora_files import MadeLora
+    from onnxruntime import OrtValue
+    from polygraphy.backend.trt import TrtRunner, engine_from_bytes
+
+    from i2v.export.lora_initializers import write_lora_files
+    from i2v.export.sample_inputs import part_inputs
+    from i2v.export.tensorrt_engines import build_engine
+    from i2v.model.lora import read_lora
+    from i2v.model.parts import SIZE_FREE_SPECS
+    from i2v.serving.lora_runtime import MergedWeights
+    from i2v.serving.onnxruntime_session import open_session
+    from i2v.serving.tensorrt_part import refit_engine
+
+    profiles = part_profiles(specs_for_pipeline(tiny_pipeline)["unet"], TINY_SUPPORTED_SHAPES, 8)
+    plan = build_engine(onnx_paths["unet"], tmp_path / "model.plan", profiles, refittable=True)
+    write_lora_files(onnx_paths["unet"], tiny_pipeline.unet, tmp_path)
+    lora = MadeLora(tiny_pipeline.unet, tmp_path / "a.safetensors", seed=1)
+    weights = MergedWeights(tmp_path)
+    merged = weights.merged(read_lora(lora.path), 0.8)
+    feed = {
+        k: np.ascontiguousarray(v)
+        for k, v in part_inputs(tiny_pipeline, "unet", batch=2, height=64, width=64, frames=8).items()
+    }
+    atol, rtol = SIZE_FREE_SPECS["unet"].fp16_tolerance
+    engine = engine_from_bytes(plan.read_bytes())
+    for update in (merged, weights.base(merged.keys())):
+        refit_engine(engine, update, onnx_paths["unet"])
+        values = {name: OrtValue.ortvalue_from_numpy(array) for name, array in update.items()}
+        expected = open_session(onnx_paths["unet"], values).run(None, feed)[0]
+        with TrtRunner(engine) as runner:
+            got = next(iter(runner.infer(feed).values()))
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got.astype(np.float32), expected, atol=atol, rtol=rtol)

@@ -162,3 +162,39 @@ def test_the_page_starts_at_the_served_models_defaults_and_shows_what_it_will_se
     sent = request.inner_text()
     assert re.search(r"num_inference_steps\W+25", sent) and "waves" in sent, sent
     assert "height" not in sent and "seed" not in sent  # left to the model: its default size, a random seed
+    assert not page.locator("#lora-row").is_visible()  # the server has no LoRA adapters: no LoRA row
+
+
+@needs_chromium
+def test_a_lora_the_server_lists_can_be_picked_and_scaled(page, model_repository, tiny_pipeline, tmp_path):
+    """Adapters registered on the server fill the LoRA dropdown when the page opens; the one picked, at the
+    scale set, goes into the request and the server uses it."""
+    from lora_files import MadeLora
+
+    from i2v.model import lora_registry
+
+    MadeLora(tiny_pipeline.unet, tmp_path / "style.safetensors", seed=4)
+    lora_registry.add(model_repository, "watercolor", tmp_path / "style.safetensors")
+    try:
+        page.reload(wait_until="load")
+        page.locator("#lora-row").wait_for(state="visible", timeout=30_000)
+        page.locator("#image input[type=file]").set_input_files(str(EXAMPLE))
+        page.locator("#prompt textarea").fill("waves")
+        page.locator("#lora input").click()
+        page.get_by_role("option", name="watercolor (rank 4)").click()
+        page.locator("#lora_scale input[type=number]").fill("0.5")
+        page.locator("#lora_scale input[type=number]").press("Enter")
+        fill_small_settings(page, steps=10)
+        request = page.locator("#request")
+        page.wait_for_function(
+            "() => document.querySelector('#request').innerText.includes('watercolor')", timeout=20_000
+        )
+        assert re.search(r"lora_scale\W+0.5", request.inner_text()), request.inner_text()
+        page.locator("#generate").click()
+        page.wait_for_function(
+            "() => { const v = document.querySelector('#video video'); return v && v.duration > 0; }", timeout=90_000
+        )
+        used = page.locator("#metadata").inner_text()
+        assert re.search(r'"lora"\s*:\s*"watercolor"', used) and re.search(r'"lora_scale"\s*:\s*0.5', used), used
+    finally:
+        lora_registry.remove(model_repository, "watercolor")

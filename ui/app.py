@@ -5,8 +5,9 @@ cancelled event (the Cancel button, a closed tab) cancels the request on the ser
 client's stream cancels it.
 
 The controls are made from the parameter table (`i2v.params`: a parameter with a `ui` kind gets a control
-named after it), and start at the served model's own defaults, read from the server when the page opens.
-"Request" shows exactly what Generate will send.
+named after it), and start at the served model's own defaults, read from the server when the page opens, as
+are the LoRA adapters it offers (the LoRA row shows only when there are some). "Request" shows exactly what
+Generate will send.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from typing import Any
 
 import gradio as gr
 
-from i2v.client import AsyncI2VClient, GenerationRequest, GenerationResult, I2VError, Progress
+from i2v.client import AsyncI2VClient, GenerationRequest, GenerationResult, I2VError, LoraAdapterInfo, Progress
 from i2v.examples import LIGHTHOUSE_PROMPT, lighthouse_image
 from i2v.params import RESOLUTION_PRESETS, InvalidParameterError, Parameter, model_defaults, parameters
 
 MODEL_DEFAULT = "model default"
 CUSTOM = "custom"
 SIZE = ("height", "width")  # set by the resolution choice: a preset, the model's default, or custom numbers
+LORA = ("lora", "lora_scale")  # a row of their own, shown when the server has adapters; choices from the server
+NO_LORA = ("none (the base model)", "")
 
 
 def build_request(image_path: str | None, resolution: str, randomize_seed: bool, **values: Any) -> GenerationRequest:
@@ -50,6 +53,8 @@ def build_request(image_path: str | None, resolution: str, randomize_seed: bool,
         else:
             value = entry.type(value)
         params[entry.name] = value
+    if not params.get("lora"):
+        params.pop("lora_scale", None)  # a scale without an adapter says nothing
     return GenerationRequest.from_file(image_path, **params).validate()
 
 
@@ -66,17 +71,22 @@ def _names() -> list[str]:
     return [entry.name for entry in parameters() if entry.ui is not None]
 
 
-def _control(entry: Parameter, value: Any) -> gr.components.Component:
-    """The Gradio control of one parameter, with its range and the starting `value`."""
+def _control(entry: Parameter, value: Any, choices: list | None = None) -> gr.components.Component:
+    """The Gradio control of one parameter, with its range and the starting `value` (a dropdown: the table's
+    choices, or `choices` where the server gives them)."""
     common = {"label": entry.label or entry.name, "elem_id": entry.name, "info": entry.help}
     if entry.ui == "textbox":
         return gr.Textbox(value=value or "", lines=2 if entry.required else 1, placeholder=entry.help, **common)
     if entry.ui == "dropdown":
-        return gr.Dropdown(list(entry.choices or ()), value=value, **common)
+        return gr.Dropdown(list(choices or entry.choices or ()), value=value, **common)
     if entry.ui == "slider" and entry.range is not None:
         return gr.Slider(*entry.range, value=value, step=entry.ui_step or 1, **common)
     bounds = {"minimum": entry.range[0], "maximum": entry.range[1]} if entry.range else {}
     return gr.Number(value=value, precision=0 if entry.type is int else None, **bounds, **common)
+
+
+def _lora_choices(adapters: list[LoraAdapterInfo]) -> list[tuple[str, str]]:
+    return [NO_LORA, *((f"{a.name} (rank {'/'.join(map(str, a.ranks)) or '?'})", a.name) for a in adapters)]
 
 
 def _resolution_choices(defaults: dict) -> list[tuple[str, str]]:
@@ -110,16 +120,27 @@ def build_app(url: str, api_key: str | None = None, concurrency: int = 2) -> gr.
         return _save_video(result), result.metadata
 
     async def load_model_defaults():
-        """The served model's defaults into the controls (and the state), the model-default resolution named."""
+        """The served model's defaults into the controls (and the state), the model-default resolution named;
+        the server's LoRA adapters into their dropdown (the row hidden when there are none)."""
+        adapters: list[LoraAdapterInfo] = []
         try:
             async with AsyncI2VClient(url, api_key=api_key) as client:
                 defaults, note = await client.model_defaults(), ""
+                try:
+                    adapters = await client.lora_adapters()
+                except I2VError:  # a server without the listing model: no LoRA row
+                    adapters = []
         except I2VError as exc:
             defaults = table_defaults
             note = f"The server's defaults could not be read ({_plain(exc)}); the controls show the usual ones."
         updates = [gr.update(choices=_resolution_choices(defaults), value=MODEL_DEFAULT)]
-        updates += [gr.update(value=defaults[name]) if name in defaults else gr.update() for name in _names()]
-        return [defaults, *updates, gr.update(value=note, visible=bool(note))]
+        for name in _names():
+            if name == "lora":
+                updates.append(gr.update(choices=_lora_choices(adapters), value=NO_LORA[1]))
+            else:
+                updates.append(gr.update(value=defaults[name]) if name in defaults else gr.update())
+        lora_row_update = gr.update(visible=bool(adapters))
+        return [defaults, *updates, lora_row_update, gr.update(value=note, visible=bool(note))]
 
     def on_resolution(resolution: str, defaults: dict):
         """Height and width show the numbers that will be used; only `custom` lets one type them."""
@@ -139,6 +160,11 @@ def build_app(url: str, api_key: str | None = None, concurrency: int = 2) -> gr.
                 for entry in parameters():
                     if entry.ui == "textbox":
                         controls[entry.name] = _control(entry, table_defaults.get(entry.name))
+                with gr.Row(visible=False, elem_id="lora-row") as lora_row:
+                    for entry in parameters():
+                        if entry.name in LORA:
+                            choices = [NO_LORA] if entry.ui == "dropdown" else None
+                            controls[entry.name] = _control(entry, entry.default, choices)
                 with gr.Accordion("Advanced", open=False, elem_id="advanced"):
                     resolution = gr.Dropdown(
                         _resolution_choices(table_defaults),
@@ -184,7 +210,7 @@ def build_app(url: str, api_key: str | None = None, concurrency: int = 2) -> gr.
             if isinstance(field, gr.components.Component) and field is not image:
                 field.change(request_preview, inputs=fields, outputs=preview, queue=False)
         image.change(request_preview, inputs=fields, outputs=preview, queue=False)
-        app.load(load_model_defaults, outputs=[served_defaults, resolution, *ordered, note], queue=False)
+        app.load(load_model_defaults, outputs=[served_defaults, resolution, *ordered, lora_row, note], queue=False)
     app.queue(default_concurrency_limit=concurrency)
     return app
 

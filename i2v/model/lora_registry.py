@@ -1,11 +1,12 @@
 """Where registered LoRA adapters live, and what the served UNet lets them adapt.
 
-The registry is a folder of `<name>.safetensors` files: `<model repository>/i2vgen_xl/loras/` by default (it
-travels with the repository on the compose and Kubernetes volumes), or the folder `I2V_LORA_DIR` names (a
-separate mount).
+The registry is a folder of `<name>.safetensors` files, each with `<name>.json` describing it (ranks, layers,
+targets, size: written by `i2v lora add` after its check, listed by the `i2vgen_xl_loras` model without torch):
+`<model repository>/i2vgen_xl/loras/` by default (it travels with the repository on the compose and Kubernetes
+volumes), or the folder `I2V_LORA_DIR` names (a separate mount).
 The server reads it on every request, so adding or removing an adapter needs no restart. `i2v lora add` copies a
 file in after checking it against the served UNet's layers (`lora_targets.json`, written by the export beside
-the UNet part); the copy is written aside and renamed into place, so a server never reads half a file.
+the UNet part); each file is written aside and renamed into place, so a server never reads half a file.
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from i2v.model.lora import LoraAdapter, LoraFileError, Targets, read_lora
 from i2v.params import MODEL_NAME
+
+if TYPE_CHECKING:  # the listing model reads the registry without torch; `add` imports the reader when it runs
+    from i2v.model.lora import LoraAdapter, Targets
 
 LORA_DIR_ENV = "I2V_LORA_DIR"
 LORA_FOLDER = "loras"
 LORA_SUFFIX = ".safetensors"
+INFO_SUFFIX = ".json"  # beside each adapter: what `describe` lists
 LORA_TARGETS_FILE = "lora_targets.json"  # in the UNet part's version folder
 LORA_BASE_FILE = "lora_base.safetensors"  # beside it for the graph runtimes: the adaptable layers' base weights
 UNET_MODEL = "unet"
@@ -100,10 +105,24 @@ def write_targets(version: Path, targets: Targets, initializers: dict | None = N
     return path
 
 
+NO_LORA = (
+    "the served UNet takes no LoRA adapters: its export wrote no {file} (a TensorRT export serves them with "
+    "`i2v export --runtime tensorrt --tensorrt-lora`; an older export: export again)"
+)
+
+
+def takes_lora(repository: Path) -> bool:
+    """Whether the repository's served UNet applies LoRA adapters (its export wrote `lora_targets.json`)."""
+    try:
+        return (unet_version_folder(repository) / LORA_TARGETS_FILE).is_file()
+    except FileNotFoundError:
+        return False
+
+
 def read_targets(version: Path) -> dict[str, dict]:
     path = Path(version) / LORA_TARGETS_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: export the model again with this version of i2v to serve LoRAs")
+        raise FileNotFoundError(NO_LORA.format(file=path))
     return json.loads(path.read_text())
 
 
@@ -114,6 +133,8 @@ def target_shapes(version: Path) -> dict[str, tuple[int, ...]]:
 def add(repository: Path, name: str, source: Path) -> tuple[Path, LoraAdapter]:
     """Check `source` against the served UNet and register it as `name`; nothing registered is touched when
     it is refused. Raises `LoraFileError` or `LoraRegistryError`."""
+    from i2v.model.lora import read_lora
+
     check_name(name)
     folder = lora_dir(repository)
     if name in registered(folder):
@@ -121,20 +142,48 @@ def add(repository: Path, name: str, source: Path) -> tuple[Path, LoraAdapter]:
     adapter = read_lora(source)
     adapter.check_fits(target_shapes(unet_version_folder(repository)))
     folder.mkdir(parents=True, exist_ok=True)
+    info = {
+        "name": name,
+        "ranks": adapter.ranks,
+        "layers": len(adapter.layers),
+        "target_modules": adapter.target_modules,
+        "size_bytes": adapter.size_bytes,
+    }
+    _write_aside(folder, name, folder / f"{name}{INFO_SUFFIX}", lambda path: path.write_text(json.dumps(info) + "\n"))
+    _write_aside(folder, name, folder / f"{name}{LORA_SUFFIX}", lambda path: shutil.copyfile(source, path))
+    return folder / f"{name}{LORA_SUFFIX}", adapter
+
+
+def _write_aside(folder: Path, name: str, target: Path, write) -> None:
+    """Write a file under a hidden name, then rename it into place: a reader sees all of it or none."""
     handle, temporary = tempfile.mkstemp(prefix=f".{name}-", suffix=".partial", dir=folder)
     os.close(handle)
     try:
-        shutil.copyfile(source, temporary)
-        os.replace(temporary, folder / f"{name}{LORA_SUFFIX}")
+        write(Path(temporary))
+        os.replace(temporary, target)
     finally:
         Path(temporary).unlink(missing_ok=True)
-    return folder / f"{name}{LORA_SUFFIX}", adapter
+
+
+def describe(folder: Path) -> list[dict]:
+    """Every registered adapter as `add` described it (name, ranks, layers, target_modules, size_bytes); a file
+    put in by hand, without a description, is listed with its size only and `"checked": false`."""
+    entries = []
+    for name, path in registered(folder).items():
+        info_path = path.with_name(f"{name}{INFO_SUFFIX}")
+        try:
+            entries.append({**json.loads(info_path.read_text()), "name": name, "checked": True})
+        except (OSError, ValueError):
+            entries.append({"name": name, "size_bytes": path.stat().st_size, "checked": False})
+    return entries
 
 
 def remove(repository: Path, name: str) -> None:
     """Unregister `name`: new requests cannot use it; a request already using it finishes with its weights
     (the servers keep what they loaded)."""
-    resolve(lora_dir(repository), check_name(name)).unlink()
+    path = resolve(lora_dir(repository), check_name(name))
+    path.unlink()
+    path.with_name(f"{name}{INFO_SUFFIX}").unlink(missing_ok=True)
 
 
-__all__ = ["LoraFileError", "LoraRegistryError", "add", "lora_dir", "registered", "remove", "resolve"]
+__all__ = ["LoraRegistryError", "add", "describe", "lora_dir", "registered", "remove", "resolve"]
