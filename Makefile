@@ -54,8 +54,14 @@ GPU_GRID ?= 512x512x16 768x768x16 704x1280x16  # one call per size, each under 1
 wheelhouse: $(VENV)/.installed
 	$(BIN)/python -m i2v.benchmarks.wheelhouse $(WHEELHOUSE) $(if $(SERVED),--served)
 
+# numpy<2, which the embedded server's Python backend needs, goes into a folder of its own for the models'
+# processes (I2V_STUB_SITE): the host's Python keeps its numpy 2, which its scipy and scikit-learn need.
+STUB_SITE ?= /tmp/i2v-stub-site
+gpu-proof: export I2V_STUB_SITE = $(STUB_SITE)
 gpu-proof:
-	$(GPU_PYTHON) -m pip install -q --no-index --no-deps --upgrade $(WHEELHOUSE)/*.whl
+	$(GPU_PYTHON) -m pip install -q --no-index --no-deps --upgrade $(filter-out $(WHEELHOUSE)/numpy-%,$(wildcard $(WHEELHOUSE)/*.whl))
+	@if ls $(WHEELHOUSE)/numpy-*.whl >/dev/null 2>&1; then \
+	  $(GPU_PYTHON) -m pip install -q --no-index --no-deps --upgrade --target $(STUB_SITE) $(WHEELHOUSE)/numpy-*.whl; fi
 	@if $(GPU_PYTHON) -c "import pytriton, tritonclient, av" 2>/dev/null; then \
 	  $(GPU_PYTHON) -P -m pytest -ra -m gpu $(GPU_TESTS); \
 	else echo "note: GPU serving tests skipped: the wheelhouse has no served part (make wheelhouse SERVED=1)"; fi

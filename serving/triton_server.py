@@ -7,7 +7,11 @@ libraries they need; PyTriton's own Python API is not used. What it takes to run
   (a stub for another version makes model loading hang with no error);
 - `LD_LIBRARY_PATH` with the wheel's `nvidia_pytriton.libs` (the copied files lose their relative RPATH);
 - this environment's `bin` first on `PATH`, so the stub's embedded Python uses this environment's packages;
-- numpy < 2 in this environment (with numpy 2 the Python backend silently receives empty tensors).
+- numpy < 2 in this environment (with numpy 2 the Python backend silently receives empty tensors), or, where
+  the environment needs numpy 2 for other packages (a GPU image's scipy), numpy < 2 in a folder of its own that
+  `I2V_STUB_SITE` names (`pip install --target DIR 'numpy<2'`): the models' processes then run in a small
+  virtual environment that puts that folder before this environment's packages (the stub's interpreter ignores
+  PYTHONPATH), while this process and the clients keep numpy 2.
 
 The server runs in its own session, so a Ctrl-C in the terminal reaches our code, which stops it cleanly
 (SIGTERM, then SIGKILL to the whole process group, stubs included).
@@ -31,6 +35,7 @@ import re
 import secrets
 import shutil
 import signal
+import site
 import socket
 import subprocess
 import sys
@@ -49,6 +54,7 @@ from i2v.params import FORWARDED_HEADERS, MODEL_NAME
 from i2v.serving.drain import DRAIN_FILE_ENV
 
 INSTALL_HINT = "pip install 'i2v-serving[server]'"
+STUB_SITE_ENV = "I2V_STUB_SITE"  # a folder with numpy<2 for the models' processes only (`check_numpy`)
 STUB_NAME = "triton_python_backend_stub"
 NVIDIA_SMI_TIMEOUT_S = 15
 
@@ -132,17 +138,26 @@ def _find_libpython(version: str) -> str:
     )
 
 
-def check_numpy() -> None:
-    """numpy 2 in the stub's environment makes the Python backend receive empty tensors, without an error."""
-    try:
-        numpy_version = importlib.metadata.version("numpy")
-    except importlib.metadata.PackageNotFoundError:
-        message = f"numpy is not installed; the Python backend needs numpy<2: {INSTALL_HINT}"
-        raise TritonServerError(message) from None
+def check_numpy(stub_site: Path | None = None) -> None:
+    """numpy 2 in the stub's environment makes the Python backend receive empty tensors, without an error. The
+    numpy checked: the one in `stub_site` (`I2V_STUB_SITE`) where given, else this environment's."""
+    if stub_site is not None:
+        found = [d.version for d in importlib.metadata.distributions(path=[str(stub_site)]) if d.name == "numpy"]
+        where, numpy_version = f"{STUB_SITE_ENV}={stub_site}", found[0] if found else None
+        fix = f"pip install --target {stub_site} 'numpy<2'"
+    else:
+        where, fix = "this environment", "pip install 'numpy<2'"
+        try:
+            numpy_version = importlib.metadata.version("numpy")
+        except importlib.metadata.PackageNotFoundError:
+            numpy_version = None
+    if numpy_version is None:
+        raise TritonServerError(f"numpy is not installed in {where}; the Python backend needs numpy<2: {fix}")
     if int(numpy_version.split(".")[0]) >= 2:
         raise TritonServerError(
-            f"numpy {numpy_version} is installed, but tritonserver 2.51's Python backend needs numpy<2 (with "
-            f"numpy 2 models silently receive empty tensors): pip install 'numpy<2'"
+            f"numpy {numpy_version} is installed in {where}, but tritonserver 2.51's Python backend needs numpy<2 "
+            f"(with numpy 2 models silently receive empty tensors): {fix}, or give the models a folder of their "
+            f"own with numpy<2 in {STUB_SITE_ENV}"
         )
 
 
@@ -245,6 +260,8 @@ class EmbeddedTritonServer:
         self.cuda_memory_pool_bytes = cuda_memory_pool_bytes
         self.api_key = api_key
         self.env = dict(env or {})  # added to this process's environment for the server and its models
+        stub_site = self.env.get(STUB_SITE_ENV) or os.environ.get(STUB_SITE_ENV)
+        self.stub_site = Path(stub_site).resolve() if stub_site else None
         self.host = host
         self.extra_args = tuple(extra_args)
         self.startup_timeout_s = startup_timeout_s
@@ -282,7 +299,7 @@ class EmbeddedTritonServer:
             raise TritonServerError("the server is already started; stop() it first")
         if not self.model_repository.is_dir():
             raise TritonServerError(f"model repository not found: {self.model_repository}")
-        check_numpy()
+        check_numpy(self.stub_site)
         install = find_tritonserver()
         Path(self.env[DRAIN_FILE_ENV]).unlink(missing_ok=True)  # a new server takes requests
         self._interrupt.clear()
@@ -424,6 +441,9 @@ class EmbeddedTritonServer:
 
     def _launch(self, install: TritonInstall) -> None:
         self._backend_dir = _prepare_backend_dir(install)
+        stub_bin = None
+        if self.stub_site is not None:  # the models' own environment, cleaned up with the backend folder
+            stub_bin = _stub_environment(self._backend_dir / "stub-environment", self.stub_site)
         self._shm_prefix = f"i2v_triton_{os.getpid()}_{secrets.token_hex(4)}_"
         self._log_handle = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the server; kept on restarts
         self._returncode = None
@@ -432,7 +452,7 @@ class EmbeddedTritonServer:
             stdin=subprocess.DEVNULL,
             stdout=self._log_handle,
             stderr=subprocess.STDOUT,
-            env={**_server_env(install), **self.env},
+            env={**_server_env(install, stub_bin), **self.env},
             start_new_session=True,  # Ctrl-C goes to us, not straight to the server and its stubs
         )
         _LIVE_SERVERS.add(self)
@@ -503,8 +523,22 @@ def _prepare_backend_dir(install: TritonInstall) -> Path:
     return backends
 
 
-def _server_env(install: TritonInstall) -> dict[str, str]:
-    """Bundled libraries and this interpreter's libpython first; this environment's python3 first on PATH."""
+def _stub_environment(folder: Path, stub_site: Path) -> Path:
+    """A virtual environment for the models' processes only; returns its bin folder. The stub's interpreter runs
+    isolated (PYTHONPATH is ignored) in the environment of the python3 first on PATH, and reads that
+    environment's .pth files: this one's puts `stub_site` first, then this environment's packages (with their
+    own .pth files: an editable install)."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, capture_output=True)
+    (site_packages,) = folder.glob("lib/python*/site-packages")
+    own = [path for path in site.getsitepackages() if Path(path).is_dir()]
+    lines = [str(stub_site), *(f"import site; site.addsitedir({path!r})" for path in own)]
+    (site_packages / "i2v_stub_site.pth").write_text("\n".join(lines) + "\n")
+    return folder / "bin"
+
+
+def _server_env(install: TritonInstall, python_bin: Path | None = None) -> dict[str, str]:
+    """Bundled libraries and this interpreter's libpython first; this environment's python3 (or `python_bin`'s, the
+    models' own environment) first on PATH."""
     env = dict(os.environ)
     lib_dirs = [str(install.libs_dir)]
     own_lib = sysconfig.get_config_var("LIBDIR")
@@ -514,7 +548,7 @@ def _server_env(install: TritonInstall) -> dict[str, str]:
         lib_dirs.append(env["LD_LIBRARY_PATH"])
     env["LD_LIBRARY_PATH"] = os.pathsep.join(lib_dirs)
     # Not resolved: a venv's bin/python is a symlink, and the venv is found through the link's location.
-    bin_dir = str(Path(sys.executable).parent)
+    bin_dir = str(python_bin or Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([bin_dir, env["PATH"]]) if env.get("PATH") else bin_dir
     return env
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -48,6 +49,38 @@ class TritonPythonModel:
         return responses
 """
 
+# Doubles X like DOUBLE_MODEL, and says where its numpy and this project come from.
+WHERE_MODEL = """\
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+import i2v.params
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        where = json.dumps({"numpy": np.__file__, "i2v": i2v.params.__file__}).encode()
+        responses = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "X").as_numpy()
+            outputs = [pb_utils.Tensor("Y", 2 * x), pb_utils.Tensor("WHERE", np.array([where], dtype=np.object_))]
+            responses.append(pb_utils.InferenceResponse(outputs))
+        return responses
+"""
+
+WHERE_CONFIG = """\
+name: "where"
+backend: "python"
+max_batch_size: 0
+input [ { name: "X", data_type: TYPE_FP32, dims: [ -1 ] } ]
+output [
+  { name: "Y", data_type: TYPE_FP32, dims: [ -1 ] },
+  { name: "WHERE", data_type: TYPE_STRING, dims: [ 1 ] }
+]
+"""
+
 BROKEN_REASON = "weights file missing on purpose"
 
 BROKEN_MODEL = f"""\
@@ -69,9 +102,9 @@ class TritonPythonModel:
 """
 
 
-def write_python_model(repository: Path, name: str, model_py: str) -> None:
+def write_python_model(repository: Path, name: str, model_py: str, config: str | None = None) -> None:
     (repository / name / "1").mkdir(parents=True)
-    (repository / name / "config.pbtxt").write_text(DOUBLE_CONFIG.replace('"double"', f'"{name}"'))
+    (repository / name / "config.pbtxt").write_text(config or DOUBLE_CONFIG.replace('"double"', f'"{name}"'))
     (repository / name / "1" / "model.py").write_text(model_py)
 
 
@@ -175,6 +208,54 @@ def test_find_tritonserver_names_a_python_version_without_stub():
 
 def test_environment_has_numpy_below_2_for_the_python_backend():
     check_numpy()  # numpy 2 makes models receive empty tensors silently: fail loudly here instead
+
+
+def dist_info(site: Path, name: str, version: str) -> None:
+    """A package's metadata as pip installs it (`<name>-<version>.dist-info/METADATA`), without the package."""
+    folder = site / f"{name}-{version}.dist-info"
+    folder.mkdir(parents=True)
+    (folder / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+
+
+def test_a_stub_site_with_numpy_2_or_none_is_refused_naming_it(tmp_path):
+    """Where the environment keeps numpy 2 for other packages, the models get numpy<2 from a folder of their own
+    (I2V_STUB_SITE): its numpy is the one checked."""
+    with pytest.raises(TritonServerError, match=r"numpy is not installed in I2V_STUB_SITE=.*pip install --target"):
+        check_numpy(tmp_path)
+    dist_info(tmp_path, "numpy", "2.1.0")
+    with pytest.raises(TritonServerError, match=r"numpy 2\.1\.0 is installed in I2V_STUB_SITE="):
+        check_numpy(tmp_path)
+    other = tmp_path / "other"
+    dist_info(other, "numpy", "1.26.4")
+    check_numpy(other)
+
+
+def test_models_import_numpy_from_the_stub_site_first(tmp_path):
+    """With I2V_STUB_SITE the models' processes take numpy from that folder, and everything else (this project,
+    installed editable) from this environment; they serve."""
+    import json
+
+    import numpy
+    import tritonclient.grpc as grpcclient
+
+    site = tmp_path / "stub-site"
+    installed = Path(numpy.__file__).parent.parent
+    for name in ("numpy", f"numpy-{numpy.__version__}.dist-info", "numpy.libs"):
+        if (installed / name).exists():
+            shutil.copytree(installed / name, site / name)
+    repository = tmp_path / "repository"
+    write_python_model(repository, "where", WHERE_MODEL, WHERE_CONFIG)
+    with (
+        EmbeddedTritonServer(repository, log_file=tmp_path / "server.log", env={"I2V_STUB_SITE": str(site)}) as server,
+        grpcclient.InferenceServerClient(server.endpoints.grpc_url) as client,
+    ):
+        tensor = grpcclient.InferInput("X", [2], "FP32")
+        tensor.set_data_from_numpy(np.array([1, 2], dtype=np.float32))
+        answer = client.infer("where", [tensor])
+        where = json.loads(answer.as_numpy("WHERE")[0])
+    assert answer.as_numpy("Y").tolist() == [2.0, 4.0]  # tensors arrive whole
+    assert Path(where["numpy"]).is_relative_to(site)
+    assert where["i2v"] == str(Path(__file__).resolve().parents[1] / "i2v" / "params.py")
 
 
 def test_server_starts_on_free_loopback_ports(double_server):
