@@ -143,6 +143,22 @@ BAD_REQUESTS = {
         lambda png: tensors(image=png, fps=scalar("INT32", 0, np.int32)),
         "fps must be between 4 and 24, got 0",
     ),
+    "lora_scale 3": (
+        lambda png: tensors(image=png, lora=text_input(b"any"), lora_scale=scalar("FP32", 3, np.float32)),
+        "lora_scale must be between 0 and 2, got 3.0",
+    ),
+    "lora_scale NaN": (
+        lambda png: tensors(image=png, lora=text_input(b"any"), lora_scale=scalar("FP32", np.nan, np.float32)),
+        "lora_scale must be between 0 and 2, got nan",
+    ),
+    "lora name of 65 characters": (
+        lambda png: tensors(image=png, lora=text_input(b"x" * 65)),
+        "lora must be at most 64 characters, got 65",
+    ),
+    "lora naming a path": (
+        lambda png: tensors(image=png, lora=text_input(b"../../etc/passwd")),
+        "lora '../../etc/passwd' is not registered",
+    ),
     "steps 1000": (
         lambda png: tensors(image=png, num_inference_steps=scalar("INT32", 1000, np.int32)),
         "num_inference_steps must be between 10 and 100, got 1000",
