@@ -23,11 +23,15 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from i2v.model.lora import LoraAdapter, read_lora
 from i2v.model.lora_registry import LORA_BASE_FILE, LORA_SUFFIX, file_version, read_targets
+
+if TYPE_CHECKING:  # torch and diffusers come with the reader: imported when an adapter is first read, so a part
+    # that is asked for no adapter (every part but the UNet, and the UNet without one) never pays for them
+    from i2v.model.lora import LoraAdapter
 
 PARAMETER_NAME, PARAMETER_VERSION, PARAMETER_SCALE = "lora", "lora_version", "lora_scale"
 
@@ -72,6 +76,8 @@ class AdapterFiles:
         path = self.folder / f"{choice.name}{LORA_SUFFIX}"
         if not path.is_file() or file_version(path) != choice.version:
             raise LoraUnavailableError(f"lora {choice.name!r} was removed or replaced before it could be loaded")
+        from i2v.model.lora import read_lora
+
         self.loaded[key] = read_lora(path)
         while len(self.loaded) > self.capacity:
             self.loaded.popitem(last=False)
