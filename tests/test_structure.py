@@ -198,3 +198,20 @@ def test_serving_code_loads_neither_onnx_nor_onnxscript():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "[]"
+
+
+def test_an_onnxruntime_part_and_the_lora_listing_load_neither_torch_nor_diffusers():
+    """What an ONNX Runtime part runs (the part runner, its ONNX Runtime session, the LoRA choice it reads from
+    every request) and the LoRA listing model, imported as the Python backend imports them: torch and diffusers
+    (3 s and about 300 MB per process) come only with a LoRA actually read."""
+    import pytriton
+
+    backend = Path(pytriton.__file__).parent / "tritonserver" / "backends" / "python"
+    code = (
+        f"import sys; sys.path.insert(0, {str(backend)!r}); "
+        "import i2v.serving.part_runner, i2v.serving.onnxruntime_session, i2v.serving.lora_runtime, "
+        "i2v.serving.lora_listing; "
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]"
