@@ -254,8 +254,6 @@ def run_lora_list(args: argparse.Namespace) -> int:
         if not adapter.checked:
             print(f"{adapter.name:<24} {'rank ?':<11} {size}  (copied in by hand, unchecked: use i2v lora add)")
             continue
-        low, high = min(adapter.ranks), max(adapter.ranks)
-        rank = str(low) if low == high else f"{low}-{high}"
         targets = ", ".join(adapter.target_modules)
-        print(f"{adapter.name:<24} rank {rank:<6} {size}  {adapter.layers} layers: {targets}")
+        print(f"{adapter.name:<24} rank {adapter.rank_text:<6} {size}  {adapter.layers} layers: {targets}")
     return EXIT_OK

@@ -100,6 +100,14 @@ class LoraAdapterInfo:
     target_modules: tuple[str, ...] = ()
     checked: bool = True  # False: put in the registry by hand, not described by `i2v lora add`
 
+    @property
+    def rank_text(self) -> str:
+        """ "4", "2-6" where the layers' ranks differ, "?" for a file not described by `i2v lora add`."""
+        if not self.ranks:
+            return "?"
+        low, high = min(self.ranks), max(self.ranks)
+        return str(low) if low == high else f"{low}-{high}"
+
     @classmethod
     def from_listing(cls, entry: dict) -> LoraAdapterInfo:
         return cls(

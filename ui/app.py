@@ -86,7 +86,7 @@ def _control(entry: Parameter, value: Any, choices: list | None = None) -> gr.co
 
 
 def _lora_choices(adapters: list[LoraAdapterInfo]) -> list[tuple[str, str]]:
-    return [NO_LORA, *((f"{a.name} (rank {'/'.join(map(str, a.ranks)) or '?'})", a.name) for a in adapters)]
+    return [NO_LORA, *((f"{a.name} (rank {a.rank_text})", a.name) for a in adapters)]
 
 
 def _resolution_choices(defaults: dict) -> list[tuple[str, str]]:
