@@ -67,7 +67,7 @@ class TritonPythonModel:
         self.model_name = args["model_name"]
         pipeline_dir = Path(args["model_repository"]) / args["model_version"] / "pipeline"
         self.generator = VideoGenerator(pipeline_dir, run_part=self.run_part, device=self.device)
-        self.metrics = BlsMetrics(args["model_name"])
+        self.metrics = BlsMetrics(self.model_name)
         self.request_log = RequestLog()
         self.repository = Path(args["model_repository"]).parent
         self.lora_folder = lora_dir(self.repository)  # the registry, read per request

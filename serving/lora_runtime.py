@@ -105,21 +105,20 @@ class MergedWeights:
         """{initializer name: W + scale * delta} for every layer the adapter changes."""
         targets, base = self._load()
         adapter.check_fits({m: tuple(e["shape"]) for m, e in targets.items()})
-        merged = {}
-        for module, layer in adapter.layers.items():
-            weight = base[module] + layer.delta(scale).numpy()
-            for initializer, transposed in targets[module]["initializers"]:
-                merged[initializer] = np.ascontiguousarray(weight.T if transposed else weight, dtype=np.float32)
-        return merged
+        return self._in_graph({m: base[m] + layer.delta(scale).numpy() for m, layer in adapter.layers.items()})
 
     def base(self, initializers) -> dict[str, np.ndarray]:
         """The base weights of these initializers, in the graph's layout."""
-        targets, base = self._load()
+        return self._in_graph(self._load()[1], keep=set(initializers))
+
+    def _in_graph(self, weights: dict[str, np.ndarray], keep: set[str] | None = None) -> dict[str, np.ndarray]:
+        """Weights by UNet module -> by the graph initializers holding them (a matmul's transposed); with `keep`,
+        only those initializers."""
+        targets, _ = self._load()
         found = {}
-        for module, entry in targets.items():
-            for initializer, transposed in entry["initializers"]:
-                if initializer in initializers:
-                    weight = base[module]
+        for module, weight in weights.items():
+            for initializer, transposed in targets[module]["initializers"]:
+                if keep is None or initializer in keep:
                     found[initializer] = np.ascontiguousarray(weight.T if transposed else weight, dtype=np.float32)
         return found
 
