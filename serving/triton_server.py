@@ -458,10 +458,13 @@ class EmbeddedTritonServer:
         _LIVE_SERVERS.add(self)
 
     def _wait_until_ready(self) -> None:
-        url = f"http://{_client_host(self.host)}:{self.http_port}/v2/health/ready"
+        """Ready: every model loaded (HTTP health) and the metrics endpoint up, which Triton starts last, after
+        gRPC and HTTP; a caller scraping metrics right after start-up would otherwise find nothing listening."""
+        health = f"http://{_client_host(self.host)}:{self.http_port}/v2/health/ready"
         # An http_proxy in the environment must not see loopback health checks.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         deadline = time.monotonic() + self.startup_timeout_s
+        pending = [health, self.endpoints.metrics_url]
         while True:
             if self._has_exited():
                 what = f"tritonserver exited with code {self._peek_returncode()} during start-up"
@@ -469,9 +472,12 @@ class EmbeddedTritonServer:
             if self._interrupt.is_set():
                 raise TritonServerError("start-up interrupted by a signal")
             try:
-                with opener.open(url, timeout=2) as response:
+                with opener.open(pending[0], timeout=2) as response:
                     if response.status == 200:
-                        return
+                        pending.pop(0)
+                        if not pending:
+                            return
+                        continue
             except (OSError, http.client.HTTPException):
                 pass  # not listening yet, or listening but models still loading (HTTP 400)
             if time.monotonic() > deadline:
