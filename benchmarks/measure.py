@@ -10,27 +10,19 @@ import threading
 import time
 from pathlib import Path
 
+from i2v.serving.triton_server import process_group_members
 
-def process_group_members(pids: list[int]) -> set[int]:
-    """These processes and their process groups (a Triton server and its Python stubs), read from /proc: no
-    subprocess, so sampling costs the measured processes next to nothing."""
+
+def with_group_members(pids: list[int]) -> set[int]:
+    """These processes and the live members of their process groups (a Triton server and its Python stubs)."""
     members: set[int] = set(pids)
     groups = set()
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             groups.add(os.getpgid(pid))
     groups.discard(os.getpgid(0))  # our own group would count the test runner or shell too
-    if not groups:
-        return members
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        if int(fields[2]) in groups:  # the field after state and ppid: the process group id
-            members.add(int(entry.name))
+    for pgid in groups:
+        members.update(process_group_members(pgid))
     return members
 
 
@@ -81,7 +73,7 @@ class PeakMemory:
 
     def _sample_once(self) -> None:
         if time.monotonic() - self._looked_up >= self.lookup_every_s:
-            self._members, self._looked_up = process_group_members(self.pids), time.monotonic()
+            self._members, self._looked_up = with_group_members(self.pids), time.monotonic()
         members = self._members
         self.rss_mb = max(self.rss_mb, rss_mb(members))
         if self._nvml is None:

@@ -607,20 +607,25 @@ def _pick_ports(host: str, wanted: Sequence[int | None]) -> list[int]:
     return [int(port) for port in ports if port is not None]
 
 
-def _group_members(pgid: int) -> list[int]:
-    """Live processes in the group, the leader excluded (the stubs, if any outlived the server)."""
+def process_group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group, read from /proc: a server and its Python-backend stubs.
+    No subprocess, so a benchmark sampling it costs the measured processes next to nothing."""
     members = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == pgid:
+        if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[-1].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:
+        if fields[0] != "Z" and int(fields[2]) == pgid:  # state, ppid, then the process group id
             members.append(int(entry.name))
     return members
+
+
+def _group_members(pgid: int) -> list[int]:
+    """The group's live processes but its leader: the stubs, if any outlived the server."""
+    return [pid for pid in process_group_members(pgid) if pid != pgid]
 
 
 def _remove_shm_regions(prefix: str) -> None:

@@ -24,6 +24,7 @@ from i2v.serving.triton_server import (
     check_numpy,
     find_tritonserver,
     gpus_listed,
+    process_group_members,
     repository_cuda_memory_pool_bytes,
     visible_gpu_ids,
 )
@@ -119,21 +120,6 @@ def process_state(pid: int) -> str | None:
 
 def is_alive(pid: int) -> bool:
     return process_state(pid) not in (None, "Z")
-
-
-def process_group(pgid: int) -> list[int]:
-    """Live processes of a process group: the server and its Python-backend stubs."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -285,7 +271,7 @@ def test_metrics_count_inferences(double_server):
 def test_stop_ends_server_and_stubs_and_releases_ports(double_repository, tmp_path):
     server = EmbeddedTritonServer(double_repository, log_file=tmp_path / "server.log", startup_timeout_s=60)
     server.start()
-    group = process_group(server.pid)
+    group = process_group_members(server.pid)
     stubs = [pid for pid in group if pid != server.pid]
     assert server.pid in group and stubs, "expected the server and one Python-backend stub"
     ports = (server.grpc_port, server.http_port, server.metrics_port)
