@@ -31,12 +31,19 @@ SERVED = ("nvidia-pytriton", "numpy", "tritonclient", "av", "python-rapidjson")
 
 
 def pinned(package: str) -> str:
-    """The requirement this project (or transformers, for its own dependencies) states for `package`."""
+    """The requirement this project (or transformers, for its own dependencies) states for `package`: all its
+    lines together, extras included (numpy: the client's `>=1.24` and the server's `<2`)."""
     for owner in ("i2v-serving", "transformers", "diffusers", "tritonclient"):
-        for line in importlib.metadata.requires(owner) or ():
-            requirement = Requirement(line)
-            if requirement.name.replace("_", "-").lower() == package.replace("_", "-").lower():
-                return f"{requirement.name}{requirement.specifier}"
+        found = [
+            Requirement(line)
+            for line in importlib.metadata.requires(owner) or ()
+            if Requirement(line).name.replace("_", "-").lower() == package.replace("_", "-").lower()
+        ]
+        if found:
+            specifier = found[0].specifier
+            for requirement in found[1:]:
+                specifier &= requirement.specifier
+            return f"{found[0].name}{specifier}"
     return package
 
 

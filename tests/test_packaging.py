@@ -105,3 +105,22 @@ def test_demo_serves_the_bundled_picture_from_the_installed_package(installed, m
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-3000:]
     metadata = json.loads((tmp_path / "demo.json").read_text())
     assert metadata["parameters"]["prompt"].startswith("A lighthouse") and metadata["frames"] == 8
+
+
+def test_numpy_below_2_is_the_servers_requirement_not_the_clients(wheel):
+    """The client runs with numpy 2 (Python 3.13 has no numpy<2 wheels); the server's Python backend needs <2,
+    and the wheelhouse for a GPU host takes the server's bound."""
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+
+    from i2v.benchmarks.wheelhouse import pinned
+
+    archive = zipfile.ZipFile(wheel)
+    metadata = archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    numpy = [Requirement(line.split(":", 1)[1]) for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    numpy = [r for r in numpy if r.name == "numpy"]
+    client = [r for r in numpy if r.marker is None]
+    server = [r for r in numpy if r.marker is not None and r.marker.evaluate({"extra": "server"})]
+    assert client and all(r.specifier.contains("2.5") for r in client)
+    assert server and not any(r.specifier.contains("2.0") for r in server)
+    assert not SpecifierSet(pinned("numpy").removeprefix("numpy")).contains("2.0")
