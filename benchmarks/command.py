@@ -29,9 +29,10 @@ def add_bench_command(commands, formatter_class: type[argparse.HelpFormatter]) -
         "--suite",
         choices=["gpu", "lora"],
         default=None,
-        help="gpu: the GPU proof: the full-size architecture at 512x512x16, 768x768x16, 704x1280x16, 25 steps, "
-        f"runners {','.join(GPU_SUITE_RUNNERS)} (served only where {', '.join(SERVED_NEEDS)} are installed), "
-        "results in benchmarks/results/<gpu>-<date>/; with --device cpu a dry run of it on the tiny model; "
+        help="gpu: the GPU proof: the full-size architecture (whatever --model says) at 512x512x16, 768x768x16, "
+        f"704x1280x16, 25 steps, runners {','.join(GPU_SUITE_RUNNERS)} (served only where "
+        f"{', '.join(SERVED_NEEDS)} are installed), results in benchmarks/results/<gpu>-full-size-<date>/; "
+        "with --device cpu a dry run of it on the tiny model; "
         "lora: the UNet part's LoRA swap cost per runtime (first use, switch, back to none) and memory after 50 "
         "switches (benchmarks/lora_swap.py)",
     )
@@ -198,9 +199,10 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def apply_gpu_suite(args: argparse.Namespace, device: str) -> None:
-    """The GPU proof's settings (options given on the command line win): on a GPU, the full-size model at the
-    sizes people deploy, results in a folder named after the GPU and the date, ready to commit; on a CPU, the
-    same runners on the tiny model, small and quick (CI runs it)."""
+    """The GPU proof's settings: on a GPU, the full-size model at the sizes people deploy, results in a folder
+    named after the GPU and the date, ready to commit; on a CPU, the same runners on the tiny model, small and
+    quick (CI runs it). --grid, --steps, --runners, --served-runtimes and --output given on the command line
+    win; the model, repeats and concurrency are the suite's (the folder is named full-size whatever the model)."""
     import importlib.util
 
     import torch

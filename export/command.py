@@ -23,7 +23,7 @@ def add_export_command(commands, formatter_class: type[argparse.HelpFormatter]) 
     export.add_argument(
         "--skip-check",
         action="store_true",
-        help="do not compare the ONNX graphs with PyTorch, nor TensorRT engines with ONNX Runtime",
+        help="do not compare the ONNX graphs with PyTorch, nor the TensorRT engines with the fp32 PyTorch parts",
     )
     export.add_argument(
         "--max-queue-size",

@@ -9,7 +9,7 @@ profile, when first used: then the engine holds its weights plus the profiles re
 export writes that parameter (24.10 ignores it) and plans for the release it targets.
 
 The plan is made at export from the built engines (`i2v.export.tensorrt_engines.engine_memory` reads each
-profile's activation memory from TensorRT), printed, written beside the engines, and checked against
+profile's activation memory from TensorRT), printed, written to `<repository>/memory_plan.json`, and checked against
 `--gpu-memory-budget`: a repository that cannot load on the GPU fails at export, naming its biggest parts,
 instead of at the first deployment. Narrower shapes (fewer resolutions, fewer frames) are the remedy.
 """

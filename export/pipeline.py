@@ -4,8 +4,9 @@
 - torch: no ONNX at all; each part's weights are saved into the repository and served by the PyTorch runner
   (fp16 + SDPA on a GPU, fp32 on a CPU);
 - tensorrt: ONNX export, the TensorRT operator check (fails the export naming unsupported operators), the
-  ONNX Runtime check, fp16 engines with one optimization profile per supported resolution, each engine
-  compared with ONNX Runtime (polygraphy), `tensorrt_plan` configs. Needs TensorRT and a GPU.
+  ONNX Runtime check, fp16 engines with one optimization profile per supported resolution, the GPU memory
+  plan (fails the export over the budget), each engine compared with the fp32 PyTorch part (polygraphy),
+  `tensorrt_plan` configs. Needs TensorRT and a GPU.
 
 The operator check is cheap (the graphs are read without their weights), so it runs for every ONNX export:
 for the onnxruntime runtime it only reports.

@@ -1,21 +1,8 @@
-"""Write the Triton model repository: one model per part plus the `i2vgen_xl` BLS model.
+"""Write the Triton model repository: one model per part, the `i2vgen_xl` BLS model and its LoRA listing.
 
-```
-<repository>/
-  i2vgen_xl/    config.pbtxt, 1/model.py (the BLS), 1/pipeline/ (tokenizer, scheduler, CLIP processor, model_info.json)
-  text_encoder/ config.pbtxt and, by runtime:
-                  onnxruntime  1/model.py (the generic ONNX Runtime runner), 1/model.onnx
-                  torch        1/model.py (the generic PyTorch runner), 1/weights/ (save_pretrained of its component)
-                  tensorrt     1/model.plan (an fp16 engine; `platform: "tensorrt_plan"`, no Python)
-  image_encoder/ vae_encoder/ unet/ vae_decoder/   (same shape)
-  unet/1/       also lora_targets.json (the layers a LoRA may adapt) and, for the graph runtimes,
-                lora_base.safetensors (their base weights, merged with a LoRA at serving)
-  i2vgen_xl/loras/  registered LoRA adapters (`i2v lora add`; `i2v.model.lora_registry`), not written by export:
-                inside the BLS's folder, which Triton does not poll as a model
-```
-Each `1/model.py` is a two-line module importing the real model class from the installed `i2v.serving`
-package, so the Python backend runs the same, tested code that the package ships. The BLS is the same for
-every runtime: it calls the parts by name.
+The layout, file by file and per runtime, is model_repository/README.md. Each `1/model.py` is a two-line module
+importing the real model class from the installed `i2v.serving` package, so the Python backend runs the same,
+tested code that the package ships. The BLS is the same for every runtime: it calls the parts by name.
 """
 
 from __future__ import annotations

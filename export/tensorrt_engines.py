@@ -1,4 +1,4 @@
-"""ONNX → fp16 TensorRT engines through polygraphy's backend API, and a check of each engine against ONNX Runtime.
+"""ONNX → fp16 TensorRT engines through polygraphy's backend API, and a check of each engine against PyTorch.
 
 The only module that touches TensorRT, and only inside its functions: everything else in the project (the
 profiles, the configs, the operator check) works without it. What it does, per part:
@@ -11,8 +11,9 @@ profiles, the configs, the operator check) works without it. What it does, per p
    layers, a new profile, new weights) skips most of the autotuning;
 3. write it as `<repository>/<part>/1/model.plan`, the default file name of Triton's `tensorrt_plan` platform;
 4. read back what each profile's execution context needs on the GPU (`engine_memory`) for the memory plan;
-5. run the engine and ONNX Runtime on the same inputs (polygraphy's `Comparator`) at the opt shape of every
-   profile: no NaN or infinity, and every element within the part's fp16 tolerance.
+5. run the engine and the part's PyTorch module in fp32 on the same inputs (polygraphy's `Comparator`) at
+   the opt shapes of the profiles the caller picks (`--engine-check`): no NaN or infinity, and every element
+   within the part's fp16 tolerance.
 
 An engine only runs with the TensorRT version (and GPU architecture) it was built with: build it with the
 TensorRT that the serving Triton container ships (docs/tensorrt.md).
@@ -47,7 +48,7 @@ class TensorRTUnavailableError(RuntimeError):
 
 
 class EngineCheckError(RuntimeError):
-    """An engine's outputs differ from ONNX Runtime's by more than the fp16 tolerances."""
+    """An engine's outputs differ from the fp32 PyTorch part's by more than the fp16 tolerances."""
 
 
 def tensorrt_version() -> str | None:

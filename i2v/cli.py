@@ -3,7 +3,7 @@
 | command | lives in |
 |---|---|
 | `export` | `i2v.export.command` |
-| `serve` | `i2v.serving.command` |
+| `serve`, `supervise`, `drain` | `i2v.serving.command` |
 | `lora add`, `lora remove` | `i2v.serving.lora_command` (files of the model repository) |
 | `lora list` | `i2v.client.command` (asks the server) |
 | `generate`, `models` | `i2v.client.command` |

@@ -29,7 +29,8 @@ def add_serve_command(commands, formatter_class: type[argparse.HelpFormatter]) -
         "--health-port",
         type=int,
         default=8003,
-        help="the supervisor's /ready, /live and /metrics (it reloads a model whose process died); 0: none",
+        help="the supervisor's /ready, /live and /metrics (it restarts the server when a model's process died); "
+        "0: no supervisor",
     )
     serve.add_argument(
         "--grace-period",
@@ -41,7 +42,7 @@ def add_serve_command(commands, formatter_class: type[argparse.HelpFormatter]) -
 
     supervise = commands.add_parser(
         "supervise",
-        help="watch a Triton server beside this process and reload any model whose process died",
+        help="watch a Triton server beside this process and restart it when a model's process died",
         formatter_class=formatter_class,
     )
     supervise.add_argument("--url", default="localhost:8001", help="the server's gRPC address (model control)")
@@ -64,7 +65,7 @@ def add_serve_command(commands, formatter_class: type[argparse.HelpFormatter]) -
     drain = commands.add_parser(
         "drain",
         help="make the Triton server of this container refuse new requests and wait for those in flight "
-        "(Kubernetes' preStop hook)",
+        "(the Triton container's entrypoint runs it on SIGTERM)",
         formatter_class=formatter_class,
     )
     drain.add_argument("--metrics-url", default="http://localhost:8002/metrics", help="Triton's metrics")

@@ -10,8 +10,9 @@ video in flight fails at its next step (measured). So the draining happens befor
    the grace period;
 3. then Triton stops.
 
-`i2v serve` does this on SIGTERM; beside NVIDIA's tritonserver, Kubernetes runs `i2v drain` as the pod's
-preStop hook (terminationGracePeriodSeconds above the grace period).
+`i2v serve` does this on SIGTERM; beside NVIDIA's tritonserver, the container's entrypoint
+(docker/triton-entrypoint.sh, in compose and Kubernetes) runs `i2v drain` on SIGTERM before passing it on
+(the stop grace period and terminationGracePeriodSeconds above the drain's timeout).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """`i2v lora add|remove`: the LoRA adapters a server offers, managed where its model repository is.
 
 The registry is a folder the server reads per request (`i2v.model.lora_registry`), so the commands act on files
-and the running server picks the change up at its next request: run them on a host (or in a container) that
-mounts the repository, e.g. `docker compose exec triton i2v lora add ...`.
+and the running server picks the change up at its next request: run them where the repository is mounted
+writable (Triton's own mount is read-only): compose's `lora` service, Kubernetes' `lora-admin.yaml` pod.
 """
 
 from __future__ import annotations

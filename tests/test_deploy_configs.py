@@ -325,7 +325,8 @@ def test_compose_schema_check_catches_misspelt_keys_and_values(compose, compose_
 
 def docker_compose_config(env: dict[str, str]) -> subprocess.CompletedProcess:
     """`docker compose config`: Compose's own loader (schema, interpolation, references); no engine needed."""
-    command = [*DOCKER_COMPOSE, "-f", str(COMPOSE), "--profile", "export", "config", "--format", "json"]
+    profiles = ["--profile", "export", "--profile", "admin"]  # the one-shot services too
+    command = [*DOCKER_COMPOSE, "-f", str(COMPOSE), *profiles, "config", "--format", "json"]
     clean_env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), **env}
     return subprocess.run(command, cwd=ROOT, env=clean_env, capture_output=True, text=True, timeout=60)
 
@@ -366,6 +367,7 @@ def test_docker_compose_refuses_to_start_without_the_api_key_the_webhook_or_the_
 
 COMPOSE_SERVICES = {
     "export",
+    "lora",
     "gateway-config",
     "gateway",
     "gateway-metrics",
@@ -392,7 +394,7 @@ def test_every_image_is_pinned_to_a_version(compose):
     # nginx on a pinned Debian.
     built = {name: s for name, s in compose["services"].items() if "build" in s}
     serving = {name for name, s in built.items() if s["build"]["dockerfile"] == "docker/triton.Dockerfile"}
-    assert serving == {"export", "triton", "supervisor", "ui", "gateway-config"}
+    assert serving == {"export", "lora", "triton", "supervisor", "ui", "gateway-config"}
     assert len({built[name]["image"] for name in serving}) == 1
     assert set(built) - serving == {"gateway"}
     for name, base_pattern in (
@@ -449,6 +451,22 @@ def test_export_is_a_one_shot_profile_writing_the_model_repository(compose):
     cache_volumes = [v.split(":")[0] for v in export["volumes"] if not v.startswith(".")]
     assert cache_volumes and set(cache_volumes) <= set(compose["volumes"])
     assert export["restart"] == "no"
+
+
+def test_lora_admin_writes_the_repository_where_i2v_lora_looks_by_default(compose):
+    """`docker compose --profile admin run --rm lora add NAME /loras/FILE`: triton mounts the repository
+    read-only, so this one-shot service mounts it writable where `i2v lora` looks by default (the image's working
+    directory + DEFAULT_REPOSITORY), with the adapters' files from ./loras."""
+    from i2v.model.info import DEFAULT_REPOSITORY
+
+    lora = compose["services"]["lora"]
+    assert lora["profiles"] == ["admin"] and lora["restart"] == "no"
+    assert lora["entrypoint"] == ["i2v", "lora"]
+    workdir = re.search(r"^WORKDIR\s+(\S+)", DOCKERFILE.read_text(), re.MULTILINE).group(1)
+    assert lora["working_dir"] == workdir
+    assert f"./model_repository:{workdir}/{DEFAULT_REPOSITORY}" in lora["volumes"]
+    assert "./loras:/loras:ro" in lora["volumes"]
+    assert lora["environment"]["I2V_TRITON_URL"] == "triton:8001"  # `list` asks the server
 
 
 def test_ui_reaches_triton_over_grpc_with_the_key_once_triton_is_healthy(compose):
@@ -898,6 +916,10 @@ def test_graceful_shutdown_gives_in_flight_videos_300_s_before_the_kill(compose)
     assert compose_timeout == kubernetes_timeout == 300  # a full-size video takes minutes
     assert compose_grace == kubernetes_grace == 330
     assert compose_grace > compose_timeout and kubernetes_grace > kubernetes_timeout
+    # the entrypoint's drain waits as long as Triton's own exit timeout
+    kubernetes_env = {e["name"]: e.get("value") for e in pod_container(pod, "triton")["env"]}
+    assert int(triton["environment"]["I2V_DRAIN_TIMEOUT"]) == compose_timeout
+    assert int(kubernetes_env["I2V_DRAIN_TIMEOUT"]) == kubernetes_timeout
 
 
 # -- Prometheus ------------------------------------------------------------------------------------------
@@ -1470,7 +1492,7 @@ def test_kustomization_applies_the_manifests_but_never_the_placeholder_secret():
     kustomization = load_yaml(KUBERNETES / "kustomization.yaml")
     resources = set(kustomization["resources"])
     assert all((KUBERNETES / name).is_file() for name in resources)
-    on_purpose_left_out = {"secret.yaml", "export-job.yaml"}
+    on_purpose_left_out = {"secret.yaml", "export-job.yaml", "lora-admin.yaml"}
     assert resources == {path.name for path in kubernetes_objects()} - on_purpose_left_out
     serving, gateway = (image["name"] for image in kustomization["images"])
     for container in triton_pod()["containers"]:  # Triton and its supervisor: the one image
@@ -1503,6 +1525,22 @@ def test_triton_deployment_has_a_gpu_shared_memory_probes_and_the_model_reposito
     assert "replicas" not in deployment["spec"]  # the HPA owns the count
     repository, _, tag = container["image"].rpartition(":")
     assert repository and tag and tag != "latest"
+
+
+def test_kubernetes_lora_admin_pod_mounts_the_served_repository_writable():
+    """Triton mounts the claim read-only; `i2v lora add` runs in this pod, on the same claim, no GPU."""
+    pod = only("Pod", "i2v-lora-admin")["spec"]
+    (container,) = pod["containers"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    (mount,) = container["volumeMounts"]
+    claim = volumes[mount["name"]]["persistentVolumeClaim"]
+    served = {volume["name"]: volume for volume in triton_pod()["volumes"]}["model-repository"]
+    assert claim["claimName"] == served["persistentVolumeClaim"]["claimName"]
+    assert mount["mountPath"] == "/models" and not mount.get("readOnly") and not claim.get("readOnly")
+    assert "nvidia.com/gpu" not in container["resources"].get("limits", {})
+    assert pod["activeDeadlineSeconds"] <= 3600  # a forgotten pod ends
+    triton_image = pod_container(triton_pod(), "triton")["image"]
+    assert container["image"] == triton_image
 
 
 def test_triton_in_kubernetes_takes_the_api_key_from_the_secret_in_explicit_mode():

@@ -471,7 +471,8 @@ def test_per_tenant_requests_and_refusals_are_prometheus_counters(
                "-w", "%{http_code}", "--data-binary", f"@{big}")  # fmt: skip
     assert run.stdout.decode().endswith("413")
     run = curl(gateway, test_ca, "/v2/models/i2vgen_xl/config", "-H", f"api-key: {KEYS['dan']}", "-w", "%{http_code}")
-    assert run.stdout.decode().endswith("403")
+    assert run.stdout.decode().endswith("403")  # the same words as the models' refusal over gRPC
+    assert "forbidden: tenant dan may not use model i2vgen_xl; its models: other_model" in run.stdout.decode()
 
     expected = {
         ("i2v_gateway_requests_total", (("code", "0"), ("protocol", "grpc"), ("tenant", "carol"))): 1,

@@ -124,7 +124,7 @@ def test_tensorrt_repository_needs_engines_and_a_shape_table_covering_the_defaul
 @pytest.mark.tensorrt
 @pytest.mark.gpu
 @needs_engines
-def test_tiny_engines_build_with_a_timing_cache_and_match_onnxruntime(tiny_pipeline, onnx_paths, tmp_path):
+def test_tiny_engines_build_with_a_timing_cache_and_match_their_fp32_torch_parts(tiny_pipeline, onnx_paths, tmp_path):
     from i2v.export.pipeline import build_tensorrt_engines
     from i2v.export.repository import write_model_repository
 
