@@ -78,7 +78,7 @@ def test_bad_fields_are_explained_in_plain_words(overrides, message):
 @pytest.fixture(scope="module")
 def page_url(triton):
     port = free_port()
-    app = build_app(triton.endpoints.grpc_url)
+    app = build_app(triton.endpoints.grpc_url, lora_refresh_s=1)  # the LoRA list read every second
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}"
     app.close()
@@ -167,16 +167,17 @@ def test_the_page_starts_at_the_served_models_defaults_and_shows_what_it_will_se
 
 @needs_chromium
 def test_a_lora_the_server_lists_can_be_picked_and_scaled(page, model_repository, tiny_pipeline, tmp_path):
-    """Adapters registered on the server fill the LoRA dropdown when the page opens; the one picked, at the
-    scale set, goes into the request and the server uses it."""
+    """An adapter registered on the server while the page is open appears in the LoRA dropdown without a
+    reload; the one picked, at the scale set, goes into the request and the server uses it; once removed, the
+    row goes away again."""
     from lora_files import MadeLora
 
     from i2v.model import lora_registry
 
+    assert not page.locator("#lora-row").is_visible()
     MadeLora(tiny_pipeline.unet, tmp_path / "style.safetensors", seed=4)
     lora_registry.add(model_repository, "watercolor", tmp_path / "style.safetensors")
     try:
-        page.reload(wait_until="load")
         page.locator("#lora-row").wait_for(state="visible", timeout=30_000)
         page.locator("#image input[type=file]").set_input_files(str(EXAMPLE))
         page.locator("#prompt textarea").fill("waves")
@@ -198,3 +199,7 @@ def test_a_lora_the_server_lists_can_be_picked_and_scaled(page, model_repository
         assert re.search(r'"lora"\s*:\s*"watercolor"', used) and re.search(r'"lora_scale"\s*:\s*0.5', used), used
     finally:
         lora_registry.remove(model_repository, "watercolor")
+    page.locator("#lora-row").wait_for(state="hidden", timeout=30_000)  # no adapters left: no row
+    page.wait_for_function(  # the removed adapter is no longer what Generate would send
+        "() => !document.querySelector('#request').innerText.includes('watercolor')", timeout=20_000
+    )

@@ -6,8 +6,9 @@ client's stream cancels it.
 
 The controls are made from the parameter table (`i2v.params`: a parameter with a `ui` kind gets a control
 named after it), and start at the served model's own defaults, read from the server when the page opens, as
-are the LoRA adapters it offers (the LoRA row shows only when there are some). "Request" shows exactly what
-Generate will send.
+are the LoRA adapters it offers (the LoRA row shows only when there are some; the list is read again every
+`lora_refresh_s`, so an adapter added or removed on the server shows without a reload). "Request" shows
+exactly what Generate will send.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def _resolution_choices(defaults: dict) -> list[tuple[str, str]]:
     return [(default, MODEL_DEFAULT), *presets, (CUSTOM, CUSTOM)]
 
 
-def build_app(url: str, api_key: str | None = None, concurrency: int = 2) -> gr.Blocks:
+def build_app(url: str, api_key: str | None = None, concurrency: int = 2, lora_refresh_s: float = 30) -> gr.Blocks:
+    """The page for the server at `url`; `lora_refresh_s` (0: never) is how often the LoRA list is read again."""
     table_defaults = model_defaults()
 
     async def generate(*fields, progress=gr.Progress()):  # noqa: B008 (Gradio's own idiom)
@@ -140,7 +142,22 @@ def build_app(url: str, api_key: str | None = None, concurrency: int = 2) -> gr.
             else:
                 updates.append(gr.update(value=defaults[name]) if name in defaults else gr.update())
         lora_row_update = gr.update(visible=bool(adapters))
-        return [defaults, *updates, lora_row_update, gr.update(value=note, visible=bool(note))]
+        listed = [a.name for a in adapters]
+        return [defaults, *updates, lora_row_update, listed, gr.update(value=note, visible=bool(note))]
+
+    async def refresh_loras(chosen: str, listed: list[str]):
+        """The server's adapters again: the dropdown and the row change only when the list did, and the chosen
+        adapter stays chosen unless it was removed."""
+        try:
+            async with AsyncI2VClient(url, api_key=api_key) as client:
+                adapters = await client.lora_adapters()
+        except I2VError:  # the server away for a moment: the page keeps what it shows
+            return gr.update(), gr.update(), listed
+        names = [a.name for a in adapters]
+        if names == listed:
+            return gr.update(), gr.update(), listed
+        value = chosen if chosen in names else NO_LORA[1]
+        return gr.update(choices=_lora_choices(adapters), value=value), gr.update(visible=bool(adapters)), names
 
     def on_resolution(resolution: str, defaults: dict):
         """Height and width show the numbers that will be used; only `custom` lets one type them."""
@@ -210,7 +227,20 @@ def build_app(url: str, api_key: str | None = None, concurrency: int = 2) -> gr.
             if isinstance(field, gr.components.Component) and field is not image:
                 field.change(request_preview, inputs=fields, outputs=preview, queue=False)
         image.change(request_preview, inputs=fields, outputs=preview, queue=False)
-        app.load(load_model_defaults, outputs=[served_defaults, resolution, *ordered, lora_row, note], queue=False)
+        listed_loras = gr.State([])
+        app.load(
+            load_model_defaults,
+            outputs=[served_defaults, resolution, *ordered, lora_row, listed_loras, note],
+            queue=False,
+        )
+        if lora_refresh_s > 0:
+            gr.Timer(lora_refresh_s).tick(
+                refresh_loras,
+                inputs=[controls["lora"], listed_loras],
+                outputs=[controls["lora"], lora_row, listed_loras],
+                queue=False,
+                show_progress="hidden",
+            )
     app.queue(default_concurrency_limit=concurrency)
     return app
 

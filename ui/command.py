@@ -14,13 +14,19 @@ def add_ui_command(commands, formatter_class: type[argparse.HelpFormatter]) -> N
     ui.add_argument("--host", default="127.0.0.1", help="address to serve the page on (0.0.0.0 for all)")
     ui.add_argument("--port", type=int, default=7860, help="port of the page")
     ui.add_argument("--concurrency", type=int, default=2, help="videos generated at once for all visitors")
+    ui.add_argument(
+        "--lora-refresh",
+        type=float,
+        default=30,
+        help="seconds between readings of the server's LoRA list; 0: only when the page opens",
+    )
     ui.set_defaults(run=run_ui)
 
 
 def run_ui(args: argparse.Namespace) -> int:
     from i2v.ui.app import build_app
 
-    app = build_app(args.url, api_key=args.api_key, concurrency=args.concurrency)
+    app = build_app(args.url, api_key=args.api_key, concurrency=args.concurrency, lora_refresh_s=args.lora_refresh)
     print(f"UI on http://{args.host}:{args.port} (Triton at {args.url}); Ctrl-C to stop")
     app.launch(server_name=args.host, server_port=args.port, show_error=True)
     return 0
