@@ -24,7 +24,9 @@ command line names its model's `model.py`). Its HTTP port answers the orchestrat
 - `/metrics`: `i2v_part_restarts_total{model}` (restarts caused by that model's process) and
   `i2v_part_recovering{model}` (1 while it is down).
 
-TensorRT models have no stub: a crash there takes tritonserver itself down, which the same restart covers.
+TensorRT models have no stub: a crash there takes tritonserver itself down. Inside `i2v serve` the supervisor
+restarts a tritonserver that died by itself too (counted under `model="tritonserver"`); beside NVIDIA's, the
+container's restart policy does.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from i2v.serving.drain import requests_in_flight
 PART_RESTARTS = "i2v_part_restarts_total"
 PART_RECOVERING = "i2v_part_recovering"
 STUB_NAME = "triton_python_backend_stub"
+SERVER = "tritonserver"  # the `model` label of a restart after tritonserver itself died
 log = logging.getLogger("i2v.supervisor")
 
 
@@ -70,6 +73,14 @@ def tritonserver_pids() -> list[int]:
             except OSError:
                 continue
     return pids
+
+
+def is_alive(pid: int) -> bool:
+    """The process exists and is not a zombie (dead, waiting to be reaped by its parent)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 def python_stubs(server_pid: int) -> list[Stub]:
@@ -177,6 +188,11 @@ class Supervisor:
         except Exception as exc:  # down, restarting or stopping: not ready
             log.info("Triton at %s does not answer: %s", self.url, exc)
             self.health = Health(reachable=False, failures=self.health.failures)
+            pid = self.server_pid()
+            if self._restart is not None and pid is not None and not is_alive(pid):  # our server died by itself
+                self.health = Health(reachable=False, missing=[SERVER], failures=self.health.failures)
+                self.restarts.labels(model=SERVER).inc()
+                self.restart_server(pid, [SERVER])
             return self.health
         pid = self.server_pid()
         live: dict[str, int] = {}
@@ -217,14 +233,16 @@ class Supervisor:
     def restart_server(self, pid: int | None, missing: list[str]) -> None:
         log.warning("the process of %s died: restarting the server", ", ".join(missing))
         self.processes.clear()
-        self.drain(bls_died=MODEL_NAME in missing)
         if self._restart is None:
+            self.drain(bls_died=MODEL_NAME in missing)
             if pid is not None:
                 os.kill(pid, signal.SIGKILL)  # the container's restart policy starts it again
             self.killed.set()
             return
-        self.restarting.set()
+        self.restarting.set()  # from the decision on: the launcher must not take the server's end for its own
         try:
+            if SERVER not in missing:  # a dead server has nothing left to drain
+                self.drain(bls_died=MODEL_NAME in missing)
             for attempt in range(self.max_failures):  # 2, 4, 8 s apart: a model that cannot load will not soon
                 try:
                     self._restart()

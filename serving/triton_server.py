@@ -642,15 +642,25 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def _gone(server: EmbeddedTritonServer, supervisor) -> bool:
+    """The server has ended for good: it is not running and no restart is coming (without a supervisor, none
+    ever; with one, once it has given up: restarts failed `max_failures` times in a row)."""
+    if server.is_running() or server.restarting:
+        return False
+    if supervisor is None:
+        return True
+    return not supervisor.restarting.is_set() and not supervisor.health.live(supervisor.max_failures)
+
+
 def serve_forever(
     server: EmbeddedTritonServer, *, health_port: int | None = None, health_host: str = "127.0.0.1"
 ) -> int:
     """Run the server in the foreground until SIGINT/SIGTERM or until it exits by itself.
 
     SIGTERM is a graceful stop: Triton refuses new requests and lets those in flight finish for up to the
-    server's `exit_timeout_s`. With `health_port`, a supervisor (`i2v.serving.supervisor`) reloads models
-    whose process dies and answers /ready, /live and /metrics there; it stops first, so a shutdown's unloads
-    are not taken for crashes.
+    server's `exit_timeout_s`. With `health_port`, a supervisor (`i2v.serving.supervisor`) restarts the server
+    when a model's process or tritonserver itself dies, and answers /ready, /live and /metrics there; it stops
+    first, so a shutdown's unloads are not taken for crashes.
 
     Returns 0 when stopped by a signal (also during start-up), 1 when it could not start, otherwise the
     server's own exit status (128 + N when it was killed by signal N).
@@ -688,8 +698,7 @@ def serve_forever(
             print(f"  health   http://{_client_host(health_host)}:{health_port}/ready, /live, /metrics")
         print(f"  log      {server.log_path}")
         print("Press Ctrl-C to stop.", flush=True)
-        recovering = supervisor.restarting.is_set if supervisor is not None else lambda: False
-        while (server.is_running() or server.restarting or recovering()) and not requested:
+        while not requested and not _gone(server, supervisor):
             time.sleep(0.2)
     except TritonServerError as exc:
         if not requested:

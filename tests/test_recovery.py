@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -62,6 +63,11 @@ class ServeProcess:
         stubs = [p for p in _processes() if p["ppid"] == server and f"/{model}/1/model.py" in p["cmdline"]]
         assert len(stubs) == 1, stubs
         return stubs[0]["pid"]
+
+    def restarts(self) -> dict[str, float]:
+        """The supervisor's `i2v_part_restarts_total` by model (tritonserver: the server itself died)."""
+        found = re.findall(r'^i2v_part_restarts_total\{model="([^"]+)"\} (\S+)$', self.get("/metrics")[1], re.MULTILINE)
+        return {name: float(value) for name, value in found}
 
     def zombies(self) -> list[dict]:
         server = self.tritonserver()
@@ -135,6 +141,7 @@ def test_a_killed_process_heals_itself_and_readiness_says_so_meanwhile(served, p
     it did not (the encoders: the restart waits for it); readiness reports the outage; the supervisor restarts
     the server; a request succeeds again within 60 s without anyone acting; nothing of the old server is left."""
     victim = served.stub_of(model)
+    before = served.restarts()
     video = Background(served.url, request(photo_png, 100), at_step=3)
     os.kill(victim, signal.SIGKILL)
     readiness = []
@@ -142,8 +149,8 @@ def test_a_killed_process_heals_itself_and_readiness_says_so_meanwhile(served, p
     while time.monotonic() < deadline:
         status, body = served.get("/ready")
         readiness.append(status)
-        if status == 503:
-            assert model in json.loads(body)["missing"]
+        if status == 503:  # the model, or tritonserver itself where the stub's death took the server down
+            assert set(json.loads(body)["missing"]) & {model, "tritonserver"}, body
         if 503 in readiness and status == 200:
             break
         time.sleep(0.02)
@@ -162,8 +169,38 @@ def test_a_killed_process_heals_itself_and_readiness_says_so_meanwhile(served, p
         assert client.generate(request(photo_png, 10)).video  # no manual action
     assert served.stub_of(model) != victim
     assert not served.zombies(), served.zombies()
-    metrics = served.get("/metrics")[1]
-    assert f'i2v_part_restarts_total{{model="{model}"}} 1.0' in metrics
+    after = served.restarts()
+    increased = {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)}
+    assert increased in ({model: 1}, {"tritonserver": 1}), increased  # one restart, for this model or the server
+    assert served.get("/live")[0] == 200
+
+
+def test_a_killed_tritonserver_is_started_again_by_i2v_serve(served, photo_png):
+    """kill -9 tritonserver itself (a crash of the server, not of one model) while a video generates: that
+    request gets a retryable error; `i2v serve` does not exit: its supervisor starts a new server, readiness
+    names the outage meanwhile, and requests are served again."""
+    victim = served.tritonserver()
+    before = served.restarts()
+    video = Background(served.url, request(photo_png, 100), at_step=3)
+    os.kill(victim, signal.SIGKILL)
+    readiness = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status, body = served.get("/ready")
+        readiness.append(status)
+        if status == 503 and json.loads(body)["missing"]:
+            assert json.loads(body)["missing"] == ["tritonserver"], body
+        if 503 in readiness and status == 200:
+            break
+        time.sleep(0.02)
+    assert served.process.poll() is None, served.process.stdout.read()
+    assert 503 in readiness and readiness[-1] == 200, f"readiness never showed the outage: {set(readiness)}"
+    error = video.join().get("error")  # the request in flight: retryable, in plain words
+    assert isinstance(error, ServerUnavailableError) and error.retryable, error
+    with I2VClient(served.url) as client:
+        assert client.generate(request(photo_png, 10)).video
+    assert served.tritonserver() != victim
+    assert served.restarts()["tritonserver"] == before.get("tritonserver", 0) + 1
     assert served.get("/live")[0] == 200
 
 
