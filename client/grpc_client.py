@@ -7,6 +7,7 @@ and a final one with the video. tritonclient's bidirectional stream carries them
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import uuid
@@ -16,7 +17,14 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
-from i2v.client.errors import GenerationCancelledError, I2VError, ServerUnavailableError, error_from_server
+from i2v.client.errors import (
+    GenerationCancelledError,
+    GenerationError,
+    I2VError,
+    InvalidInputError,
+    ServerUnavailableError,
+    error_from_server,
+)
 from i2v.client.types import GenerationRequest, GenerationResult, LoraAdapterInfo, Progress
 from i2v.params import API_KEY_HEADER, LORA_LIST_MODEL, MODEL_NAME, parameter, parameters
 
@@ -64,8 +72,11 @@ def parse_model_defaults(config: dict) -> dict:
 
 def parse_lora_listing(result) -> list[LoraAdapterInfo]:
     """The listing model's answer (`i2v.serving.lora_listing`) → the registered adapters, by name."""
-    entries = json.loads(bytes(result.as_numpy("adapters")[0]))
-    return [LoraAdapterInfo.from_listing(entry) for entry in entries]
+    try:
+        entries = json.loads(bytes(result.as_numpy("adapters")[0]))
+        return [LoraAdapterInfo.from_listing(entry) for entry in entries]
+    except (TypeError, ValueError, KeyError, IndexError) as exc:
+        raise GenerationError(f"the server's LoRA listing is malformed ({type(exc).__name__}: {exc})") from None
 
 
 def stream_request(request: GenerationRequest) -> dict:
@@ -118,6 +129,8 @@ class ClientBase:
         """`tls`: speak TLS (a gateway's public port), trusting `ca_file` (PEM) or else the system's CAs."""
         self.url = url
         self.tls = tls or bool(ca_file)
+        if ca_file and not os.access(ca_file, os.R_OK):
+            raise InvalidInputError(f"CA file {ca_file} cannot be read (a PEM file of the gateway's CA)")
         self.root_certificates = str(ca_file) if ca_file else None
         self.model_name = model_name
         self.timeout_s = timeout_s

@@ -110,11 +110,15 @@ class LoraAdapterInfo:
 
     @classmethod
     def from_listing(cls, entry: dict) -> LoraAdapterInfo:
-        return cls(
+        """One entry of the server's listing; raises TypeError or ValueError where a field has the wrong type."""
+        info = cls(
             name=entry["name"],
             size_bytes=int(entry.get("size_bytes", 0)),
-            ranks=tuple(entry.get("ranks", ())),
+            ranks=tuple(int(r) for r in entry.get("ranks", ())),
             layers=int(entry.get("layers", 0)),
-            target_modules=tuple(entry.get("target_modules", ())),
+            target_modules=tuple(str(m) for m in entry.get("target_modules", ())),
             checked=bool(entry.get("checked", True)),
         )
+        if not isinstance(info.name, str):
+            raise TypeError(f"an adapter's name must be a string, got {info.name!r}")
+        return info

@@ -116,6 +116,8 @@ def run_render(args: argparse.Namespace) -> int:
         config = write_config(load_tenants(args.tenants), settings, args.output)
     except (TenantsFileError, ValueError) as exc:
         return _fail(str(exc))
+    except OSError as exc:  # the output folder: a file, unwritable
+        return _fail(f"cannot write the gateway's configuration into {args.output}: {exc.strerror or exc}")
     print(f"wrote {config}: run `nginx -p {args.output} -c {config}`, or reload the running nginx")
     return 0
 

@@ -78,11 +78,15 @@ def load_tenants(path: Path) -> list[Tenant]:
     """Read and check every tenant; names and key hashes must be unique."""
     path = Path(path)
     try:
-        document = json.loads(path.read_text())
+        document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise TenantsFileError(f"tenants file not found: {path}") from None
+    except UnicodeDecodeError:
+        raise TenantsFileError(f"{path} is not a UTF-8 text file (JSON)") from None
     except json.JSONDecodeError as exc:
         raise TenantsFileError(f"{path} is not valid JSON: {exc}") from None
+    except OSError as exc:  # a folder, unreadable
+        raise TenantsFileError(f"cannot read the tenants file {path}: {exc.strerror or exc}") from None
     entries = document.get("tenants") if isinstance(document, dict) else None
     if not isinstance(entries, list):
         raise TenantsFileError(f'{path} must hold {{"tenants": [...]}}')
@@ -98,7 +102,10 @@ def load_tenants(path: Path) -> list[Tenant]:
         if missing:
             raise TenantsFileError(f"tenant {entry.get('name')!r}: missing {', '.join(missing)}")
         models = entry.get("models", [MODEL_NAME])
-        tenants.append(Tenant(**{**entry, "models": tuple(models) if isinstance(models, list) else models}).check())
+        if not isinstance(models, list):  # a string would pass as its letters
+            name = entry.get("name")
+            raise TenantsFileError(f"tenant {name!r}: models must be a list of model names, got {models!r}")
+        tenants.append(Tenant(**{**entry, "models": tuple(models)}).check())
     _check_unique(tenants)
     return tenants
 
@@ -106,7 +113,10 @@ def load_tenants(path: Path) -> list[Tenant]:
 def save_tenants(path: Path, tenants: list[Tenant]) -> None:
     _check_unique(tenants)
     records = [{**asdict(t.check()), "models": list(t.models)} for t in tenants]
-    Path(path).write_text(json.dumps({"tenants": records}, indent=2) + "\n")
+    try:
+        Path(path).write_text(json.dumps({"tenants": records}, indent=2) + "\n")
+    except OSError as exc:  # no such folder, read-only
+        raise TenantsFileError(f"cannot write the tenants file {path}: {exc.strerror or exc}") from None
 
 
 def add_tenant(path: Path, tenant_name: str, **limits) -> str:

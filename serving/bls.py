@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from pathlib import Path
 
@@ -58,6 +59,10 @@ class PartError(RuntimeError):
         # healthy."): the supervisor restarts the server, so the request may be retried
         self.process_died = "is not healthy" in message
         self.out_of_memory = OUT_OF_MEMORY in message  # the part runner's words (`i2v.serving.part_runner`)
+        # the request's LoRA file could not be used there (copied in by hand and damaged, or for another UNet):
+        # the part runner names the error's type before its message
+        found = re.search(r"\b(?:LoraFileError|LoraUnavailableError): (.*)", message, re.DOTALL)
+        self.lora_problem = found.group(1).strip() if found else None
 
 
 class TritonPythonModel:
@@ -209,6 +214,9 @@ def failure(exc: Exception, request_id: str) -> tuple[object | None, str, str]:
             "is released: try fewer frames, a smaller size or a smaller decode_chunk_size"
         )
         return _error(message, "INTERNAL"), "out_of_memory", str(exc)
+    if isinstance(exc, PartError) and exc.lora_problem:
+        message = f"invalid input: the requested lora cannot be used: {exc.lora_problem}"
+        return _error(message, "INVALID_ARG"), "invalid_input", str(exc)
     if isinstance(exc, PartError) and exc.process_died:
         message = (
             f"unavailable: the {exc.part} part's process stopped during this request (request {request_id}); "

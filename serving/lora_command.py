@@ -57,6 +57,9 @@ def run_lora(args: argparse.Namespace) -> int:
     except (LoraFileError, lora_registry.LoraRegistryError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    except OSError as exc:  # the registry folder not a folder, unreadable
+        print(f"error: {exc.filename or repository}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

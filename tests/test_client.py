@@ -178,6 +178,43 @@ def test_unreachable_server_raises_unavailable():
             client.generate(GenerationRequest(image=b"x", prompt=PROMPT))
 
 
+def test_a_missing_ca_file_is_an_invalid_input_not_a_traceback(tmp_path, capsys):
+    from i2v.cli import main
+    from i2v.client import InvalidInputError
+
+    missing = tmp_path / "no-such-ca.pem"
+    with pytest.raises(InvalidInputError, match=f"CA file {missing} cannot be read"):
+        I2VClient("127.0.0.1:1", ca_file=str(missing))
+    with pytest.raises(InvalidInputError, match="cannot be read"):
+        AsyncI2VClient("127.0.0.1:1", ca_file=str(missing))
+    assert main(["lora", "list", "--url", "127.0.0.1:1", "--ca-file", str(missing)]) == 1
+    assert f"CA file {missing} cannot be read" in capsys.readouterr().err
+
+
+def test_a_malformed_lora_listing_is_a_generation_error_naming_it():
+    """What the server's listing model answers, parsed: a damaged answer is the client's typed error."""
+    import json
+
+    import numpy as np
+
+    from i2v.client import GenerationError
+    from i2v.client.grpc_client import parse_lora_listing
+
+    class Answer:  # the one method of tritonclient's InferResult the parser reads
+        def __init__(self, text: str | None) -> None:
+            self.text = text
+
+        def as_numpy(self, name: str):
+            return None if self.text is None else np.array([self.text.encode()], dtype=np.object_)
+
+    good = [{"name": "a", "size_bytes": 10, "ranks": [4], "layers": 2, "target_modules": ["to_q"], "checked": True}]
+    assert [a.rank_text for a in parse_lora_listing(Answer(json.dumps(good)))] == ["4"]
+    entries = [{"name": "a"}, [{"size_bytes": 1}], [{"name": "a", "ranks": ["x"]}], [{"name": "a", "size_bytes": "b"}]]
+    for damaged in (None, "not json", *(json.dumps(entry) for entry in entries)):
+        with pytest.raises(GenerationError, match="the server's LoRA listing is malformed"):
+            parse_lora_listing(Answer(damaged))
+
+
 @pytest.fixture(scope="module")
 def keyed_triton(model_repository, tmp_path_factory):
     from i2v.serving.triton_server import EmbeddedTritonServer

@@ -167,6 +167,18 @@ def access_log(gateway) -> list[dict]:
     return [json.loads(line) for line in gateway.access_log.read_text().splitlines()]
 
 
+def logged(gateway, timeout_s: float = 10, **expected) -> dict:
+    """The access log's newest line once it has the `expected` fields: nginx writes a request's line when it is
+    done with the request, which for a refused body can come after the client already has its answer."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        lines = access_log(gateway)
+        if lines and all(lines[-1].get(name) == value for name, value in expected.items()):
+            return lines[-1]
+        assert time.monotonic() < deadline, f"no access log line with {expected}; the last: {lines[-1:]}"
+        time.sleep(0.05)
+
+
 def curl(gateway, test_ca, path: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [CURL, "-sS", "-N", "--cacert", str(test_ca[0]), *args, f"{gateway.http_url}{path}"],
@@ -205,6 +217,29 @@ def test_a_bad_tenants_file_is_refused_naming_the_tenant_and_field(tmp_path, ent
     path.write_text(json.dumps({"tenants": [entry]}))
     with pytest.raises(TenantsFileError, match=message):
         load_tenants(path)
+
+
+def test_a_tenants_file_that_cannot_be_read_or_written_is_refused_saying_so(tmp_path, capsys):
+    from i2v.cli import main
+
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(TenantsFileError, match="is not a UTF-8 text file"):
+        load_tenants(binary)
+    with pytest.raises(TenantsFileError, match="cannot read the tenants file"):
+        load_tenants(tmp_path)  # a folder
+    spelled = tmp_path / "spelled.json"
+    spelled.write_text(json.dumps({"tenants": [{"name": "alice", "key_sha256": "0" * 64, "models": "i2vgen_xl"}]}))
+    with pytest.raises(TenantsFileError, match="models must be a list of model names, got 'i2vgen_xl'"):
+        load_tenants(spelled)  # not ('i', '2', 'v', ...)
+    assert main(["gateway", "add-tenant", "--tenants", str(tmp_path / "no" / "such" / "t.json"), "erin"]) == 2
+    assert "cannot write the tenants file" in capsys.readouterr().err
+    tenants_file = tmp_path / "tenants.json"
+    add_tenant(tenants_file, "erin")
+    output = tmp_path / "a-file"
+    output.write_text("")
+    assert main(["gateway", "render", "--tenants", str(tenants_file), "--output", str(output)]) == 2
+    assert "cannot write the gateway's configuration into" in capsys.readouterr().err
 
 
 def test_two_tenants_with_one_key_are_refused(tmp_path):
@@ -269,7 +304,7 @@ def test_an_unknown_or_missing_key_is_refused_at_the_gateway(gateway, test_ca, p
         pytest.raises(UnauthorizedError, match="missing or unknown api key"),
     ):
         client.generate(small(photo_png))
-    assert access_log(gateway)[-1]["grpc_status"] == "16" and access_log(gateway)[-1]["tenant"] == ""
+    logged(gateway, grpc_status="16", tenant="")
 
 
 @needs_nginx
@@ -413,7 +448,7 @@ def test_a_50_mb_body_is_refused_at_the_gateway(gateway, keyed_triton, test_ca, 
     run = curl(gateway, test_ca, "/v2/models/i2vgen_xl/generate_stream", "-H", f"api-key: {KEYS['alice']}",
                "-w", "%{http_code}", "--data-binary", f"@{big}")  # fmt: skip
     assert run.stdout.decode().endswith("413") and b"larger than the gateway's limit" in run.stdout
-    assert access_log(gateway)[-1]["status"] == 413
+    logged(gateway, status=413)
 
 
 @needs_nginx
@@ -446,7 +481,7 @@ def test_a_50_mb_grpc_request_is_refused_at_the_gateway(gateway, test_ca):
         pytest.raises(InvalidInputError, match="larger than the gateway's limit"),
     ):
         client.generate(GenerationRequest(image=b"\x89PNG" + bytes(50 * 1024 * 1024), prompt="too big"))
-    assert access_log(gateway)[-1]["grpc_status"] == "3" and access_log(gateway)[-1]["tenant"] == "alice"
+    logged(gateway, grpc_status="3", tenant="alice")
 
 
 @needs_nginx

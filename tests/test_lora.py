@@ -5,6 +5,7 @@ through PEFT. LoRA files are made here, for the tiny model, with PEFT, into temp
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import threading
 
@@ -135,6 +136,52 @@ def test_corrupt_or_incomplete_files_are_refused_saying_why(tmp_path, loras):
         read_lora(only_down)
 
 
+def conv_in_pair(rank: int) -> dict[str, torch.Tensor]:
+    """A LoRA of the tiny UNet's conv_in (4 -> 32 channels, 3x3) of this rank."""
+    down, up = torch.zeros(rank, 4, 3, 3), torch.zeros(32, rank, 1, 1)
+    return {"unet.conv_in.lora_A.weight": down, "unet.conv_in.lora_B.weight": up}
+
+
+@pytest.mark.parametrize(
+    ("tensors", "metadata", "message"),
+    [
+        ({"unet.conv_in.alpha": torch.tensor(4.0)}, None, "adapts no layer"),
+        (conv_in_pair(0), None, "the LoRA of conv_in is empty"),
+        ({"unet.conv_in.alpha": torch.tensor([1.0, 2.0])}, None, "conv_in.alpha must hold one number"),
+        (conv_in_pair(4), {"lora_adapter_metadata": json.dumps({"lora_alpha": "abc"})}, "not a number per module"),
+        (conv_in_pair(4), {"lora_adapter_metadata": json.dumps({"alpha_pattern": [1]})}, "not a number per module"),
+    ],
+    ids=["no layers", "rank 0", "alpha of two numbers", "alpha not a number", "alpha_pattern not a mapping"],
+)  # fmt: skip
+def test_an_empty_lora_or_bad_alphas_are_refused_saying_why(tmp_path, tensors, metadata, message):
+    path = tmp_path / "bad.safetensors"
+    save_file(tensors, str(path), metadata=metadata)
+    with pytest.raises(LoraFileError, match=message):
+        read_lora(path)
+
+
+def test_lora_add_where_the_registry_cannot_be_written_says_so(registry, loras, capsys, monkeypatch, tmp_path):
+    """I2V_LORA_DIR naming a file (as a read-only mount would): a message naming the folder, exit 2."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(lora_registry.LORA_DIR_ENV, str(blocker))
+    assert main(["lora", "add", "style-a", str(loras["a"].path), "--model-repository", str(registry)]) == 2
+    assert "cannot create the registry folder" in capsys.readouterr().err
+
+
+def test_a_damaged_description_lists_the_adapter_as_unchecked(registry, loras):
+    """An adapter's `<name>.json` hand-edited into another shape: listed with its size, unchecked, and the
+    other adapters as they are."""
+    lora_registry.add(registry, "style-a", loras["a"].path)
+    lora_registry.add(registry, "style-b", loras["b"].path)
+    folder = lora_registry.lora_dir(registry)
+    for damage in ("[1]", '"hi"', "null", json.dumps({"ranks": 4, "layers": 1, "target_modules": [], "size_bytes": 1})):
+        (folder / "style-a.json").write_text(damage)
+        listed = {entry["name"]: entry for entry in lora_registry.describe(folder)}
+        assert listed["style-a"] == {"name": "style-a", "size_bytes": loras["a"].path.stat().st_size, "checked": False}
+        assert listed["style-b"]["checked"] and listed["style-b"]["ranks"] == [2, 3, 6]
+
+
 def test_lora_commands_register_list_and_remove(registry, loras, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv(lora_registry.LORA_DIR_ENV, str(tmp_path / "mounted"))  # a separate mount
     assert main(["lora", "add", "style-a", str(loras["a"].path), "--model-repository", str(registry)]) == 0
@@ -222,6 +269,22 @@ def test_unknown_lora_is_an_invalid_input_listing_the_registered_ones(registry, 
     with pytest.raises(InvalidParameterError, match="lora_scale must be between 0 and 2, got 3"):  # client-side
         served(client, photo_png, lora="a", lora_scale=3.0)
     assert served(client, photo_png).shape == (8, 64, 64, 3)  # and the server keeps serving
+
+
+def test_a_damaged_lora_copied_in_by_hand_is_an_invalid_input_saying_why(registry, client, loras, photo_png, tmp_path):
+    """Files copied into the registry by hand skip `i2v lora add`'s check: the part finds out, and the request
+    is refused in plain words (not "an internal error"); the server keeps serving."""
+    folder = lora_registry.lora_dir(registry)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "truncated.safetensors").write_bytes(loras["a"].path.read_bytes()[:300])
+    with pytest.raises(InvalidInputError, match="the requested lora cannot be used: .*not a readable safetensors"):
+        served(client, photo_png, lora="truncated")
+    other = tmp_path / "other.safetensors"
+    save_file(conv_in_pair(4) | {"unet.conv_out.lora_A.weight": torch.zeros(4, 7, 3, 3)}, str(other))
+    shutil.copy(other, folder / "other-unet.safetensors")
+    with pytest.raises(InvalidInputError, match="the requested lora cannot be used: .*conv_out"):
+        served(client, photo_png, lora="other-unet")
+    assert served(client, photo_png).shape == (8, 64, 64, 3)
 
 
 def test_the_server_lists_its_adapters_to_the_client_and_the_cli(registry, client, triton, loras, capsys):

@@ -150,7 +150,12 @@ def normalise(
     if others:
         raise LoraFileError(f"this LoRA also adapts the text encoder ({others[0]}, ...); only UNet LoRAs are served")
     unprefixed = {k.removeprefix("unet.").replace(".processor.", "."): v for k, v in tensors.items()}
-    alphas = {k.removesuffix(".alpha"): float(v) for k, v in unprefixed.items() if k.endswith(".alpha")}
+    alphas = {}
+    for key, value in unprefixed.items():
+        if key.endswith(".alpha"):
+            if value.numel() != 1:
+                raise LoraFileError(f"{key} must hold one number, not a tensor of shape {list(value.shape)}")
+            alphas[key.removesuffix(".alpha")] = float(value)
     converted = convert_unet_state_dict_to_peft({k: v for k, v in unprefixed.items() if not k.endswith(".alpha")})
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in converted.items():
@@ -169,10 +174,15 @@ def normalise(
                 f"the LoRA of {module} has matrices of shapes {list(down.shape)} and {list(up.shape)}, not a pair"
             )
         rank = int(down.shape[0])
+        if rank < 1 or 0 in up.shape or 0 in down.shape:
+            shapes = f"{list(down.shape)} and {list(up.shape)}"
+            raise LoraFileError(f"the LoRA of {module} is empty: matrices of shapes {shapes}")
         alpha = alphas.get(module, _pattern_alpha(module, metadata_alphas) or rank)
         if not (alpha == alpha and abs(alpha) < float("inf")):  # noqa: PLR0124 (NaN check)
             raise LoraFileError(f"the alpha of {module} is not a finite number")
         layers[module] = LoraLayer(module=module, down=down, up=up, alpha=float(alpha))
+    if not layers:
+        raise LoraFileError("this LoRA adapts no layer: it has no lora_A / lora_B weights")
     return layers
 
 
@@ -186,9 +196,14 @@ def _metadata_alphas(metadata: Mapping[str, str]) -> dict[str, float]:
         config = {k.removeprefix("unet."): v for k, v in json.loads(raw).items()}
     except (ValueError, AttributeError):
         raise LoraFileError("the file's lora_adapter_metadata is not a JSON object") from None
-    alphas = {str(k): float(v) for k, v in (config.get("alpha_pattern") or {}).items()}
-    if config.get("lora_alpha") is not None:
-        alphas[""] = float(config["lora_alpha"])
+    try:
+        alphas = {str(k): float(v) for k, v in (config.get("alpha_pattern") or {}).items()}
+        if config.get("lora_alpha") is not None:
+            alphas[""] = float(config["lora_alpha"])
+    except (TypeError, ValueError, AttributeError):
+        raise LoraFileError(
+            "the file's lora_adapter_metadata has a lora_alpha or alpha_pattern that is not a number per module"
+        ) from None
     return alphas
 
 

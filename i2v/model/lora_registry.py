@@ -28,6 +28,7 @@ LORA_DIR_ENV = "I2V_LORA_DIR"
 LORA_FOLDER = "loras"
 LORA_SUFFIX = ".safetensors"
 INFO_SUFFIX = ".json"  # beside each adapter: what `describe` lists
+DESCRIPTION_FIELDS = ("ranks", "layers", "target_modules", "size_bytes")  # of that file, besides the name
 LORA_TARGETS_FILE = "lora_targets.json"  # in the UNet part's version folder
 LORA_BASE_FILE = "lora_base.safetensors"  # beside it for the graph runtimes: the adaptable layers' base weights
 UNET_MODEL = "unet"
@@ -123,7 +124,13 @@ def read_targets(version: Path) -> dict[str, dict]:
     path = Path(version) / LORA_TARGETS_FILE
     if not path.is_file():
         raise FileNotFoundError(NO_LORA.format(file=path))
-    return json.loads(path.read_text())
+    try:
+        targets = json.loads(path.read_text())
+        if isinstance(targets, dict) and all(isinstance(e, dict) and "shape" in e for e in targets.values()):
+            return targets
+    except (OSError, ValueError):
+        pass
+    raise LoraRegistryError(f"{path} is damaged (not the export's layer map): export the model again")
 
 
 def target_shapes(version: Path) -> dict[str, tuple[int, ...]]:
@@ -141,7 +148,10 @@ def add(repository: Path, name: str, source: Path) -> tuple[Path, LoraAdapter]:
         raise LoraRegistryError(f"lora {name!r} is already registered: remove it first (i2v lora remove {name})")
     adapter = read_lora(source)
     adapter.check_fits(target_shapes(unet_version_folder(repository)))
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LoraRegistryError(f"cannot create the registry folder {folder}: {exc.strerror or exc}") from None
     info = {
         "name": name,
         "ranks": adapter.ranks,
@@ -156,11 +166,16 @@ def add(repository: Path, name: str, source: Path) -> tuple[Path, LoraAdapter]:
 
 def _write_aside(folder: Path, name: str, target: Path, write) -> None:
     """Write a file under a hidden name, then rename it into place: a reader sees all of it or none."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{name}-", suffix=".partial", dir=folder)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{name}-", suffix=".partial", dir=folder)
+    except OSError as exc:  # a read-only mount (Triton's own), a full disk
+        raise LoraRegistryError(f"cannot write into the registry folder {folder}: {exc.strerror or exc}") from None
     os.close(handle)
     try:
         write(Path(temporary))
         os.replace(temporary, target)
+    except OSError as exc:
+        raise LoraRegistryError(f"cannot write {target}: {exc.strerror or exc}") from None
     finally:
         Path(temporary).unlink(missing_ok=True)
 
@@ -172,18 +187,43 @@ def describe(folder: Path) -> list[dict]:
     for name, path in registered(folder).items():
         info_path = path.with_name(f"{name}{INFO_SUFFIX}")
         try:
-            entries.append({**json.loads(info_path.read_text()), "name": name, "checked": True})
+            info = json.loads(info_path.read_text())
         except (OSError, ValueError):
+            info = None
+        if _is_description(info):
+            entries.append({**{k: info[k] for k in DESCRIPTION_FIELDS}, "name": name, "checked": True})
+        else:  # put in by hand, or its description damaged: listed, unchecked
             entries.append({"name": name, "size_bytes": path.stat().st_size, "checked": False})
     return entries
+
+
+def _is_description(info: object) -> bool:
+    """What `add` writes: {ranks: [int], layers: int, target_modules: [str], size_bytes: int}."""
+
+    def integer(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    return (
+        isinstance(info, dict)
+        and all(field in info for field in DESCRIPTION_FIELDS)
+        and isinstance(info["ranks"], list)
+        and all(integer(r) for r in info["ranks"])
+        and integer(info["layers"])
+        and integer(info["size_bytes"])
+        and isinstance(info["target_modules"], list)
+        and all(isinstance(m, str) for m in info["target_modules"])
+    )
 
 
 def remove(repository: Path, name: str) -> None:
     """Unregister `name`: new requests cannot use it; a request already using it finishes with its weights
     (the servers keep what they loaded)."""
     path = resolve(lora_dir(repository), check_name(name))
-    path.unlink()
-    path.with_name(f"{name}{INFO_SUFFIX}").unlink(missing_ok=True)
+    try:
+        path.unlink()
+        path.with_name(f"{name}{INFO_SUFFIX}").unlink(missing_ok=True)
+    except OSError as exc:
+        raise LoraRegistryError(f"cannot remove {path}: {exc.strerror or exc}") from None
 
 
 __all__ = ["LoraRegistryError", "add", "describe", "lora_dir", "registered", "remove", "resolve"]
