@@ -64,6 +64,20 @@ class ServeProcess:
         assert len(stubs) == 1, stubs
         return stubs[0]["pid"]
 
+    def readiness_until_back(self, may_be_missing: set[str], timeout_s: float = 60) -> list[int]:
+        """/ready, polled after a kill until it has said 503 and then 200 again: the statuses seen. What a 503
+        names as missing must be among `may_be_missing`."""
+        readiness: list[int] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not (503 in readiness and readiness[-1] == 200):
+            status, body = self.get("/ready")
+            readiness.append(status)
+            if status == 503:
+                missing = set(json.loads(body)["missing"])
+                assert missing <= may_be_missing, body
+            time.sleep(0.02)
+        return readiness
+
     def restarts(self) -> dict[str, float]:
         """The supervisor's `i2v_part_restarts_total` by model (tritonserver: the server itself died)."""
         found = re.findall(r'^i2v_part_restarts_total\{model="([^"]+)"\} (\S+)$', self.get("/metrics")[1], re.MULTILINE)
@@ -144,16 +158,7 @@ def test_a_killed_process_heals_itself_and_readiness_says_so_meanwhile(served, p
     before = served.restarts()
     video = Background(served.url, request(photo_png, 100), at_step=3)
     os.kill(victim, signal.SIGKILL)
-    readiness = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        status, body = served.get("/ready")
-        readiness.append(status)
-        if status == 503:  # the model, or tritonserver itself where the stub's death took the server down
-            assert set(json.loads(body)["missing"]) & {model, "tritonserver"}, body
-        if 503 in readiness and status == 200:
-            break
-        time.sleep(0.02)
+    readiness = served.readiness_until_back({model, "tritonserver"})  # the server too, where the stub's death took it
     outcome = video.join()
     assert 503 in readiness and readiness[-1] == 200, f"readiness never showed the outage: {set(readiness)}"
 
@@ -183,16 +188,7 @@ def test_a_killed_tritonserver_is_started_again_by_i2v_serve(served, photo_png):
     before = served.restarts()
     video = Background(served.url, request(photo_png, 100), at_step=3)
     os.kill(victim, signal.SIGKILL)
-    readiness = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        status, body = served.get("/ready")
-        readiness.append(status)
-        if status == 503 and json.loads(body)["missing"]:
-            assert json.loads(body)["missing"] == ["tritonserver"], body
-        if 503 in readiness and status == 200:
-            break
-        time.sleep(0.02)
+    readiness = served.readiness_until_back({"tritonserver"})
     assert served.process.poll() is None, served.process.stdout.read()
     assert 503 in readiness and readiness[-1] == 200, f"readiness never showed the outage: {set(readiness)}"
     error = video.join().get("error")  # the request in flight: retryable, in plain words
