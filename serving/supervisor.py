@@ -187,10 +187,10 @@ class Supervisor:
             index = self.client.get_model_repository_index(headers=self.headers, as_json=True).get("models", [])
         except Exception as exc:  # down, restarting or stopping: not ready
             log.info("Triton at %s does not answer: %s", self.url, exc)
-            self.health = Health(reachable=False, failures=self.health.failures)
             pid = self.server_pid()
-            if self._restart is not None and pid is not None and not is_alive(pid):  # our server died by itself
-                self.health = Health(reachable=False, missing=[SERVER], failures=self.health.failures)
+            died = self._restart is not None and pid is not None and not is_alive(pid)  # our server, by itself
+            self.health = Health(reachable=False, missing=[SERVER] if died else [], failures=self.health.failures)
+            if died:
                 self.restarts.labels(model=SERVER).inc()
                 self.restart_server(pid, [SERVER])
             return self.health

@@ -18,6 +18,7 @@ import pytest
 
 from i2v.model.info import ModelInfo
 from i2v.params import MODEL_NAME
+from i2v.serving.supervisor import is_alive
 from i2v.serving.triton_server import (
     EmbeddedTritonServer,
     TritonServerError,
@@ -107,19 +108,6 @@ def write_python_model(repository: Path, name: str, model_py: str, config: str |
     (repository / name / "1").mkdir(parents=True)
     (repository / name / "config.pbtxt").write_text(config or DOUBLE_CONFIG.replace('"double"', f'"{name}"'))
     (repository / name / "1" / "model.py").write_text(model_py)
-
-
-def process_state(pid: int) -> str | None:
-    """The /proc state letter, or None when the process is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[-1].split()[0]
-
-
-def is_alive(pid: int) -> bool:
-    return process_state(pid) not in (None, "Z")
 
 
 def processes_mentioning(text: str) -> list[int]:
