@@ -9,7 +9,16 @@ from pathlib import Path
 from i2v.arguments import add_api_key_argument
 from i2v.params import MODEL_NAME
 
-RUNNERS = ("served", "onnxruntime", "torch", "torch-synced", "torch-compile", "diffusers", "diffusers-compile")
+RUNNERS = (
+    "served",
+    "onnxruntime",
+    "torch",
+    "torch-synced",
+    "torch-compile",
+    "torch-cuda-graphs",
+    "diffusers",
+    "diffusers-compile",
+)
 # (grid, steps) when not given: the tiny model on a CPU in about a minute; any other model on a GPU at the
 # sizes people deploy.
 TINY_DEFAULTS = ("64x64x8,64x96x16", "10")
@@ -56,8 +65,9 @@ def add_bench_command(commands, formatter_class: type[argparse.HelpFormatter]) -
     bench.add_argument(
         "--served-runtimes",
         default=None,
-        help="runtimes to serve on the embedded server, each exported into its own repository "
-        "(default: onnxruntime on a CPU, torch on a GPU)",
+        help="runtimes to serve on the embedded server, each exported into its own repository: onnxruntime, "
+        "torch, or torch-compile / torch-cuda-graphs (the torch runtime's UNet compiled so, as the in-process "
+        "runner of that name) (default: onnxruntime on a CPU, torch on a GPU)",
     )
     bench.add_argument(
         "--url",
@@ -169,11 +179,12 @@ def run_bench(args: argparse.Namespace) -> int:
                 runtime = args.served_runtimes or "remote"
                 runners.append(ServedRunner(url=args.url, runtime=runtime, api_key=args.api_key))
             elif name == "served":
-                runners += [ServedRunner(repository) for repository in repositories]
+                runners += [ServedRunner(repository, runtime=runtime) for runtime, repository in repositories]
             elif name.startswith("diffusers"):
                 runners.append(DiffusersRunner(pipe, device, compile=name == "diffusers-compile"))
             else:
-                repository = in_process_repository(name, pipe, args.model, output, repositories)
+                served = [repository for _, repository in repositories]
+                repository = in_process_repository(name, pipe, args.model, output, served)
                 runners.append(InProcessRunner(name, repository, pipe, "cpu" if name == "onnxruntime" else device))
         settings["served_runtimes"] = [r.name.removeprefix("served-") for r in runners if r.name.startswith("served-")]
         rows = run_grid(runners, points, image, warmup=args.warmup, repeats=args.repeats, on_row=write_partial)
@@ -225,12 +236,14 @@ def apply_gpu_suite(args: argparse.Namespace, device: str) -> None:
         args.output = Path("benchmarks/results") / f"{gpu}-full-size-{time.strftime('%Y-%m-%d')}"
 
 
-def served_repositories(args: argparse.Namespace, device: str, output: Path) -> list[Path]:
-    """The repositories to serve: the one given, or one per runtime exported under `output`."""
+def served_repositories(args: argparse.Namespace, device: str, output: Path) -> list[tuple[str | None, Path]]:
+    """The repositories to serve and their rows' runtime names: the one given (named by its own model info),
+    or one per runtime exported under `output`."""
+    from i2v.benchmarks.runners import TORCH_RUNNER_COMPILE_MODES
     from i2v.export.pipeline import export_model_repository
 
     if args.model_repository is not None:
-        return [args.model_repository]
+        return [(None, args.model_repository)]
     if args.served_runtimes:
         runtimes = [r.strip() for r in args.served_runtimes.split(",") if r.strip()]
     else:
@@ -240,14 +253,24 @@ def served_repositories(args: argparse.Namespace, device: str, output: Path) -> 
             "error: the embedded tritonserver has no TensorRT backend; serve the tensorrt repository "
             "with NVIDIA's Triton image (docker-compose.yml) and measure it with --url HOST:8001"
         )
+    torch_variants = set(TORCH_RUNNER_COMPILE_MODES) - {"torch", "torch-synced"}
+    unknown = sorted(set(runtimes) - {"onnxruntime", "torch"} - torch_variants)
+    if unknown:
+        choices = ", ".join(["onnxruntime", "torch", *sorted(torch_variants)])
+        raise SystemExit(f"error: unknown served runtimes {unknown}; choose from {choices}")
     repositories = []
     for runtime in runtimes:
         repository = output / f"model_repository-{runtime}"
         if not (repository / MODEL_NAME / "config.pbtxt").exists():
             export_model_repository(
-                args.model, repository, check=False, runtime=runtime, device="gpu" if device == "cuda" else "cpu"
+                args.model,
+                repository,
+                check=False,
+                runtime="onnxruntime" if runtime == "onnxruntime" else "torch",
+                device="gpu" if device == "cuda" else "cpu",
+                torch_compile=TORCH_RUNNER_COMPILE_MODES.get(runtime, "none"),
             )
-        repositories.append(repository)
+        repositories.append((runtime, repository))
     return repositories
 
 

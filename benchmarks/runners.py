@@ -4,6 +4,9 @@
   torch, tensorrt), called through the gRPC client;
 - `onnxruntime` / `torch`: the same sampling loop (`VideoGenerator`) in this process over ONNX Runtime sessions
   or the PyTorch part modules: the served path minus Triton, so served/in-process is the serving overhead;
+- `torch-synced`: the torch loop synchronising the device after every part call, as the served path must;
+  `torch-compile`, `torch-cuda-graphs`: its UNet under `torch.compile` or replayed from CUDA graphs (served
+  the same way: `--served-runtimes torch-compile,torch-cuda-graphs`);
 - `diffusers` (and `diffusers-compile`, its UNet under `torch.compile`): the plain `I2VGenXLPipeline`, the
   baseline a user would otherwise deploy; fp16 on a GPU.
 
@@ -28,6 +31,15 @@ from i2v.examples import LIGHTHOUSE_PROMPT
 from i2v.model.modules import run_part_module
 from i2v.params import MODEL_NAME, GenerationParams
 from i2v.serving.generator import VideoGenerator
+
+# The in-process torch runners and how each runs the UNet (`i2v.model.info.TORCH_COMPILE_MODES`); a served
+# runtime of the same name is the torch runtime exported with that mode, so served/in-process pairs by name.
+TORCH_RUNNER_COMPILE_MODES = {
+    "torch": "none",
+    "torch-synced": "none",
+    "torch-compile": "default",
+    "torch-cuda-graphs": "cuda-graphs",
+}
 
 
 @dataclass(frozen=True)
@@ -84,7 +96,7 @@ class ServedRunner(Runner):
         model_repository: Path | None = None,
         *,
         url: str | None = None,
-        runtime: str = "remote",
+        runtime: str | None = None,
         api_key: str | None = None,
     ):
         from i2v.client import I2VClient
@@ -94,12 +106,12 @@ class ServedRunner(Runner):
         self.server = None
         self.pids: list[int] = []
         if url is None:
-            runtime = ModelInfo.load(Path(model_repository) / MODEL_NAME / "1" / "pipeline").runtime
+            runtime = runtime or ModelInfo.load(Path(model_repository) / MODEL_NAME / "1" / "pipeline").runtime
             self.server = EmbeddedTritonServer(model_repository)
             self.server.start()
             url = self.server.endpoints.grpc_url
             self.pids = [self.server.pid]  # its process group (the Python stubs) is counted by the sampler
-        self.name = f"served-{runtime}"
+        self.name = f"served-{runtime or 'remote'}"
         self.url, self.api_key = url, api_key
         self.client = I2VClient(self.url, api_key=api_key)
 
@@ -146,7 +158,7 @@ class InProcessRunner(Runner):
         if name == "onnxruntime":
             run_part = OnnxRuntimeParts(model_repository)
         else:
-            compile_mode = "default" if name == "torch-compile" else "none"
+            compile_mode = TORCH_RUNNER_COMPILE_MODES[name]
             dtype = half_precision_on_gpu(self.device)
             run_part = TorchParts(pipe, self.device, dtype, compile_mode, synchronize=name == "torch-synced")
         self.generator = VideoGenerator(model_repository / MODEL_NAME / "1" / "pipeline", run_part, self.device)

@@ -49,7 +49,8 @@ def add_export_command(commands, formatter_class: type[argparse.HelpFormatter]) 
         choices=TORCH_COMPILE_MODES,
         default=TORCH_COMPILE_MODES[0],
         help="torch runtime: serve the UNet under torch.compile in this mode, compiled while the model loads "
-        "(reduce-overhead adds CUDA graphs)",
+        "(reduce-overhead adds CUDA graphs), or cuda-graphs: the eager UNet replayed from CUDA graphs, captured "
+        "while the model loads (a GPU instance; a CPU one runs it eagerly)",
     )
     export.add_argument(
         "--timing-cache",

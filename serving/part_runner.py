@@ -81,6 +81,8 @@ class TorchPart:
         module = load_part_module(name, version / WEIGHTS_DIR, self.device, self.dtype)
         self.name, self.compile_mode = name, parameters.get("TORCH_COMPILE", "none")
         self.module = compile_part(module, self.compile_mode)
+        # A CUDA graph replays the base weights: a request with a LoRA runs the module itself
+        self.lora_module = module if self.compile_mode == "cuda-graphs" else self.module
         self.calls = 0
         self.adapters = None
         if lora_files is not None:  # PEFT wraps the UNet's own layers; the compiled module shares them
@@ -100,7 +102,8 @@ class TorchPart:
         if self.adapters is not None:
             self.adapters.select(lora)
         try:
-            results = run_part_module(self.module, [to_torch(t, self.device) for t in inputs], self.dtype)
+            module = self.module if lora is None else self.lora_module
+            results = run_part_module(module, [to_torch(t, self.device) for t in inputs], self.dtype)
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()  # the cached blocks go back, for the next request
             raise MemoryError(f"{OUT_OF_MEMORY}: PyTorch could not allocate this request's tensors") from None
@@ -108,14 +111,14 @@ class TorchPart:
         if self.calls == 1 and self.compile_mode != "none":  # the warm-up request, while the model loads
             seconds = time.perf_counter() - start
             pb_utils.Logger.log_info(
-                f"{self.name}: compiled (torch.compile mode {self.compile_mode}) in {seconds:.1f} s"
+                f"{self.name}: compiled ({self.compile_mode}) for the warm-up shapes in {seconds:.1f} s"
             )
         return to_triton(dict(zip(self.output_names, results, strict=True)))
 
     def close(self) -> None:
         import torch
 
-        self.module = None
+        self.module = self.lora_module = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 

@@ -55,6 +55,9 @@ from i2v.serving.drain import DRAIN_FILE_ENV
 
 INSTALL_HINT = "pip install 'i2v-serving[server]'"
 STUB_SITE_ENV = "I2V_STUB_SITE"  # a folder with numpy<2 for the models' processes only (`check_numpy`)
+# Optional imports of transformers and diffusers that an environment needing numpy 2 (a GPU image) has built
+# against it: in the models' processes, on numpy<2, they are absent instead of failing to import.
+STUB_HIDDEN_PACKAGES = ("scipy", "sklearn")
 STUB_NAME = "triton_python_backend_stub"
 NVIDIA_SMI_TIMEOUT_S = 15
 
@@ -533,11 +536,12 @@ def _stub_environment(folder: Path, stub_site: Path) -> Path:
     """A virtual environment for the models' processes only; returns its bin folder. The stub's interpreter runs
     isolated (PYTHONPATH is ignored) in the environment of the python3 first on PATH, and reads that
     environment's .pth files: this one's puts `stub_site` first, then this environment's packages (with their
-    own .pth files: an editable install)."""
+    own .pth files: an editable install), and hides `STUB_HIDDEN_PACKAGES`."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, capture_output=True)
     (site_packages,) = folder.glob("lib/python*/site-packages")
     own = [path for path in site.getsitepackages() if Path(path).is_dir()]
     lines = [str(stub_site), *(f"import site; site.addsitedir({path!r})" for path in own)]
+    lines.append(f"import sys; sys.modules.update(dict.fromkeys({STUB_HIDDEN_PACKAGES!r}))")  # find_spec: None
     (site_packages / "i2v_stub_site.pth").write_text("\n".join(lines) + "\n")
     return folder / "bin"
 

@@ -162,6 +162,29 @@ def test_gpu_suite_dry_run_on_the_cpu_runs_every_runner_of_the_gpu_proof(tmp_pat
     assert "step × in-process" in (tmp_path / "results.md").read_text()
 
 
+def test_a_served_torch_variant_pairs_with_the_in_process_runner_of_its_name(tmp_path):
+    """`--served-runtimes torch-cuda-graphs`: the torch runtime exported with its UNet in CUDA graphs (on a CPU
+    it runs eagerly) is the row served-torch-cuda-graphs, compared with the in-process torch-cuda-graphs."""
+    args = ["bench", "--device", "cpu", "--grid", "64x64x8", "--repeats", "1", "--warmup", "0"]
+    args += ["--runners", "served,torch-cuda-graphs", "--served-runtimes", "torch-cuda-graphs", "--concurrency", "0"]
+    assert main([*args, "--output", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert [r["runner"] for r in result["rows"]] == ["served-torch-cuda-graphs", "torch-cuda-graphs"]
+    served_row = (tmp_path / "results.md").read_text().split("served-torch-cuda-graphs |")[1].split("\n")[0]
+    in_process_ratio, step_ratio = served_row.split("|")[4:6]
+    assert in_process_ratio.strip() != "–" and step_ratio.strip() != "–"
+    config = (tmp_path / "model_repository-torch-cuda-graphs" / "unet" / "config.pbtxt").read_text()
+    assert '"TORCH_COMPILE", value: { string_value: "cuda-graphs" }' in config
+
+
+def test_an_unknown_served_runtime_is_refused_naming_the_choices(tmp_path):
+    args = ["bench", "--device", "cpu", "--runners", "served", "--served-runtimes", "torch-synced"]
+    with pytest.raises(
+        SystemExit, match=r"unknown served runtimes \['torch-synced'\]; choose from onnxruntime, torch, "
+    ):
+        main([*args, "--output", str(tmp_path)])
+
+
 def test_appended_runs_keep_the_other_points_rows_in_grid_order():
     from i2v.benchmarks.report import merge_results
 

@@ -49,9 +49,10 @@ def test_a_gpu_instance_where_torch_has_no_cuda_fails_naming_the_cause(monkeypat
     )
 
 
-@pytest.fixture(scope="module")
-def gpu_triton(serve_tiny):
-    with serve_tiny("gpu-repository", runtime="torch", instance_kind="KIND_GPU") as server:
+@pytest.fixture(scope="module", params=["none", "cuda-graphs"])
+def gpu_triton(serve_tiny, request):
+    name = f"gpu-repository-{request.param}"
+    with serve_tiny(name, runtime="torch", instance_kind="KIND_GPU", torch_compile=request.param) as server:
         yield server
 
 
@@ -59,7 +60,7 @@ def gpu_triton(serve_tiny):
 @needs_cuda
 def test_served_gpu_torch_runtime_gives_the_in_process_video(gpu_triton, tiny_pipeline, photo, photo_png):
     """KIND_GPU BLS and parts in fp16, tensors kept on the GPU between them, against the same loop in this
-    process over the same fp16 modules."""
+    process over the same fp16 modules (eager): served eager, and served with the UNet in CUDA graphs."""
     from i2v.benchmarks.runners import TorchParts
     from i2v.params import GenerationParams
     from i2v.serving.generator import VideoGenerator
@@ -76,6 +77,32 @@ def test_served_gpu_torch_runtime_gives_the_in_process_video(gpu_triton, tiny_pi
     expected = generator(photo, GenerationParams(prompt=PROMPT, **params)).frames
     difference = np.abs(served.frames.astype(np.int16) - expected.astype(np.int16))
     assert served.frames.shape == expected.shape and difference.max() <= 2, difference.max()
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_a_lora_request_on_the_gpu_gets_its_adapter_and_the_base_model_comes_back(
+    gpu_triton, tiny_pipeline, photo_png, tmp_path
+):
+    """Eager and with the UNet in CUDA graphs: a graph replays the base weights, so a request with a LoRA must
+    run the module itself (its video differs from the base one), and the base model's video is unchanged after."""
+    from lora_files import MadeLora
+
+    from i2v.model import lora_registry
+
+    lora = MadeLora(tiny_pipeline.unet, tmp_path / "a.safetensors", seed=1, rank=4, alpha=2)
+    params = dict(image=photo_png, prompt=PROMPT, height=64, width=96, num_frames=16, num_inference_steps=10, seed=5)
+    lora_registry.add(gpu_triton.model_repository, "a", lora.path)
+    try:
+        with I2VClient(gpu_triton.endpoints.grpc_url) as client:
+            base, adapted, base_again = (
+                client.generate(GenerationRequest(return_frames=True, **params, **extra)).frames
+                for extra in ({}, {"lora": "a", "lora_scale": 1.0}, {})
+            )
+    finally:
+        lora_registry.remove(gpu_triton.model_repository, "a")
+    assert np.array_equal(base, base_again)
+    assert np.abs(adapted.astype(np.int16) - base.astype(np.int16)).max() > 8, "the LoRA changed nothing"
 
 
 @pytest.fixture(scope="module")

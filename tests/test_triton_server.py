@@ -54,6 +54,7 @@ class TritonPythonModel:
 # Doubles X like DOUBLE_MODEL, and says where its numpy and this project come from.
 WHERE_MODEL = """\
 import json
+import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -63,7 +64,8 @@ import i2v.params
 
 class TritonPythonModel:
     def execute(self, requests):
-        where = json.dumps({"numpy": np.__file__, "i2v": i2v.params.__file__}).encode()
+        hidden = [name for name in ("scipy", "sklearn") if name in sys.modules and sys.modules[name] is None]
+        where = json.dumps({"numpy": np.__file__, "i2v": i2v.params.__file__, "hidden": hidden}).encode()
         responses = []
         for request in requests:
             x = pb_utils.get_input_tensor_by_name(request, "X").as_numpy()
@@ -206,7 +208,8 @@ def test_a_stub_site_with_numpy_2_or_none_is_refused_naming_it(tmp_path):
 
 def test_models_import_numpy_from_the_stub_site_first(tmp_path):
     """With I2V_STUB_SITE the models' processes take numpy from that folder, and everything else (this project,
-    installed editable) from this environment; they serve."""
+    installed editable) from this environment, without the packages built for the environment's numpy 2 that
+    transformers would import if present (scipy, scikit-learn); they serve."""
     import json
 
     import numpy
@@ -230,6 +233,7 @@ def test_models_import_numpy_from_the_stub_site_first(tmp_path):
     assert answer.as_numpy("Y").tolist() == [2.0, 4.0]  # tensors arrive whole
     assert Path(where["numpy"]).is_relative_to(site)
     assert where["i2v"] == str(Path(__file__).resolve().parents[1] / "i2v" / "params.py")
+    assert where["hidden"] == ["scipy", "sklearn"]
 
 
 def test_server_starts_on_free_loopback_ports(double_server):

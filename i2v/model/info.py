@@ -21,9 +21,11 @@ DEFAULT_REPOSITORY = Path("model_repository")  # where `i2v export` writes and `
 # server has these two), or native TensorRT engines (NVIDIA's Triton image).
 RUNTIMES = ("onnxruntime", "torch", "tensorrt")
 PYTHON_BACKEND_RUNTIMES = ("onnxruntime", "torch", "tensorrt")  # what the generic part runner runs
-# torch.compile modes of the torch runtime's compiled parts: "reduce-overhead" adds CUDA graphs (one per input
-# shape; a request keeps its shapes for all its steps), "max-autotune" also tunes kernels (slow to compile).
-TORCH_COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+# How the torch runtime's compiled parts (the UNet) run: torch.compile modes ("reduce-overhead" adds CUDA graphs,
+# one per input shape, a request keeping its shapes for all its steps; "max-autotune" also tunes kernels, slow
+# to compile), or "cuda-graphs": the eager module replayed from CUDA graphs without TorchInductor (captured in
+# seconds; `i2v.model.modules.CudaGraphs`).
+TORCH_COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune", "cuda-graphs")
 
 
 def request_frame_range() -> tuple[int, int]:

@@ -147,13 +147,60 @@ def load_part_module(
     return module.to(device=torch.device(device), dtype=dtype).eval()
 
 
+class CudaGraphs(nn.Module):
+    """`module` replayed from a CUDA graph captured at the first call of each input shapes (inputs not on CUDA run
+    it eagerly). A UNet forward is thousands of kernel launches: eager, the GPU waits on Python at the start of
+    every call that follows a synchronisation, as each served call does (its outputs leave the process); one
+    replay is one launch. The graphs share one memory pool, which is safe as calls never overlap (one model
+    instance runs one request at a time) and each call's outputs are copied out of the pool before it returns.
+    The module's weights are read where they lie at capture: a LoRA must run `module` itself, not the graph."""
+
+    def __init__(self, module: nn.Module, warmup_calls: int = 2) -> None:
+        super().__init__()
+        self.module, self.warmup_calls = module, warmup_calls
+        self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, list[torch.Tensor], tuple[torch.Tensor, ...]]] = {}
+        self.pool = None
+
+    def forward(self, *inputs: torch.Tensor):
+        if not inputs[0].is_cuda:
+            return self.module(*inputs)
+        key = tuple((t.shape, t.dtype, t.device) for t in inputs)
+        if key not in self.graphs:
+            self.graphs[key] = self._capture(inputs)
+        graph, static_inputs, static_outputs = self.graphs[key]
+        for static, given in zip(static_inputs, inputs, strict=True):
+            static.copy_(given)
+        graph.replay()
+        outputs = tuple(o.clone() for o in static_outputs)
+        return outputs if len(outputs) > 1 else outputs[0]
+
+    def _capture(self, inputs: tuple[torch.Tensor, ...]):
+        """Warm-up calls on a side stream (cuDNN and cuBLAS choose their algorithms), then the capture, as
+        PyTorch's CUDA graphs notes do it."""
+        static_inputs = [t.clone() for t in inputs]
+        side = torch.cuda.Stream(device=inputs[0].device)
+        side.wait_stream(torch.cuda.current_stream(inputs[0].device))
+        with torch.cuda.stream(side):
+            for _ in range(self.warmup_calls):
+                self.module(*static_inputs)
+        torch.cuda.current_stream(inputs[0].device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            outputs = self.module(*static_inputs)
+        self.pool = graph.pool()
+        return graph, static_inputs, outputs if isinstance(outputs, tuple) else (outputs,)
+
+
 def compile_part(module: nn.Module, mode: str) -> nn.Module:
-    """The module under `torch.compile` (TorchInductor) in `mode`, or as it is for "none". Compilation happens
-    at the first call of each new input shape; the repository's warm-up request makes that the load."""
+    """The module under `torch.compile` (TorchInductor) in `mode`, in CUDA graphs for "cuda-graphs", or as it is
+    for "none". Compilation (capture) happens at the first call of each new input shape; the repository's
+    warm-up request makes that the load."""
     if mode not in TORCH_COMPILE_MODES:
         raise ValueError(f"torch compile mode must be one of {', '.join(TORCH_COMPILE_MODES)}, got {mode!r}")
     if mode == "none":
         return module
+    if mode == "cuda-graphs":
+        return CudaGraphs(module)
     return torch.compile(module, mode=None if mode == "default" else mode)
 
 

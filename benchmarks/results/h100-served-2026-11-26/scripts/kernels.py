@@ -1,0 +1,138 @@
+"""Next GPU run: which kernels of the UNet forward run slower inside the Python-backend stub than in a plain
+process (probe.py found the forward 4.6% slower there, CUDA graphs or not). Profiles three UNet calls of a
+served request (a profiling subclass of the part runner) and three in this process, then prints per kernel
+the device time in each and the environment of each (CUDA libraries mapped, CUDA/cuBLAS/torch variables,
+torch's backend flags). argv: model (tiny / full-size-random), height width frames, output folder."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from i2v.client.grpc_client import I2VClient
+from i2v.client.types import GenerationRequest
+from i2v.examples import lighthouse_image
+from i2v.export.pipeline import export_model_repository
+from i2v.export.sample_inputs import part_inputs
+from i2v.export.sources import load_pipeline
+from i2v.model.modules import load_part_module, run_part_module
+from i2v.serving.triton_server import EmbeddedTritonServer
+
+DEVICE = "gpu" if torch.cuda.is_available() else "cpu"
+
+REPORT = """
+import json, os, re, torch
+
+# CUDA kernels on a GPU; a CPU dry run records CPU operators (no device times: empty tables)
+ACTIVITIES = [getattr(torch.profiler.ProfilerActivity, "CUDA" if torch.cuda.is_available() else "CPU")]
+
+
+def environment():
+    maps = open("/proc/self/maps").read()
+    names = r"(/\\S*(?:cuda|cublas|cudnn|nvrtc|nvJit|cupti|nvidia)\\S*\\.so[.0-9]*)"
+    libraries = sorted(set(re.findall(names, maps)))
+    prefixes = r"(CUDA|CUBLAS|CUDNN|TORCH|PYTORCH|NVIDIA|OMP|LD_)"
+    variables = {k: v for k, v in os.environ.items() if re.match(prefixes, k)}
+    flags = {
+        "cudnn": [torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark, torch.backends.cudnn.version()],
+        "tf32": [torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32],
+        "fp16_reduced": torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction,
+        "sdp": [torch.backends.cuda.flash_sdp_enabled(), torch.backends.cuda.mem_efficient_sdp_enabled(),
+                torch.backends.cuda.cudnn_sdp_enabled(), torch.backends.cuda.math_sdp_enabled()],
+        "blas": str(torch.backends.cuda.preferred_blas_library()),
+        "memory_gb": [torch.cuda.memory_allocated() / 2**30, torch.cuda.mem_get_info()[0] / 2**30]
+        if torch.cuda.is_available() else None,
+    }
+    return {"libraries": libraries, "variables": variables, "flags": flags}
+
+def kernel_table(profile):
+    table = {}
+    for event in profile.key_averages():
+        device_us = getattr(event, "device_time_total", None) or getattr(event, "cuda_time_total", 0)
+        if device_us and not event.key.startswith("aten::"):
+            table[event.key] = [device_us, event.count]
+    return table
+"""
+
+SHIM = (
+    """
+import json
+import torch
+import triton_python_backend_utils as pb_utils
+from i2v.serving.part_runner import TritonPythonModel as Base
+"""
+    + REPORT
+    + """
+
+class TritonPythonModel(Base):
+    calls = 0
+
+    def execute(self, requests):
+        type(self).calls += 1
+        if type(self).calls not in (12, 15):  # the second request's steps 2 to 4 (10 steps a request)
+            return super().execute(requests)
+        if type(self).calls == 12:
+            self.profile = torch.profiler.profile(activities=ACTIVITIES)
+            self.profile.__enter__()
+            return super().execute(requests)
+        self.profile.__exit__(None, None, None)
+        with open("/tmp/stub-kernels.json", "w") as f:
+            json.dump({"kernels": kernel_table(self.profile), "environment": environment()}, f)
+        return super().execute(requests)
+"""
+)
+
+
+def main() -> None:
+    model, height, width, frames, out = sys.argv[1], *map(int, sys.argv[2:5]), Path(sys.argv[5])
+    exec(REPORT, globals())
+    repository = out / "repository"
+    if not (repository / "unet").exists():
+        export_model_repository(model, repository, check=False, runtime="torch", device=DEVICE)
+    (repository / "unet" / "1" / "model.py").write_text(SHIM)
+    with lighthouse_image() as path:
+        image = Path(path).read_bytes()
+    request = GenerationRequest(
+        image=image, prompt="a lighthouse", height=height, width=width, num_frames=frames, num_inference_steps=10
+    )
+    with (
+        EmbeddedTritonServer(repository, log_file=out / "server.log") as server,
+        I2VClient(server.endpoints.grpc_url) as client,
+    ):
+        client.generate(request)
+        client.generate(request)
+    stub = json.loads(Path("/tmp/stub-kernels.json").read_text())
+
+    cuda = torch.cuda.is_available()  # a CPU dry run profiles nothing, but runs every line
+    dtype = torch.float16 if cuda else torch.float32
+    unet = load_part_module("unet", repository / "unet" / "1" / "weights", "cuda" if cuda else "cpu", dtype)
+    pipe = load_pipeline(model)
+    inputs = part_inputs(pipe, "unet", batch=2, height=height, width=width, frames=frames).values()
+    feeds = [torch.from_numpy(a).to(unet.unet.device) for a in inputs]
+    for _ in range(3):
+        run_part_module(unet, feeds, dtype)
+    with torch.profiler.profile(activities=ACTIVITIES) as profile:  # noqa: F821 (from REPORT)
+        for _ in range(3):
+            run_part_module(unet, feeds, dtype)
+        if cuda:
+            torch.cuda.synchronize()
+    plain = {"kernels": kernel_table(profile), "environment": environment()}  # noqa: F821 (from REPORT)
+
+    (out / "kernels.json").write_text(json.dumps({"stub": stub, "plain": plain}, indent=1))
+    rows = sorted(set(stub["kernels"]) | set(plain["kernels"]), key=lambda k: -plain["kernels"].get(k, [0])[0])
+    total = [sum(v[0] for v in side["kernels"].values()) / 1e3 for side in (stub, plain)]
+    print(f"device ms over 3 calls: stub {total[0]:.1f}, plain {total[1]:.1f}")
+    print("stub ms | plain ms | stub/plain | calls stub/plain | kernel")
+    for key in rows[:40]:
+        s, p = stub["kernels"].get(key, [0, 0]), plain["kernels"].get(key, [0, 0])
+        ratio = f"{s[0] / p[0]:.2f}" if p[0] else "-"
+        print(f"{s[0] / 1e3:8.2f} | {p[0] / 1e3:8.2f} | {ratio} | {s[1]}/{p[1]} | {key[:110]}")
+    for side in ("stub", "plain"):
+        print(side, json.dumps({"stub": stub, "plain": plain}[side]["environment"], indent=1))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()
