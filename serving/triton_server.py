@@ -551,8 +551,8 @@ def _server_env(install: TritonInstall, python_bin: Path | None = None) -> dict[
     models' own environment) first on PATH."""
     env = dict(os.environ)
     lib_dirs = [str(install.libs_dir)]
-    own_lib = sysconfig.get_config_var("LIBDIR")
-    if own_lib and Path(own_lib).is_dir():
+    own_lib = libpython_dir()
+    if own_lib is not None:
         lib_dirs.append(own_lib)
     if env.get("LD_LIBRARY_PATH"):
         lib_dirs.append(env["LD_LIBRARY_PATH"])
@@ -561,6 +561,20 @@ def _server_env(install: TritonInstall, python_bin: Path | None = None) -> dict[
     bin_dir = str(python_bin or Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([bin_dir, env["PATH"]]) if env.get("PATH") else bin_dir
     return env
+
+
+def libpython_dir() -> str | None:
+    """The folder of this interpreter's libpython, which the stub links, where the loader would not look itself
+    (pyenv, a Python built in a prefix); None for a system folder (a distribution's Python): on LD_LIBRARY_PATH
+    it would outrank the RUNPATH of every library the models load, torch's own CUDA libraries among them, with
+    whatever versions the system keeps there."""
+    folder = sysconfig.get_config_var("LIBDIR")
+    if not folder or not Path(folder).is_dir():
+        return None
+    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+    system = {Path(p).resolve() for p in ("/lib", "/lib64", "/usr/lib", "/usr/lib64")}
+    system |= {Path(p, multiarch).resolve() for p in ("/lib", "/usr/lib") if multiarch}
+    return None if Path(folder).resolve() in system else folder
 
 
 # Triton's error lines: E1124 21:10:55.752447 4771 model_lifecycle.cc:642] "failed to load 'b' ..."

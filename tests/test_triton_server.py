@@ -206,6 +206,23 @@ def test_a_stub_site_with_numpy_2_or_none_is_refused_naming_it(tmp_path):
     check_numpy(other)
 
 
+def test_a_system_pythons_library_folder_is_not_put_before_every_librarys_own_runpath(monkeypatch, tmp_path):
+    """The stub links libpython: its folder goes on LD_LIBRARY_PATH only where the loader would not look (a pyenv
+    Python's), never a system folder, where it would outrank torch's own CUDA libraries in the models."""
+    import sysconfig
+
+    from i2v.serving.triton_server import libpython_dir
+
+    real = sysconfig.get_config_var
+    for folder in ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib"):
+        values = {"LIBDIR": folder, "MULTIARCH": "x86_64-linux-gnu"}
+        monkeypatch.setattr(sysconfig, "get_config_var", lambda name, values=values: values.get(name, real(name)))
+        assert libpython_dir() is None, folder
+    values = {"LIBDIR": str(tmp_path), "MULTIARCH": "x86_64-linux-gnu"}
+    monkeypatch.setattr(sysconfig, "get_config_var", lambda name: values.get(name, real(name)))
+    assert libpython_dir() == str(tmp_path)
+
+
 def test_models_import_numpy_from_the_stub_site_first(tmp_path):
     """With I2V_STUB_SITE the models' processes take numpy from that folder, and everything else (this project,
     installed editable) from this environment, without the packages built for the environment's numpy 2 that
