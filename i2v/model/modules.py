@@ -12,6 +12,7 @@ modules run in fp16 (or the dtype the config asks for) with PyTorch's scaled-dot
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -147,25 +148,34 @@ def load_part_module(
     return module.to(device=torch.device(device), dtype=dtype).eval()
 
 
+CapturedGraph = tuple[torch.cuda.CUDAGraph, list[torch.Tensor], tuple[torch.Tensor, ...]]  # graph, inputs, outputs
+
+
 class CudaGraphs(nn.Module):
     """`module` replayed from a CUDA graph captured at the first call of each input shapes (inputs not on CUDA run
     it eagerly). A UNet forward is thousands of kernel launches: eager, the GPU waits on Python at the start of
     every call that follows a synchronisation, as each served call does (its outputs leave the process); one
     replay is one launch. The graphs share one memory pool, which is safe as calls never overlap (one model
     instance runs one request at a time) and each call's outputs are copied out of the pool before it returns.
-    The module's weights are read where they lie at capture: a LoRA must run `module` itself, not the graph."""
+    At most `capacity` graphs are kept (the least recently used goes first): a runtime that takes any size
+    would otherwise hold a graph for every size ever asked for. The module's weights are read where they lie at
+    capture: a LoRA must run `module` itself, not the graph."""
 
-    def __init__(self, module: nn.Module, warmup_calls: int = 2) -> None:
+    def __init__(self, module: nn.Module, warmup_calls: int = 2, capacity: int = 8) -> None:
         super().__init__()
-        self.module, self.warmup_calls = module, warmup_calls
-        self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, list[torch.Tensor], tuple[torch.Tensor, ...]]] = {}
+        self.module, self.warmup_calls, self.capacity = module, warmup_calls, max(capacity, 1)
+        self.graphs: OrderedDict[tuple, CapturedGraph] = OrderedDict()  # by input shapes, least recent first
         self.pool = None
 
     def forward(self, *inputs: torch.Tensor):
         if not inputs[0].is_cuda:
             return self.module(*inputs)
         key = tuple((t.shape, t.dtype, t.device) for t in inputs)
-        if key not in self.graphs:
+        if key in self.graphs:
+            self.graphs.move_to_end(key)
+        else:
+            while len(self.graphs) >= self.capacity:
+                self.graphs.popitem(last=False)
             self.graphs[key] = self._capture(inputs)
         graph, static_inputs, static_outputs = self.graphs[key]
         for static, given in zip(static_inputs, inputs, strict=True):
@@ -174,7 +184,7 @@ class CudaGraphs(nn.Module):
         outputs = tuple(o.clone() for o in static_outputs)
         return outputs if len(outputs) > 1 else outputs[0]
 
-    def _capture(self, inputs: tuple[torch.Tensor, ...]):
+    def _capture(self, inputs: tuple[torch.Tensor, ...]) -> CapturedGraph:
         """Warm-up calls on a side stream (cuDNN and cuBLAS choose their algorithms), then the capture, as
         PyTorch's CUDA graphs notes do it."""
         static_inputs = [t.clone() for t in inputs]
