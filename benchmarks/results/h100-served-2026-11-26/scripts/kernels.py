@@ -1,12 +1,15 @@
 """Next GPU run: which kernels of the UNet forward run slower inside the Python-backend stub than in a plain
 process (probe.py found the forward 4.6% slower there, CUDA graphs or not). Profiles three UNet calls of a
-served request (a profiling subclass of the part runner) and three in this process, then prints per kernel
-the device time in each and the environment of each (CUDA libraries mapped, CUDA/cuBLAS/torch variables,
-torch's backend flags). argv: model (tiny / full-size-random), height width frames, output folder."""
+served request (a profiling subclass of the part runner) in stubs started as the launcher starts them now and
+as it did for the H100 run (a system library folder first on LD_LIBRARY_PATH), and three in this process, then
+prints per kernel the device time in each and the environment of each (CUDA libraries mapped,
+CUDA/cuBLAS/torch variables, torch's backend flags). argv: model (tiny / full-size-random), height width
+frames, output folder."""
 
 import json
 import os
 import sys
+import sysconfig
 from pathlib import Path
 
 import torch
@@ -18,7 +21,7 @@ from i2v.export.pipeline import export_model_repository
 from i2v.export.sample_inputs import part_inputs
 from i2v.export.sources import load_pipeline
 from i2v.model.modules import load_part_module, run_part_module
-from i2v.serving.triton_server import EmbeddedTritonServer
+from i2v.serving.triton_server import EmbeddedTritonServer, _server_env, find_tritonserver
 
 DEVICE = "gpu" if torch.cuda.is_available() else "cpu"
 
@@ -97,13 +100,19 @@ def main() -> None:
     request = GenerationRequest(
         image=image, prompt="a lighthouse", height=height, width=width, num_frames=frames, num_inference_steps=10
     )
-    with (
-        EmbeddedTritonServer(repository, log_file=out / "server.log") as server,
-        I2VClient(server.endpoints.grpc_url) as client,
-    ):
-        client.generate(request)
-        client.generate(request)
-    stub = json.loads(Path("/tmp/stub-kernels.json").read_text())
+    # The stubs as the launcher starts them now, and as it did for the H100 run (the interpreter's library
+    # folder, a system one there, right after the server's own libraries on LD_LIBRARY_PATH)
+    launcher_path = _server_env(find_tritonserver())["LD_LIBRARY_PATH"].split(os.pathsep)
+    old_path = os.pathsep.join([launcher_path[0], sysconfig.get_config_var("LIBDIR"), *launcher_path[1:]])
+    sides = {}
+    for side, env in (("stub", {}), ("stub-system-libs-first", {"LD_LIBRARY_PATH": old_path})):
+        with (
+            EmbeddedTritonServer(repository, log_file=out / f"{side}.log", env=env) as server,
+            I2VClient(server.endpoints.grpc_url) as client,
+        ):
+            client.generate(request)
+            client.generate(request)
+        sides[side] = json.loads(Path("/tmp/stub-kernels.json").read_text())
 
     cuda = torch.cuda.is_available()  # a CPU dry run profiles nothing, but runs every line
     dtype = torch.float16 if cuda else torch.float32
@@ -118,19 +127,20 @@ def main() -> None:
             run_part_module(unet, feeds, dtype)
         if cuda:
             torch.cuda.synchronize()
-    plain = {"kernels": kernel_table(profile), "environment": environment()}  # noqa: F821 (from REPORT)
+    sides["plain"] = {"kernels": kernel_table(profile), "environment": environment()}  # noqa: F821 (from REPORT)
 
-    (out / "kernels.json").write_text(json.dumps({"stub": stub, "plain": plain}, indent=1))
-    rows = sorted(set(stub["kernels"]) | set(plain["kernels"]), key=lambda k: -plain["kernels"].get(k, [0])[0])
-    total = [sum(v[0] for v in side["kernels"].values()) / 1e3 for side in (stub, plain)]
-    print(f"device ms over 3 calls: stub {total[0]:.1f}, plain {total[1]:.1f}")
-    print("stub ms | plain ms | stub/plain | calls stub/plain | kernel")
-    for key in rows[:40]:
-        s, p = stub["kernels"].get(key, [0, 0]), plain["kernels"].get(key, [0, 0])
-        ratio = f"{s[0] / p[0]:.2f}" if p[0] else "-"
-        print(f"{s[0] / 1e3:8.2f} | {p[0] / 1e3:8.2f} | {ratio} | {s[1]}/{p[1]} | {key[:110]}")
-    for side in ("stub", "plain"):
-        print(side, json.dumps({"stub": stub, "plain": plain}[side]["environment"], indent=1))
+    (out / "kernels.json").write_text(json.dumps(sides, indent=1))
+    plain = sides["plain"]["kernels"]
+    print(
+        "device ms over 3 calls: "
+        + ", ".join(f"{k} {sum(v[0] for v in d['kernels'].values()) / 1e3:.1f}" for k, d in sides.items())
+    )
+    print(" | ".join(f"{k} ms (calls)" for k in sides) + " | kernel")
+    for key in sorted(set().union(*(d["kernels"] for d in sides.values())), key=lambda k: -plain.get(k, [0])[0])[:40]:
+        cells = [d["kernels"].get(key, [0, 0]) for d in sides.values()]
+        print(" | ".join(f"{us / 1e3:8.2f} ({n})" for us, n in cells) + f" | {key[:110]}")
+    for side, data in sides.items():
+        print(side, json.dumps(data["environment"], indent=1))
 
 
 if __name__ == "__main__":
