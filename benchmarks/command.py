@@ -9,16 +9,15 @@ from pathlib import Path
 from i2v.arguments import add_api_key_argument
 from i2v.params import MODEL_NAME
 
-RUNNERS = (
-    "served",
-    "onnxruntime",
-    "torch",
-    "torch-synced",
-    "torch-compile",
-    "torch-cuda-graphs",
-    "diffusers",
-    "diffusers-compile",
-)
+# The in-process torch runners and how each runs the UNet (`i2v.model.info.TORCH_COMPILE_MODES`); a served
+# runtime of the same name is the torch runtime exported with that mode, so served/in-process pairs by name.
+TORCH_RUNNER_COMPILE_MODES = {
+    "torch": "none",
+    "torch-synced": "none",
+    "torch-compile": "default",
+    "torch-cuda-graphs": "cuda-graphs",
+}
+RUNNERS = ("served", "onnxruntime", *TORCH_RUNNER_COMPILE_MODES, "diffusers", "diffusers-compile")
 # (grid, steps) when not given: the tiny model on a CPU in about a minute; any other model on a GPU at the
 # sizes people deploy.
 TINY_DEFAULTS = ("64x64x8,64x96x16", "10")
@@ -185,7 +184,9 @@ def run_bench(args: argparse.Namespace) -> int:
             else:
                 served = [repository for _, repository in repositories]
                 repository = in_process_repository(name, pipe, args.model, output, served)
-                runners.append(InProcessRunner(name, repository, pipe, "cpu" if name == "onnxruntime" else device))
+                compile_mode = TORCH_RUNNER_COMPILE_MODES.get(name, "none")
+                in_process_device = "cpu" if name == "onnxruntime" else device
+                runners.append(InProcessRunner(name, repository, pipe, in_process_device, compile_mode))
         settings["served_runtimes"] = [r.name.removeprefix("served-") for r in runners if r.name.startswith("served-")]
         rows = run_grid(runners, points, image, warmup=args.warmup, repeats=args.repeats, on_row=write_partial)
         served = next((r for r in runners if r.name.startswith("served-")), None)
@@ -239,7 +240,6 @@ def apply_gpu_suite(args: argparse.Namespace, device: str) -> None:
 def served_repositories(args: argparse.Namespace, device: str, output: Path) -> list[tuple[str | None, Path]]:
     """The repositories to serve and their rows' runtime names: the one given (named by its own model info),
     or one per runtime exported under `output`."""
-    from i2v.benchmarks.runners import TORCH_RUNNER_COMPILE_MODES
     from i2v.export.pipeline import export_model_repository
 
     if args.model_repository is not None:

@@ -32,15 +32,6 @@ from i2v.model.modules import run_part_module
 from i2v.params import MODEL_NAME, GenerationParams
 from i2v.serving.generator import VideoGenerator
 
-# The in-process torch runners and how each runs the UNet (`i2v.model.info.TORCH_COMPILE_MODES`); a served
-# runtime of the same name is the torch runtime exported with that mode, so served/in-process pairs by name.
-TORCH_RUNNER_COMPILE_MODES = {
-    "torch": "none",
-    "torch-synced": "none",
-    "torch-compile": "default",
-    "torch-cuda-graphs": "cuda-graphs",
-}
-
 
 @dataclass(frozen=True)
 class GridPoint:
@@ -149,16 +140,16 @@ class ServedRunner(Runner):
 
 
 class InProcessRunner(Runner):
-    """The BLS's loop without Triton: `run_part` calls ONNX Runtime sessions or torch modules directly."""
+    """The BLS's loop without Triton: `run_part` calls ONNX Runtime sessions or torch modules directly, the UNet
+    module compiled in `compile_mode` (`i2v.model.info.TORCH_COMPILE_MODES`)."""
 
-    def __init__(self, name: str, model_repository: Path, pipe, device: str = "cpu"):
+    def __init__(self, name: str, model_repository: Path, pipe, device: str = "cpu", compile_mode: str = "none"):
         self.name = name
         self.pids = [os.getpid()]
         self.device = torch.device(device)
         if name == "onnxruntime":
             run_part = OnnxRuntimeParts(model_repository)
         else:
-            compile_mode = TORCH_RUNNER_COMPILE_MODES[name]
             dtype = half_precision_on_gpu(self.device)
             run_part = TorchParts(pipe, self.device, dtype, compile_mode, synchronize=name == "torch-synced")
         self.generator = VideoGenerator(model_repository / MODEL_NAME / "1" / "pipeline", run_part, self.device)
