@@ -253,11 +253,10 @@ def served_repositories(args: argparse.Namespace, device: str, output: Path) -> 
             "error: the embedded tritonserver has no TensorRT backend; serve the tensorrt repository "
             "with NVIDIA's Triton image (docker-compose.yml) and measure it with --url HOST:8001"
         )
-    torch_variants = set(TORCH_RUNNER_COMPILE_MODES) - {"torch", "torch-synced"}
-    unknown = sorted(set(runtimes) - {"onnxruntime", "torch"} - torch_variants)
+    servable = ["onnxruntime", *(r for r in TORCH_RUNNER_COMPILE_MODES if r != "torch-synced")]
+    unknown = sorted(set(runtimes) - set(servable))
     if unknown:
-        choices = ", ".join(["onnxruntime", "torch", *sorted(torch_variants)])
-        raise SystemExit(f"error: unknown served runtimes {unknown}; choose from {choices}")
+        raise SystemExit(f"error: unknown served runtimes {unknown}; choose from {', '.join(servable)}")
     repositories = []
     for runtime in runtimes:
         repository = output / f"model_repository-{runtime}"

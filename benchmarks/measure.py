@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from i2v.serving.triton_server import process_group_members
+from i2v.serving.processes import process_group_members
 
 
 def with_group_members(pids: list[int]) -> set[int]:

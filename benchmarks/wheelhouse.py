@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 PYTHON = "3.12"
 # manylinux tags pip must be told of one by one; nvidia-pytriton is built for glibc 2.35
@@ -34,11 +35,8 @@ def pinned(package: str) -> str:
     """The requirement this project (or transformers, for its own dependencies) states for `package`: all its
     lines together, extras included (numpy: the client's `>=1.24` and the server's `<2`)."""
     for owner in ("i2v-serving", "transformers", "diffusers", "tritonclient"):
-        found = [
-            Requirement(line)
-            for line in importlib.metadata.requires(owner) or ()
-            if Requirement(line).name.replace("_", "-").lower() == package.replace("_", "-").lower()
-        ]
+        requirements = [Requirement(line) for line in importlib.metadata.requires(owner) or ()]
+        found = [r for r in requirements if canonicalize_name(r.name) == canonicalize_name(package)]
         if found:
             specifier = found[0].specifier
             for requirement in found[1:]:

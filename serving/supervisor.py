@@ -47,6 +47,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from i2v.params import API_KEY_HEADER, MODEL_NAME
 from i2v.serving.drain import requests_in_flight
+from i2v.serving.processes import PROC, is_alive, processes
 
 PART_RESTARTS = "i2v_part_restarts_total"
 PART_RECOVERING = "i2v_part_recovering"
@@ -65,7 +66,7 @@ class Stub:
 def tritonserver_pids() -> list[int]:
     """Processes named tritonserver in this PID namespace (the sidecar's way to find its server)."""
     pids = []
-    for entry in Path("/proc").iterdir():
+    for entry in PROC.iterdir():
         if entry.name.isdigit():
             try:
                 if (entry / "comm").read_text().strip() == "tritonserver":
@@ -75,33 +76,23 @@ def tritonserver_pids() -> list[int]:
     return pids
 
 
-def is_alive(pid: int) -> bool:
-    """The process exists and is not a zombie (dead, waiting to be reaped by its parent)."""
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
-
-
 def python_stubs(server_pid: int) -> list[Stub]:
     """The Python-backend stubs of one server: its children whose command line is the stub with a model.py
     (`<repository>/<model>/<version>/model.py`); a zombie has lost its command line, so it is known by its
     state and counted as dead under the model it had when it was seen alive."""
     stubs = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    for process in processes():
+        if process.ppid != server_pid:
             continue
         try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes().split(b"\0")
+            command = (PROC / str(process.pid) / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        state, parent = stat.rsplit(")", 1)[1].split()[:2]
-        if int(parent) != server_pid or not command or not command[0].decode(errors="replace").endswith(STUB_NAME):
+        if not command or not command[0].decode(errors="replace").endswith(STUB_NAME):
             continue
         model_py = Path(command[1].decode(errors="replace")) if len(command) > 1 else None
         model = model_py.parent.parent.name if model_py is not None else ""
-        stubs.append(Stub(int(entry.name), model, state != "Z"))
+        stubs.append(Stub(process.pid, model, process.state != "Z"))
     return stubs
 
 

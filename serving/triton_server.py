@@ -52,6 +52,7 @@ from typing import IO
 from i2v.model.info import MODEL_INFO_FILE, ModelInfo
 from i2v.params import FORWARDED_HEADERS, MODEL_NAME
 from i2v.serving.drain import DRAIN_FILE_ENV
+from i2v.serving.processes import process_group_members
 
 INSTALL_HINT = "pip install 'i2v-serving[server]'"
 STUB_SITE_ENV = "I2V_STUB_SITE"  # a folder with numpy<2 for the models' processes only (`check_numpy`)
@@ -623,22 +624,6 @@ def _pick_ports(host: str, wanted: Sequence[int | None]) -> list[int]:
         for sock in held:
             sock.close()
     return [int(port) for port in ports if port is not None]
-
-
-def process_group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of a process group, read from /proc: a server and its Python-backend stubs.
-    No subprocess, so a benchmark sampling it costs the measured processes next to nothing."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:  # state, ppid, then the process group id
-            members.append(int(entry.name))
-    return members
 
 
 def _group_members(pgid: int) -> list[int]:

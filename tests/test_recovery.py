@@ -20,6 +20,7 @@ import pytest
 from ports import free_ports
 
 from i2v.client import GenerationRequest, I2VClient, ServerUnavailableError
+from i2v.serving.processes import PROC, processes
 
 MODELS = ("text_encoder", "image_encoder", "vae_encoder", "unet", "vae_decoder", "i2vgen_xl", "i2vgen_xl_loras")
 STUB = "triton_python_backend_stub"
@@ -94,16 +95,16 @@ class ServeProcess:
 
 def _processes() -> list[dict]:
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for process in processes():
+        entry = PROC / str(process.pid)
         try:
-            state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
             comm = (entry / "comm").read_text().strip()
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        found.append({"pid": int(entry.name), "ppid": int(ppid), "state": state, "comm": comm, "cmdline": cmdline})
+        found.append(
+            {"pid": process.pid, "ppid": process.ppid, "state": process.state, "comm": comm, "cmdline": cmdline}
+        )
     return found
 
 

@@ -18,14 +18,13 @@ import pytest
 
 from i2v.model.info import ModelInfo
 from i2v.params import MODEL_NAME
-from i2v.serving.supervisor import is_alive
+from i2v.serving.processes import PROC, is_alive, process_group_members, processes
 from i2v.serving.triton_server import (
     EmbeddedTritonServer,
     TritonServerError,
     check_numpy,
     find_tritonserver,
     gpus_listed,
-    process_group_members,
     repository_cuda_memory_pool_bytes,
     visible_gpu_ids,
 )
@@ -115,15 +114,13 @@ def write_python_model(repository: Path, name: str, model_py: str, config: str |
 def processes_mentioning(text: str) -> list[int]:
     """Live processes whose command line contains `text` (a model repository path names server and stubs)."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for process in processes():
         try:
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            cmdline = (PROC / str(process.pid) / "cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if text in cmdline and is_alive(int(entry.name)):
-            found.append(int(entry.name))
+        if text in cmdline and process.alive:
+            found.append(process.pid)
     return found
 
 

@@ -1,0 +1,51 @@
+"""This machine's processes as `/proc/<pid>/stat` shows them: the one reader of that file for the launcher
+(a server's process group), the supervisor (a dead server or stub) and the benchmark's memory sampler. No
+subprocess, so a sampler calling it often costs the measured processes next to nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class ProcessStat:
+    pid: int
+    state: str  # R, S, D, ...; Z: a zombie (dead, waiting to be reaped by its parent); X: dead
+    ppid: int
+    pgid: int
+
+    @property
+    def alive(self) -> bool:
+        return self.state not in ("Z", "X")
+
+
+def process_stat(pid: int) -> ProcessStat | None:
+    """The process's state, parent and process group; None once it is gone."""
+    try:
+        # the command name in parentheses may hold spaces and parentheses: the fields follow the last ")"
+        state, ppid, pgid = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+    except (OSError, ValueError):
+        return None
+    return ProcessStat(pid, state, int(ppid), int(pgid))
+
+
+def processes() -> Iterator[ProcessStat]:
+    """Every process still there when it is read."""
+    for entry in PROC.iterdir():
+        if entry.name.isdigit() and (stat := process_stat(int(entry.name))) is not None:
+            yield stat
+
+
+def is_alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    stat = process_stat(pid)
+    return stat is not None and stat.alive
+
+
+def process_group_members(pgid: int) -> list[int]:
+    """Live processes of a process group: a server and its Python-backend stubs."""
+    return [p.pid for p in processes() if p.pgid == pgid and p.alive]
