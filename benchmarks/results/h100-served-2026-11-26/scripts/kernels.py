@@ -1,15 +1,17 @@
 """Next GPU run: which kernels of the UNet forward run slower inside the Python-backend stub than in a plain
 process (probe.py found the forward 4.6% slower there, CUDA graphs or not). Profiles three UNet calls of a
 served request (a profiling subclass of the part runner) in stubs started as the launcher starts them now and
-as it did for the H100 run (a system library folder first on LD_LIBRARY_PATH), and three in this process, then
-prints per kernel the device time in each and the environment of each (CUDA libraries mapped,
-CUDA/cuBLAS/torch variables, torch's backend flags). argv: model (tiny / full-size-random), height width
-frames, output folder."""
+as it did for the H100 run (a system library folder first on LD_LIBRARY_PATH), and three in this process, both
+while the server is up and idle (its processes hold CUDA contexts on the GPU) and after it stopped (as probe.py
+measured), then prints per kernel the device time in each, the synchronised wall time per call, and the
+environment of each (CUDA libraries mapped, CUDA/cuBLAS/torch variables, torch's backend flags). argv: model
+(tiny / full-size-random), height width frames, output folder."""
 
 import json
 import os
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 import torch
@@ -50,6 +52,11 @@ def environment():
     }
     return {"libraries": libraries, "variables": variables, "flags": flags}
 
+def synchronize():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def kernel_table(profile):
     table = {}
     for event in profile.key_averages():
@@ -62,6 +69,7 @@ def kernel_table(profile):
 SHIM = (
     """
 import json
+import time
 import torch
 import triton_python_backend_utils as pb_utils
 from i2v.serving.part_runner import TritonPythonModel as Base
@@ -83,7 +91,16 @@ class TritonPythonModel(Base):
         self.profile.__exit__(None, None, None)
         with open("/tmp/stub-kernels.json", "w") as f:
             json.dump({"kernels": kernel_table(self.profile), "environment": environment()}, f)
-        return super().execute(requests)
+        walls = []
+        for _ in range(3):  # the same call again, unprofiled, synchronised (the last one answers)
+            synchronize()
+            start = time.perf_counter()
+            responses = super().execute(requests)
+            synchronize()
+            walls.append(1e3 * (time.perf_counter() - start))
+        with open("/tmp/stub-walls.json", "w") as f:
+            json.dump(walls, f)
+        return responses
 """
 )
 
@@ -104,6 +121,30 @@ def main() -> None:
     # folder, a system one there, right after the server's own libraries on LD_LIBRARY_PATH)
     launcher_path = _server_env(find_tritonserver())["LD_LIBRARY_PATH"].split(os.pathsep)
     old_path = os.pathsep.join([launcher_path[0], sysconfig.get_config_var("LIBDIR"), *launcher_path[1:]])
+    cuda = torch.cuda.is_available()  # a CPU dry run profiles nothing, but runs every line
+    dtype = torch.float16 if cuda else torch.float32
+    unet = load_part_module("unet", repository / "unet" / "1" / "weights", "cuda" if cuda else "cpu", dtype)
+    pipe = load_pipeline(model)
+    inputs = part_inputs(pipe, "unet", batch=2, height=height, width=width, frames=frames).values()
+    feeds = [torch.from_numpy(a).to(unet.unet.device) for a in inputs]
+
+    def plain() -> dict:
+        """Three profiled forwards in this process, then three timed ones (synchronised)."""
+        for _ in range(3):
+            run_part_module(unet, feeds, dtype)
+        with torch.profiler.profile(activities=ACTIVITIES) as profile:  # noqa: F821 (from REPORT)
+            for _ in range(3):
+                run_part_module(unet, feeds, dtype)
+            synchronize()  # noqa: F821 (from REPORT)
+        walls = []
+        for _ in range(3):
+            synchronize()  # noqa: F821 (from REPORT)
+            start = time.perf_counter()
+            run_part_module(unet, feeds, dtype)
+            synchronize()  # noqa: F821 (from REPORT)
+            walls.append(1e3 * (time.perf_counter() - start))
+        return {"kernels": kernel_table(profile), "walls": walls, "environment": environment()}  # noqa: F821
+
     sides = {}
     for side, env in (("stub", {}), ("stub-system-libs-first", {"LD_LIBRARY_PATH": old_path})):
         with (
@@ -112,31 +153,22 @@ def main() -> None:
         ):
             client.generate(request)
             client.generate(request)
+            if side == "stub":  # the same process's forward while the server's processes hold the GPU too
+                sides["plain-while-serving"] = plain()
         sides[side] = json.loads(Path("/tmp/stub-kernels.json").read_text())
-
-    cuda = torch.cuda.is_available()  # a CPU dry run profiles nothing, but runs every line
-    dtype = torch.float16 if cuda else torch.float32
-    unet = load_part_module("unet", repository / "unet" / "1" / "weights", "cuda" if cuda else "cpu", dtype)
-    pipe = load_pipeline(model)
-    inputs = part_inputs(pipe, "unet", batch=2, height=height, width=width, frames=frames).values()
-    feeds = [torch.from_numpy(a).to(unet.unet.device) for a in inputs]
-    for _ in range(3):
-        run_part_module(unet, feeds, dtype)
-    with torch.profiler.profile(activities=ACTIVITIES) as profile:  # noqa: F821 (from REPORT)
-        for _ in range(3):
-            run_part_module(unet, feeds, dtype)
-        if cuda:
-            torch.cuda.synchronize()
-    sides["plain"] = {"kernels": kernel_table(profile), "environment": environment()}  # noqa: F821 (from REPORT)
+        sides[side]["walls"] = json.loads(Path("/tmp/stub-walls.json").read_text())
+    sides["plain"] = plain()
 
     (out / "kernels.json").write_text(json.dumps(sides, indent=1))
-    plain = sides["plain"]["kernels"]
+    reference = sides["plain"]["kernels"]
     print(
         "device ms over 3 calls: "
         + ", ".join(f"{k} {sum(v[0] for v in d['kernels'].values()) / 1e3:.1f}" for k, d in sides.items())
     )
+    print("wall ms per call, synchronised: " + ", ".join(f"{k} {sorted(d['walls'])[1]:.2f}" for k, d in sides.items()))
     print(" | ".join(f"{k} ms (calls)" for k in sides) + " | kernel")
-    for key in sorted(set().union(*(d["kernels"] for d in sides.values())), key=lambda k: -plain.get(k, [0])[0])[:40]:
+    keys = set().union(*(d["kernels"] for d in sides.values()))
+    for key in sorted(keys, key=lambda k: -reference.get(k, [0])[0])[:40]:
         cells = [d["kernels"].get(key, [0, 0]) for d in sides.values()]
         print(" | ".join(f"{us / 1e3:8.2f} ({n})" for us, n in cells) + f" | {key[:110]}")
     for side, data in sides.items():
