@@ -48,10 +48,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from i2v.params import API_KEY_HEADER, MODEL_NAME
 from i2v.serving.drain import requests_in_flight
 from i2v.serving.processes import PROC, is_alive, processes
+from i2v.serving.triton_install import STUB_NAME
 
 PART_RESTARTS = "i2v_part_restarts_total"
 PART_RECOVERING = "i2v_part_recovering"
-STUB_NAME = "triton_python_backend_stub"
 SERVER = "tritonserver"  # the `model` label of a restart after tritonserver itself died
 log = logging.getLogger("i2v.supervisor")
 

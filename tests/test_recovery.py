@@ -218,13 +218,14 @@ def test_the_container_entrypoint_drains_before_stopping_nvidias_tritonserver(mo
     """docker/triton-entrypoint.sh around a real tritonserver (the one the embedded launcher would run), as the
     compose and Kubernetes Triton containers run it: SIGTERM mid-video, the video arrives, a new request is
     refused retryably meanwhile, and the server exits 0."""
-    from i2v.serving.triton_server import EmbeddedTritonServer, _prepare_backend_dir, _server_env, find_tritonserver
+    from i2v.serving.triton_install import find_tritonserver, prepare_backend_dir, server_env
+    from i2v.serving.triton_server import EmbeddedTritonServer
 
     drain_file = tmp_path / "draining"
     server = EmbeddedTritonServer(model_repository, env={"I2V_DRAIN_FILE": str(drain_file)})
     install = find_tritonserver()
-    backends = _prepare_backend_dir(install)
-    env = {**_server_env(install), **server.env, "I2V_METRICS_URL": server.endpoints.metrics_url}
+    backends = prepare_backend_dir(install)
+    env = {**server_env(install), **server.env, "I2V_METRICS_URL": server.endpoints.metrics_url}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `i2v drain` from this environment
     entrypoint = Path(__file__).resolve().parents[1] / "docker" / "triton-entrypoint.sh"
     with open(tmp_path / "server.log", "wb") as log:

@@ -18,16 +18,10 @@ import pytest
 
 from i2v.model.info import ModelInfo
 from i2v.params import MODEL_NAME
+from i2v.serving.gpus import gpus_listed, visible_gpu_ids
 from i2v.serving.processes import PROC, is_alive, process_group_members, processes
-from i2v.serving.triton_server import (
-    EmbeddedTritonServer,
-    TritonServerError,
-    check_numpy,
-    find_tritonserver,
-    gpus_listed,
-    repository_cuda_memory_pool_bytes,
-    visible_gpu_ids,
-)
+from i2v.serving.triton_install import TritonServerError, check_numpy, find_tritonserver
+from i2v.serving.triton_server import EmbeddedTritonServer, repository_cuda_memory_pool_bytes
 
 DOUBLE_CONFIG = """\
 name: "double"
@@ -208,7 +202,7 @@ def test_a_system_pythons_library_folder_is_not_put_before_every_librarys_own_ru
     Python's), never a system folder, where it would outrank torch's own CUDA libraries in the models."""
     import sysconfig
 
-    from i2v.serving.triton_server import libpython_dir
+    from i2v.serving.triton_install import libpython_dir
 
     real = sysconfig.get_config_var
     for folder in ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib"):

@@ -23,7 +23,8 @@ from i2v.export.pipeline import export_model_repository
 from i2v.export.sample_inputs import part_inputs
 from i2v.export.sources import load_pipeline
 from i2v.model.modules import load_part_module, run_part_module
-from i2v.serving.triton_server import EmbeddedTritonServer, _server_env, find_tritonserver
+from i2v.serving.triton_install import find_tritonserver, server_env
+from i2v.serving.triton_server import EmbeddedTritonServer
 
 DEVICE = "gpu" if torch.cuda.is_available() else "cpu"
 
@@ -119,7 +120,7 @@ def main() -> None:
     )
     # The stubs as the launcher starts them now, and as it did for the H100 run (the interpreter's library
     # folder, a system one there, right after the server's own libraries on LD_LIBRARY_PATH)
-    launcher_path = _server_env(find_tritonserver())["LD_LIBRARY_PATH"].split(os.pathsep)
+    launcher_path = server_env(find_tritonserver())["LD_LIBRARY_PATH"].split(os.pathsep)
     old_path = os.pathsep.join([launcher_path[0], sysconfig.get_config_var("LIBDIR"), *launcher_path[1:]])
     cuda = torch.cuda.is_available()  # a CPU dry run profiles nothing, but runs every line
     dtype = torch.float16 if cuda else torch.float32
