@@ -29,6 +29,10 @@ PLATFORMS = ("manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_28_x8
 CORE = ("diffusers", "transformers")
 CORE_DEPENDENCIES = ("tokenizers", "regex", "importlib_metadata")  # what transformers/diffusers check at import
 SERVED = ("nvidia-pytriton", "numpy", "tritonclient", "av", "python-rapidjson")
+# Where the pin differs from this project's requirement: the client of the embedded server's own release
+# (nvidia-pytriton 0.7.0 ships tritonserver 2.51). Later clients import ml_dtypes and need protobuf >= 6.33 when
+# imported, which a GPU image may lack (the wheels install with --no-deps); 2.51 ran on both GPU images so far.
+GPU_HOST_PINS = {"tritonclient": "tritonclient==2.51.0"}
 
 
 def pinned(package: str) -> str:
@@ -82,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args.folder.mkdir(parents=True, exist_ok=True)
     requirements = [pinned(p) for p in (*CORE, *CORE_DEPENDENCIES)]
     if args.served:
-        requirements += [pinned(p) for p in SERVED]
+        requirements += [GPU_HOST_PINS.get(p) or pinned(p) for p in SERVED]
     download(requirements, args.folder)
     project_wheel(args.folder)
     wheels = sorted(args.folder.glob("*.whl"))

@@ -124,3 +124,16 @@ def test_numpy_below_2_is_the_servers_requirement_not_the_clients(wheel):
     assert client and all(r.specifier.contains("2.5") for r in client)
     assert server and not any(r.specifier.contains("2.0") for r in server)
     assert not SpecifierSet(pinned("numpy").removeprefix("numpy")).contains("2.0")
+
+
+def test_the_gpu_hosts_client_pin_meets_this_projects_own_requirement():
+    """The wheelhouse carries the client of the embedded server's release rather than the newest one; raising the
+    project's minimum past it must move the pin too."""
+    from packaging.requirements import Requirement
+
+    from i2v.benchmarks.wheelhouse import GPU_HOST_PINS, SERVED, pinned
+
+    for package, pin in GPU_HOST_PINS.items():
+        assert package in SERVED
+        (version,) = (spec.version for spec in Requirement(pin).specifier)
+        assert Requirement(pinned(package)).specifier.contains(version), (pin, pinned(package))
