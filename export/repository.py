@@ -1,6 +1,6 @@
 """Write the Triton model repository: one model per part, the `i2vgen_xl` BLS model and its LoRA listing.
 
-The layout, file by file and per runtime, is model_repository/README.md. Each `1/model.py` is a two-line module
+The layout, file by file and per runtime, is model_repository/README.md. Each `1/model.py` is a short module
 importing the real model class from the installed `i2v.serving` package, so the Python backend runs the same,
 tested code that the package ships. The BLS is the same for every runtime: it calls the parts by name.
 """
@@ -210,9 +210,15 @@ def _copy_graph(source: Path, target: Path) -> None:
 
 
 def _shim(module: str, what: str) -> str:
+    """A model's model.py. The Python backend's stub puts its working directory first on sys.path, and the Triton
+    image's is /opt/i2v, the sources the package was installed from: their `i2v/` folder (the core only) would
+    hide the installed package, so the shim takes that entry out before importing it."""
     return (
         f'"""{what} (written by `i2v export`; the code is `{module}`)."""\n\n'
-        f"from {module} import TritonPythonModel  # noqa: F401\n"
+        "import sys\n\n"
+        "# the stub's working directory: sources there would hide the installed i2v package\n"
+        'sys.path[:] = [path for path in sys.path if path not in ("", ".")]\n\n'
+        f"from {module} import TritonPythonModel  # noqa: E402, F401\n"
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -137,3 +138,22 @@ def test_the_gpu_hosts_client_pin_meets_this_projects_own_requirement():
         assert package in SERVED
         (version,) = (spec.version for spec in Requirement(pin).specifier)
         assert Requirement(pinned(package)).specifier.contains(version), (pin, pinned(package))
+
+
+def test_the_models_import_the_installed_package_from_a_checkout_as_working_directory(
+    installed, model_repository, tmp_path
+):
+    """The Python backend's stub puts its working directory first on sys.path. The Triton image runs the server
+    in /opt/i2v, which holds the sources it was installed from, whose `i2v/` folder is only the core (the other
+    packages live in folders of their own): a server started there must still load every model."""
+    workdir = tmp_path / "opt-i2v"
+    for folder in ("i2v", "serving", "client"):  # as docker/triton.Dockerfile copies them into its WORKDIR
+        shutil.copytree(ROOT / folder, workdir / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    demo = run(
+        installed.parent / "i2v",  # the console script: its own folder, not the working directory, on sys.path
+        ["demo", "--model-repository", str(model_repository), "--steps", "10", "--num-frames", "8"]
+        + ["-o", str(tmp_path / "demo.mp4")],
+        workdir,
+    )
+    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-3000:]
+    assert json.loads((tmp_path / "demo.json").read_text())["frames"] == 8
