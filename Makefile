@@ -59,7 +59,7 @@ wheelhouse: $(VENV)/.installed
 STUB_SITE ?= /tmp/i2v-stub-site
 gpu-proof: export I2V_STUB_SITE = $(STUB_SITE)
 gpu-proof:
-	$(GPU_PYTHON) -m pip install -q --no-index --no-deps --upgrade $(filter-out $(WHEELHOUSE)/numpy-%,$(wildcard $(WHEELHOUSE)/*.whl))
+	$(GPU_PYTHON) -m pip install -q --no-index --no-deps --upgrade --force-reinstall $(filter-out $(WHEELHOUSE)/numpy-%,$(wildcard $(WHEELHOUSE)/*.whl))
 	@if ls $(WHEELHOUSE)/numpy-*.whl >/dev/null 2>&1; then \
 	  $(GPU_PYTHON) -m pip install -q --no-index --no-deps --upgrade --target $(STUB_SITE) $(WHEELHOUSE)/numpy-*.whl; fi
 	@# the server is only located (`import pytriton` itself wants gevent, which the launcher does not need)
