@@ -19,11 +19,13 @@ from pathlib import Path
 import pytest
 from ports import free_ports
 
-from i2v.client import GenerationRequest, I2VClient, ServerUnavailableError
+from i2v.client import GenerationRequest, I2VClient, ServerUnavailableError, UnauthorizedError
 from i2v.serving.processes import PROC, processes
+from i2v.video import decode_mp4
+
+ROOT = Path(__file__).resolve().parents[1]
 
 MODELS = ("text_encoder", "image_encoder", "vae_encoder", "unet", "vae_decoder", "i2vgen_xl", "i2vgen_xl_loras")
-STUB = "triton_python_backend_stub"
 
 
 class ServeProcess:
@@ -118,7 +120,7 @@ def served(model_repository, tmp_path_factory):
 class Background:
     """One video generated in a thread; `started` is set once its progress reached `at_step`."""
 
-    def __init__(self, url: str, request: GenerationRequest, at_step: int):
+    def __init__(self, url: str, request: GenerationRequest, at_step: int, api_key: str | None = None):
         self.outcome: dict = {}
         self.started = threading.Event()
 
@@ -127,7 +129,7 @@ class Background:
                 if step == at_step:
                     self.started.set()
 
-            with I2VClient(url) as client:
+            with I2VClient(url, api_key=api_key) as client:
                 try:
                     self.outcome["video"] = client.generate(request, on_progress=on_progress).video
                 except Exception as exc:  # noqa: BLE001 - the test inspects it
@@ -214,44 +216,68 @@ def test_sigterm_lets_the_video_in_flight_finish_then_exits_0(model_repository, 
     assert "new requests are refused" in server.process.stdout.read()
 
 
-def test_the_container_entrypoint_drains_before_stopping_nvidias_tritonserver(model_repository, tmp_path, photo_png):
-    """docker/triton-entrypoint.sh around a real tritonserver (the one the embedded launcher would run), as the
-    compose and Kubernetes Triton containers run it: SIGTERM mid-video, the video arrives, a new request is
-    refused retryably meanwhile, and the server exits 0."""
-    from i2v.serving.triton_install import find_tritonserver, prepare_backend_dir, server_env
-    from i2v.serving.triton_server import EmbeddedTritonServer
+def compose_triton_command(key: str, repository: Path, binary: Path) -> tuple[list[str], dict[str, str]]:
+    """docker-compose.yml's Triton service as the container runs it (entrypoint, then command), with the key
+    in place of `${I2V_API_KEY:?...}` and the container's paths mapped to this machine's; and its environment."""
+    import yaml
 
-    drain_file = tmp_path / "draining"
-    server = EmbeddedTritonServer(model_repository, env={"I2V_DRAIN_FILE": str(drain_file)})
+    service = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["triton"]
+    mapped = {"/opt/i2v/": f"{ROOT}/", "--model-repository=/models": f"--model-repository={repository}"}
+    command = []
+    for arg in [*service["entrypoint"], *service["command"]]:
+        arg = re.sub(r"\$\{I2V_API_KEY:\?[^}]*\}", key, arg)
+        for container, here in mapped.items():
+            arg = arg.replace(container, here)
+        command.append(str(binary) if arg == "tritonserver" else arg)
+    assert "${" not in " ".join(command), command
+    return command, {k: str(v) for k, v in service.get("environment", {}).items()}
+
+
+def test_composes_triton_command_serves_with_the_key_and_drains_before_stopping(model_repository, tmp_path, photo_png):
+    """docker-compose.yml's own Triton command line (the draining entrypoint around tritonserver, every argument
+    as written there) on a real tritonserver 2.51, the release of the image's NGC 24.10, started where the image
+    starts it (a folder holding the package's sources, like /opt/i2v): a video needs the key and arrives; then
+    SIGTERM mid-video: the video arrives, a new request is refused retryably meanwhile, and the server exits 0."""
+    from i2v.serving.triton_install import find_tritonserver, prepare_backend_dir, server_env
+
+    key = "compose-key-" + "k" * 20
     install = find_tritonserver()
     backends = prepare_backend_dir(install)
-    env = {**server_env(install), **server.env, "I2V_METRICS_URL": server.endpoints.metrics_url}
+    command, compose_env = compose_triton_command(key, model_repository, install.binary)
+    grpc, http, metrics = free_ports(3)  # the container's own ports, 8000-8002, may be taken on this machine
+    command += [f"--backend-directory={backends}", f"--grpc-port={grpc}", f"--http-port={http}"]
+    command += [f"--metrics-port={metrics}"]
+    drain_file = tmp_path / "draining"
+    env = {**server_env(install), **compose_env, "I2V_DRAIN_FILE": str(drain_file)}
+    env["I2V_METRICS_URL"] = f"http://127.0.0.1:{metrics}/metrics"
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `i2v drain` from this environment
-    entrypoint = Path(__file__).resolve().parents[1] / "docker" / "triton-entrypoint.sh"
+    workdir = tmp_path / "opt-i2v"
+    for folder in ("i2v", "serving", "docker"):
+        shutil.copytree(ROOT / folder, workdir / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    url = f"127.0.0.1:{grpc}"
     with open(tmp_path / "server.log", "wb") as log:
-        wrapper = subprocess.Popen(
-            [str(entrypoint), *server.command(install.binary, backends)], env=env, stdout=log, stderr=log
-        )
+        wrapper = subprocess.Popen(command, env=env, cwd=workdir, stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 120
         while True:
             try:
-                with I2VClient(server.endpoints.grpc_url) as client:
+                with I2VClient(url) as client:
                     client.wait_until_ready()
                 break
             except ServerUnavailableError:
                 assert time.monotonic() < deadline and wrapper.poll() is None, (tmp_path / "server.log").read_text()
                 time.sleep(0.3)
+        with I2VClient(url) as client, pytest.raises(UnauthorizedError):
+            client.generate(request(photo_png, 10))  # no key
+        with I2VClient(url, api_key=key) as client:
+            assert decode_mp4(client.generate(request(photo_png, 10)).video).frames.shape[0] == 8
 
-        video = Background(server.endpoints.grpc_url, request(photo_png, 60), at_step=2)
+        video = Background(url, request(photo_png, 60), at_step=2, api_key=key)
         wrapper.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 10
         while not drain_file.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        with (
-            I2VClient(server.endpoints.grpc_url) as client,
-            pytest.raises(ServerUnavailableError, match="shutting down"),
-        ):
+        with I2VClient(url, api_key=key) as client, pytest.raises(ServerUnavailableError, match="shutting down"):
             client.generate(request(photo_png, 10))
         outcome = video.join()
         assert wrapper.wait(timeout=120) == 0
