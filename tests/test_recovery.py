@@ -235,9 +235,10 @@ def compose_triton_command(key: str, repository: Path, binary: Path) -> tuple[li
 
 def test_composes_triton_command_serves_with_the_key_and_drains_before_stopping(model_repository, tmp_path, photo_png):
     """docker-compose.yml's own Triton command line (the draining entrypoint around tritonserver, every argument
-    as written there) on a real tritonserver 2.51, the release of the image's NGC 24.10, started where the image
-    starts it (a folder holding the package's sources, like /opt/i2v): a video needs the key and arrives; then
-    SIGTERM mid-video: the video arrives, a new request is refused retryably meanwhile, and the server exits 0."""
+    as written there) on a real tritonserver 2.51, the release of the image's NGC 24.10: a video needs the key and
+    arrives; then SIGTERM mid-video: the video arrives, a new request is refused retryably meanwhile, and the
+    server exits 0. (Started where the image starts it, among the package's sources: test_packaging.py, with the
+    installed wheel; this environment's editable install would not show that fault.)"""
     from i2v.serving.triton_install import find_tritonserver, prepare_backend_dir, server_env
 
     key = "compose-key-" + "k" * 20
@@ -251,12 +252,9 @@ def test_composes_triton_command_serves_with_the_key_and_drains_before_stopping(
     env = {**server_env(install), **compose_env, "I2V_DRAIN_FILE": str(drain_file)}
     env["I2V_METRICS_URL"] = f"http://127.0.0.1:{metrics}/metrics"
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `i2v drain` from this environment
-    workdir = tmp_path / "opt-i2v"
-    for folder in ("i2v", "serving", "docker"):
-        shutil.copytree(ROOT / folder, workdir / folder, ignore=shutil.ignore_patterns("__pycache__"))
     url = f"127.0.0.1:{grpc}"
     with open(tmp_path / "server.log", "wb") as log:
-        wrapper = subprocess.Popen(command, env=env, cwd=workdir, stdout=log, stderr=log)
+        wrapper = subprocess.Popen(command, env=env, stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 120
         while True:
