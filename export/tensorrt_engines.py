@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from i2v.export.memory_plan import EngineMemory
@@ -185,60 +186,67 @@ def compare_engine(
     name: str,
     module,
     plan_path: Path,
-    feeds: Sequence[tuple[int, dict]],
+    feeds: Sequence[tuple[int, dict[str, np.ndarray]]],
     *,
     tolerance: tuple[float, float] | None = None,
 ) -> list[EngineCheck]:
-    """Run the engine (at each feed's profile index) and the part's PyTorch module in fp32 on the GPU (the
-    module the ONNX graph was traced from, with PyTorch's memory-efficient attention: ONNX Runtime's fp32
-    attention does not fit at the large profiles) on the same feeds.
-
-    An output passes with only finite values and every element within `tolerance` = (atol, rtol) of the
-    reference (polygraphy's element-wise check: |engine - reference| <= atol, or <= rtol * |reference|)."""
+    """Run the engine (polygraphy's `TrtRunner`, at each feed's profile index) and the part's PyTorch module in
+    fp32 on the GPU (the module the ONNX graph was traced from, with PyTorch's memory-efficient attention: ONNX
+    Runtime's fp32 attention does not fit at the large profiles) on the same feeds, and check each pair
+    (`check_engine_outputs`). The module goes back to its device afterwards (it is the pipeline's own)."""
     require_tensorrt()
-    import numpy as np
     import torch
-    from polygraphy import comparator
-    from polygraphy.backend.pyt import PytRunner
     from polygraphy.backend.trt import TrtRunner, engine_from_bytes
-    from polygraphy.common import TensorMetadata
+    from polygraphy.comparator import Comparator
+
+    engine = engine_from_bytes(Path(plan_path).read_bytes())
+    home = next(module.parameters()).device
+    module.to("cuda", torch.float32)
+    try:
+        checks = []
+        for profile, feed in feeds:
+            runner = TrtRunner(engine, name=f"{name}-tensorrt", optimization_profile=profile)
+            results = Comparator.run([runner], data_loader=[feed])
+            checks.append(
+                check_engine_outputs(name, profile, results, reference_outputs(name, module, feed), tolerance)
+            )
+        return checks
+    finally:
+        module.to(home)
+
+
+def reference_outputs(name: str, module, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The part module's fp32 outputs for one feed, by output name (what the engine is held to). Not
+    polygraphy's `PytRunner`: in polygraphy 0.53 it calls a module with no inputs at activation and casts the
+    inputs to polygraphy's own dtype objects, which numpy refuses."""
+    import torch
+
+    from i2v.model.modules import run_part_module
+
+    outputs = run_part_module(module, [torch.from_numpy(np.ascontiguousarray(v)) for v in feed.values()], torch.float32)
+    return {key: o.cpu().numpy() for key, o in zip(SIZE_FREE_SPECS[name].output_names, outputs, strict=True)}
+
+
+def check_engine_outputs(
+    name: str,
+    profile: int,
+    results,
+    reference: Mapping[str, np.ndarray],
+    tolerance: tuple[float, float] | None = None,
+) -> EngineCheck:
+    """Hold an engine's run (`results`: polygraphy `RunResults` of one runner) to the reference outputs with
+    polygraphy's comparator: passed with only finite values and every element within `tolerance` = (atol, rtol)
+    of the reference (|engine - reference| <= atol, or <= rtol * |reference|); the part's fp16 tolerance by
+    default."""
+    from polygraphy import comparator
 
     atol, rtol = tolerance or SIZE_FREE_SPECS[name].fp16_tolerance
     # SimpleCompareFunc since polygraphy 0.53; CompareFunc.simple before (deprecated there, same arguments).
     simple = getattr(comparator, "SimpleCompareFunc", None) or comparator.CompareFunc.simple
     compare = simple(atol=atol, rtol=rtol, check_error_stat="elemwise")
-    engine = engine_from_bytes(Path(plan_path).read_bytes())
-    reference = _TupleOutputs(module.to("cuda", torch.float32).eval())
-    output_names = list(SIZE_FREE_SPECS[name].output_names)
-    checks = []
-    for profile, feed in feeds:
-        metadata = TensorMetadata()
-        for key, value in feed.items():
-            metadata.add(key, dtype=value.dtype, shape=value.shape)
-        runners = [
-            TrtRunner(engine, name=f"{name}-tensorrt", optimization_profile=profile),
-            PytRunner(reference, metadata, output_names, name=f"{name}-pytorch-fp32"),
-        ]
-        results = comparator.Comparator.run(
-            runners, data_loader=[{k: np.ascontiguousarray(v) for k, v in feed.items()}]
-        )
-        finite = bool(comparator.Comparator.validate(results, check_inf=True, check_nan=True))
-        close = bool(comparator.Comparator.compare_accuracy(results, compare_func=compare))
-        shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in feed.items())
-        detail = shapes if finite else f"NaN or infinity in the outputs; {shapes}"
-        checks.append(EngineCheck(name, profile, finite and close, detail))
-    return checks
-
-
-class _TupleOutputs:
-    """A part module whose outputs are always a tuple (polygraphy's PyTorch runner zips them with the names)."""
-
-    def __init__(self, module) -> None:
-        self.module = module
-
-    def eval(self):
-        return self
-
-    def __call__(self, *inputs):
-        outputs = self.module(*inputs)
-        return outputs if isinstance(outputs, tuple) else (outputs,)
+    results.add([dict(reference)], runner_name=f"{name}-pytorch-fp32")
+    finite = bool(comparator.Comparator.validate(results, check_inf=True, check_nan=True))
+    close = bool(comparator.Comparator.compare_accuracy(results, compare_func=compare))
+    shapes = ", ".join(f"{key} {list(value.shape)}" for key, value in reference.items())
+    detail = shapes if finite else f"NaN or infinity in the outputs; {shapes}"
+    return EngineCheck(name, profile, finite and close, detail)

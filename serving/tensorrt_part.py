@@ -27,6 +27,10 @@ class TensorRTPart:
         self.device = instance_device(args)
         if self.device.type != "cuda":
             raise RuntimeError(f"{name}: a TensorRT engine runs on a GPU instance (instance_group kind KIND_GPU)")
+        import torch
+
+        # TensorRT and polygraphy work on the current device, not on a named one: make it this instance's GPU
+        torch.cuda.set_device(self.device)
         self.engine = engine_from_bytes(bytes_from_path(str(version / "model.plan")))
         # "profile": each profile's activation memory when first used, not the largest one's up front
         self.runner = TrtRunner(self.engine, allocation_strategy="profile")
@@ -47,6 +51,8 @@ class TensorRTPart:
         if self.refits is not None:
             self.refits.select(lora)
         feeds = {t.name(): to_torch(t, self.device).contiguous() for t in inputs}
+        # polygraphy runs the engine on a stream of its own: the inputs' copies queued on torch's finish first
+        torch.cuda.current_stream(self.device).synchronize()
         profile = self.profile_for({name: tuple(value.shape) for name, value in feeds.items()})
         if profile != self.profile:
             self.runner.set_profile(profile)

@@ -121,6 +121,40 @@ def test_tensorrt_repository_needs_engines_and_a_shape_table_covering_the_defaul
         )
 
 
+def test_the_engine_check_holds_an_engines_outputs_to_the_fp32_part_with_polygraphys_comparator(tiny_pipeline):
+    """What the export's engine check does once TensorRT has run, on the real polygraphy: the tiny UNet's fp32
+    outputs are the reference, and an engine run that returns them within the fp16 tolerance passes; one element
+    off by more, or one NaN, fails."""
+    import numpy as np
+    from polygraphy.comparator import RunResults
+
+    from i2v.export.sample_inputs import part_inputs
+    from i2v.export.tensorrt_engines import check_engine_outputs, reference_outputs
+    from i2v.model.modules import part_module
+    from i2v.model.parts import SIZE_FREE_SPECS
+
+    feed = part_inputs(tiny_pipeline, "unet", batch=2, height=64, width=64, frames=8)
+    reference = reference_outputs("unet", part_module(tiny_pipeline, "unet"), feed)
+    ((output, expected),) = reference.items()
+    assert output == SIZE_FREE_SPECS["unet"].output_names[0] and expected.shape == feed["sample"].shape
+    atol, rtol = SIZE_FREE_SPECS["unet"].fp16_tolerance
+
+    def engine_run(value: np.ndarray):
+        results = RunResults()
+        results.add([{output: value}], runner_name="unet-tensorrt")
+        return check_engine_outputs("unet", 1, results, reference)
+
+    within = engine_run(expected + 0.9 * atol)
+    assert within.passed and within.profile == 1 and str(list(expected.shape)) in within.detail
+    beyond = expected.copy()
+    beyond.flat[7] += 1.5 * (atol + rtol * abs(beyond.flat[7]))
+    assert not engine_run(beyond).passed
+    with_nan = expected.copy()
+    with_nan.flat[0] = np.nan
+    failed = engine_run(with_nan)
+    assert not failed.passed and "NaN or infinity" in failed.detail
+
+
 @pytest.mark.tensorrt
 @pytest.mark.gpu
 @needs_engines
