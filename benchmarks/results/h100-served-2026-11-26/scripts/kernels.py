@@ -51,7 +51,21 @@ def environment():
         "memory_gb": [torch.cuda.memory_allocated() / 2**30, torch.cuda.mem_get_info()[0] / 2**30]
         if torch.cuda.is_available() else None,
     }
-    return {"libraries": libraries, "variables": variables, "flags": flags}
+    return {"libraries": libraries, "variables": variables, "flags": flags, "gpu": gpu_state()}
+
+
+def gpu_state():
+    # clocks, temperature, power and throttle reasons right after the measurement: a slower side on a hotter
+    # or throttled GPU is not a slower process
+    import subprocess
+
+    fields = "clocks.sm,clocks.mem,temperature.gpu,power.draw,pstate,clocks_throttle_reasons.active"
+    try:
+        return subprocess.run(["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=20).stdout.strip()
+    except Exception as exc:
+        return repr(exc)
+
 
 def synchronize():
     if torch.cuda.is_available():
