@@ -32,5 +32,5 @@ tarred numpy > .gpu2/stub-numpy.tar.xz
 for name in diffusers transformers tokenizers regex importlib_metadata python_rapidjson i2v_serving; do
   cp "$WHEELS/$name"-*.whl .gpu2/
 done
-cp "$HERE/run-probe.sh" "$HERE/probe.py" "$HERE/kernels.py" .gpu3/
+cp "$HERE/run-probe.sh" "$HERE/run-tests.sh" "$HERE/probe.py" "$HERE/kernels.py" .gpu3/
 du -sh .gpu1 .gpu2 .gpu3
