@@ -26,6 +26,26 @@ def tiny_pipeline(tiny_dir):
     return load_pipeline(str(tiny_dir))
 
 
+@pytest.fixture(autouse=True)
+def _tiny_pipeline_left_as_built(request):
+    """The session's tiny pipeline is shared by every test: one that moves its modules (to a GPU, to fp16) would
+    change what every later test runs, and only on the hosts where it moves them. Such a test fails here."""
+    yield
+    if "tiny_pipeline" not in request.fixturenames:
+        return
+    import torch
+
+    pipe = request.getfixturevalue("tiny_pipeline")
+    moved = {
+        name: f"{parameter.device} {parameter.dtype}"
+        for name, component in pipe.components.items()
+        if isinstance(component, torch.nn.Module)
+        for parameter in list(component.parameters())[:1]
+        if parameter.device.type != "cpu" or parameter.dtype != torch.float32
+    }
+    assert not moved, f"the test moved the session's tiny pipeline ({moved}): give it a copy.deepcopy"
+
+
 @pytest.fixture(scope="session")
 def onnx_paths(tiny_pipeline, tmp_path_factory) -> dict[str, Path]:
     from i2v.export.onnx_export import export_all

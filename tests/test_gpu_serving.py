@@ -5,6 +5,7 @@ on a CPU-only host instead: a GPU repository there is refused, never served on t
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def test_served_gpu_torch_runtime_gives_the_in_process_video(gpu_triton, tiny_pi
     device = torch.device("cuda")
     generator = VideoGenerator(
         gpu_triton.model_repository / "i2vgen_xl" / "1" / "pipeline",
-        TorchParts(tiny_pipeline, device, torch.float16),
+        TorchParts(copy.deepcopy(tiny_pipeline), device, torch.float16),  # it moves the modules it is given
         device,
     )
     expected = generator(photo, GenerationParams(prompt=PROMPT, **params)).frames

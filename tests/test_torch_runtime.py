@@ -6,6 +6,7 @@ host the same runner serves fp16 with SDPA (the `gpu` test below).
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -136,7 +137,7 @@ def test_cuda_graphs_replay_the_eager_unet_at_each_shape(tiny_pipeline, capacity
     from i2v.export.sample_inputs import part_inputs
     from i2v.model.modules import CudaGraphs, part_module, run_part_module
 
-    eager = part_module(tiny_pipeline, "unet").to("cuda", torch.float16)
+    eager = copy.deepcopy(part_module(tiny_pipeline, "unet")).to("cuda", torch.float16)
     graphed = CudaGraphs(eager, capacity=capacity)
     sizes = [(64, 64, 8), (64, 96, 16), (64, 64, 8), (64, 96, 16), (64, 64, 8)]
     kept = []
@@ -149,8 +150,8 @@ def test_cuda_graphs_replay_the_eager_unet_at_each_shape(tiny_pipeline, capacity
         torch.testing.assert_close(got, expected, atol=2e-3, rtol=2e-3)
         kept.append((got, got.clone()))
     assert len(graphed.graphs) == min(2, capacity)
-    for got, copy in kept:
-        assert torch.equal(got, copy), "a later replay overwrote an earlier call's output"
+    for got, snapshot in kept:
+        assert torch.equal(got, snapshot), "a later replay overwrote an earlier call's output"
 
 
 def test_compiled_unet_repository_compiles_at_load_with_a_warmup_at_the_default_shapes(tiny_pipeline, tmp_path):
