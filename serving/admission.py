@@ -17,9 +17,14 @@ the term that dominates each runtime, calibrated by measurement:
   chunk (an estimate, not yet measured on its own);
 
 plus 10% for what else is alive. The available memory is what the machine has free now (the CPU's
-MemAvailable, bounded by the container's cgroup limit; the GPU's free memory), or `I2V_MEMORY_BUDGET_BYTES`
-where an operator states it. TensorRT engines are not checked here: their execution contexts were allocated
-for the largest profile when the model loaded (`i2v.export.memory_plan`).
+MemAvailable, bounded by the memory limits of the server's cgroup and its parents, v1 or v2, as a container's
+or a Kubernetes pod's are; the GPU's free memory) plus what the parts hold from earlier requests, or
+`I2V_MEMORY_BUDGET_BYTES` where an operator states it. The parts' allocators keep what a request took (ONNX
+Runtime's arena, PyTorch's caching allocator) and use it again for the next: a 512x512x8 request left the tiny
+model's parts 5.4 GB larger, so against free memory alone the same request was refused the second time. What
+they hold is counted as the largest estimate admitted since the last allocation failure (after one they give
+memory back). TensorRT engines are not checked here: their execution contexts were allocated for the largest
+profile when the model loaded (`i2v.export.memory_plan`).
 """
 
 from __future__ import annotations
@@ -66,33 +71,69 @@ def available_bytes(device) -> int:
         import torch
 
         return torch.cuda.mem_get_info(device)[0]
-    return _cpu_available()
+    return cpu_available_bytes()
 
 
-def _cpu_available() -> int:
+def cpu_available_bytes() -> int:
+    """MemAvailable, bounded by what the memory limits of this process's cgroups leave."""
     free = next(
         int(line.split()[1]) * 1024
         for line in Path("/proc/meminfo").read_text().splitlines()
         if line.startswith("MemAvailable:")
     )
-    try:  # a container's own limit (cgroup v2)
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
-        if limit != "max":
-            free = min(free, int(limit) - used)
-    except (OSError, ValueError):
-        pass
-    return free
+    return min([free, *_cgroup_room()])
 
 
-def check_memory(info: ModelInfo, params: GenerationParams, device) -> None:
-    """Raise `TooLargeError` naming what the request needs, what is free, and the largest request that fits."""
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+# (the hierarchy's mount, its limit file, its usage file)
+CGROUP_V2 = (CGROUP_ROOT, "memory.max", "memory.current")
+CGROUP_V1 = (CGROUP_ROOT / "memory", "memory.limit_in_bytes", "memory.usage_in_bytes")
+NO_LIMIT_V1 = 2**62  # v1 writes "no limit" as the largest page-aligned 63-bit number
+
+
+def _cgroup_room() -> list[int]:
+    """limit - usage of every memory cgroup of this process with a limit: its own and each parent's (a pod's
+    limit sits on the parent of its containers'), in cgroup v2 or the v1 memory hierarchy."""
+    rooms = []
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return rooms
+    for line in lines:
+        hierarchy, controllers, path = line.split(":", 2)
+        if hierarchy == "0" and not controllers:
+            mount, limit_file, usage_file = CGROUP_V2
+        elif "memory" in controllers.split(","):
+            mount, limit_file, usage_file = CGROUP_V1
+        else:
+            continue
+        folder = mount / path.lstrip("/")
+        if not folder.is_dir():  # a cgroup namespace's path beside the host's mount: the mount is ours
+            folder = mount
+        for cgroup in (folder, *folder.parents):
+            try:
+                limit = (cgroup / limit_file).read_text().strip()
+                usage = int((cgroup / usage_file).read_text())
+            except (OSError, ValueError):
+                pass
+            else:
+                if limit != "max" and int(limit) < NO_LIMIT_V1:
+                    rooms.append(max(int(limit) - usage, 0))
+            if cgroup == mount:
+                break
+    return rooms
+
+
+def check_memory(info: ModelInfo, params: GenerationParams, device, held: int = 0) -> int:
+    """Raise `TooLargeError` naming what the request needs, what is free, and the largest request that fits;
+    `held`: what the parts keep from earlier requests and can use for this one (not counted against a stated
+    budget). Returns the estimate (0 where the model gives no sizes)."""
     needed = request_bytes(info, params, gpu=device.type == "cuda")
     if not needed:
-        return
-    free = available_bytes(device)
+        return 0
+    free = available_bytes(device) + (0 if os.environ.get(BUDGET_ENV) else held)
     if needed <= free:
-        return
+        return needed
     where = "GPU" if device.type == "cuda" else "memory"
     raise TooLargeError(
         f"{params.height}x{params.width} with {params.num_frames} frames is too large for this server: it needs "

@@ -77,6 +77,9 @@ class TritonPythonModel:
         self.repository = Path(args["model_repository"]).parent
         self.lora_folder = lora_dir(self.repository)  # the registry, read per request
         self.part_parameters: dict[str, dict[str, str]] = {}  # this request's parameters for a part (its LoRA)
+        # What the parts' allocators keep from the requests admitted so far, for the next one
+        # (`i2v.serving.admission`): the largest estimate admitted since the last allocation failure
+        self.parts_hold_bytes = 0
 
     def execute(self, requests):
         for request in requests:
@@ -102,6 +105,8 @@ class TritonPythonModel:
             outcome = "ok"
         except Exception as exc:  # every failure is answered; the server keeps serving
             final, outcome, record["error"] = failure(exc, request.request_id() or "without id")
+            if outcome == "out_of_memory":  # the part that failed gave its memory back
+                self.parts_hold_bytes = 0
         self.metrics.finish(outcome)
         line = self.request_log.record(request.request_id(), outcome, **record)
         log = pb_utils.Logger.log_error if outcome == "internal" else pb_utils.Logger.log_info
@@ -123,7 +128,8 @@ class TritonPythonModel:
         if params.encoding == "base64":
             image_bytes = image_from_base64(image_bytes)
         image = decode_image(image_bytes)
-        check_memory(self.generator.info, params, self.device)  # refused before any part runs
+        needed = check_memory(self.generator.info, params, self.device, self.parts_hold_bytes)  # before any part
+        self.parts_hold_bytes = max(self.parts_hold_bytes, needed)
 
         def on_step(step: int, total: int) -> None:
             progress = pb_utils.Tensor("progress", np.array([step, total], dtype=np.int32))

@@ -1,12 +1,16 @@
 """Requests too big for the server's memory are refused before any part runs, naming what fits; an allocation
 that fails anyway is its own error kind, and the server serves the next request. The real server, the tiny
-model on ONNX Runtime, budgets set small (or out of the way) through I2V_MEMORY_BUDGET_BYTES."""
+model on ONNX Runtime, budgets set small (or out of the way) through I2V_MEMORY_BUDGET_BYTES, or a real memory
+cgroup's limit, as a container's."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from triton_metrics import part_calls
@@ -82,3 +86,88 @@ def test_an_allocation_failure_is_out_of_memory_and_the_next_request_is_served(u
         timeout=300,
     )
     assert run.returncode == 6 and "out of memory" in run.stderr
+
+
+class MemoryCgroup:
+    """A child of this process's memory cgroup (v1 or v2) that processes can be started in, its limit set at
+    will: what a container's or a pod's memory limit is to the server."""
+
+    def __init__(self) -> None:
+        from i2v.serving.admission import CGROUP_V1, CGROUP_V2
+
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        entries = [line.split(":", 2) for line in lines]
+        v1 = next((path for _, controllers, path in entries if "memory" in controllers.split(",")), None)
+        if v1 is not None:
+            mount, self.limit_file, self.usage_file = CGROUP_V1
+            path = v1
+        else:
+            mount, self.limit_file, self.usage_file = CGROUP_V2
+            path = next((path for number, controllers, path in entries if number == "0" and not controllers), "/")
+        self.parent = mount / path.lstrip("/")
+        self.folder = self.parent / f"i2v-test-{os.getpid()}"
+        try:
+            self.folder.mkdir()
+            if v1 is None:  # cgroup v2: the memory controller must be delegated to the child
+                (self.parent / "cgroup.subtree_control").write_text("+memory")
+            self.set_limit(None)
+        except OSError as exc:
+            self.remove()
+            pytest.skip(f"cannot make a memory cgroup under {self.parent} here ({exc}): needs root and cgroups")
+
+    def set_limit(self, limit: int | None) -> None:
+        """`limit` bytes, or none (v2 writes it "max", v1 -1)."""
+        unlimited = "max" if self.limit_file == "memory.max" else "-1"
+        (self.folder / self.limit_file).write_text(unlimited if limit is None else str(int(limit)))
+
+    def usage(self) -> int:
+        return int((self.folder / self.usage_file).read_text())
+
+    @contextlib.contextmanager
+    def started_inside(self):
+        """What this process starts meanwhile runs in the cgroup (and stays there); this process comes back."""
+        (self.folder / "cgroup.procs").write_text(str(os.getpid()))
+        try:
+            yield
+        finally:
+            (self.parent / "cgroup.procs").write_text(str(os.getpid()))
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.folder.rmdir()
+
+
+def test_the_memory_the_parts_keep_from_a_request_counts_for_the_next_one(model_repository, photo_png, tmp_path):
+    """A server in a memory cgroup with a limit (no budget stated). After one 512x512x8 video its parts keep
+    what they allocated (ONNX Runtime's arena); with the limit then set just above what the cgroup uses, the same
+    request is served again from that memory, while a larger one (12 frames) is refused, naming a free memory
+    made of the little the limit leaves plus what the parts hold: the cgroup's, not the machine's."""
+    from i2v.model.info import ModelInfo
+    from i2v.params import GenerationParams
+    from i2v.serving.admission import GB, cpu_available_bytes, request_bytes
+
+    cgroup = MemoryCgroup()
+    info = ModelInfo.load(model_repository / "i2vgen_xl" / "1" / "pipeline")
+    same, larger = (dict(height=512, width=512, num_frames=frames) for frames in (8, 12))
+    estimate = request_bytes(info, GenerationParams(prompt="waves", **same), gpu=False)
+    try:
+        with cgroup.started_inside():
+            cgroup.set_limit(cgroup.usage() + 2 * GB)  # what the admission reads there, in this process
+            assert abs(cpu_available_bytes() - 2 * GB) < 0.2 * GB, cpu_available_bytes() / GB
+            cgroup.set_limit(None)
+            server = EmbeddedTritonServer(model_repository, log_file=tmp_path / "server.log")
+            server.start()
+        try:
+            with I2VClient(server.endpoints.grpc_url) as client:
+                assert client.generate(small(photo_png, **same)).video
+                room = GB  # what the limit leaves: less than the estimate, enough for the parts to grow a little
+                cgroup.set_limit(cgroup.usage() + room)
+                with pytest.raises(InvalidInputError, match="512x512 with 12 frames is too large") as refused:
+                    client.generate(small(photo_png, **larger))
+                free = float(re.search(r"and ([0-9.]+) GB of memory is free", str(refused.value)).group(1))
+                assert abs(free * GB - (room + estimate)) < 0.3 * GB, (free, room, estimate)
+                assert client.generate(small(photo_png, **same)).video
+        finally:
+            server.stop()
+    finally:
+        cgroup.remove()
