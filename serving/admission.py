@@ -92,8 +92,8 @@ NO_LIMIT_V1 = 2**62  # v1 writes "no limit" as the largest page-aligned 63-bit n
 
 
 def _cgroup_room() -> list[int]:
-    """limit - usage of every memory cgroup of this process with a limit: its own and each parent's (a pod's
-    limit sits on the parent of its containers'), in cgroup v2 or the v1 memory hierarchy."""
+    """limit - working set of every memory cgroup of this process with a limit: its own and each parent's (a
+    pod's limit sits on the parent of its containers'), in cgroup v2 or the v1 memory hierarchy."""
     rooms = []
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
@@ -113,7 +113,7 @@ def _cgroup_room() -> list[int]:
         for cgroup in (folder, *folder.parents):
             try:
                 limit = (cgroup / limit_file).read_text().strip()
-                usage = int((cgroup / usage_file).read_text())
+                usage = int((cgroup / usage_file).read_text()) - _inactive_file(cgroup)
             except (OSError, ValueError):
                 pass
             else:
@@ -122,6 +122,14 @@ def _cgroup_room() -> list[int]:
             if cgroup == mount:
                 break
     return rooms
+
+
+def _inactive_file(cgroup: Path) -> int:
+    """The cgroup's page cache the kernel gives back first (the weights files read at load, for one): a
+    cgroup's usage counts it, its working set does not (as the kubelet counts it). v1 names it
+    total_inactive_file (with the children's), v2 inactive_file."""
+    stat = dict(line.split() for line in (cgroup / "memory.stat").read_text().splitlines() if line.count(" ") == 1)
+    return int(stat.get("total_inactive_file", stat.get("inactive_file", 0)))
 
 
 def check_memory(info: ModelInfo, params: GenerationParams, device, held: int = 0) -> int:
