@@ -20,11 +20,13 @@ plus 10% for what else is alive. The available memory is what the machine has fr
 MemAvailable, bounded by the memory limits of the server's cgroup and its parents, v1 or v2, as a container's
 or a Kubernetes pod's are; the GPU's free memory) plus what the parts hold from earlier requests, or
 `I2V_MEMORY_BUDGET_BYTES` where an operator states it. The parts' allocators keep what a request took (ONNX
-Runtime's arena, PyTorch's caching allocator) and use it again for the next: a 512x512x8 request left the tiny
-model's parts 5.4 GB larger, so against free memory alone the same request was refused the second time. What
-they hold is counted as the largest estimate admitted since the last allocation failure (after one they give
-memory back). TensorRT engines are not checked here: their execution contexts were allocated for the largest
-profile when the model loaded (`i2v.export.memory_plan`).
+Runtime's arena, PyTorch's caching allocator on a GPU) and use it again for the next: a 512x512x8 request
+left the tiny model's parts 5.4 GB larger, so against free memory alone a request needing more than what was
+left after it, the same one included, was refused from then on. What they hold is counted as the largest
+estimate admitted since the last allocation failure (after one they give memory back); not for PyTorch on a
+CPU, whose allocator returns large blocks to the system when freed. TensorRT engines are not checked here:
+their execution contexts were allocated for the largest profile when the model loaded
+(`i2v.export.memory_plan`).
 """
 
 from __future__ import annotations
@@ -135,11 +137,13 @@ def _inactive_file(cgroup: Path) -> int:
 def check_memory(info: ModelInfo, params: GenerationParams, device, held: int = 0) -> int:
     """Raise `TooLargeError` naming what the request needs, what is free, and the largest request that fits;
     `held`: what the parts keep from earlier requests and can use for this one (not counted against a stated
-    budget). Returns the estimate (0 where the model gives no sizes)."""
+    budget, nor where the parts' allocator gives memory back: PyTorch's on a CPU returns each large block when
+    it is freed). Returns the estimate (0 where the model gives no sizes)."""
     needed = request_bytes(info, params, gpu=device.type == "cuda")
     if not needed:
         return 0
-    free = available_bytes(device) + (0 if os.environ.get(BUDGET_ENV) else held)
+    keeps = device.type == "cuda" or info.runtime == "onnxruntime"  # PyTorch on a CPU gives big blocks back
+    free = available_bytes(device) + (held if keeps and not os.environ.get(BUDGET_ENV) else 0)
     if needed <= free:
         return needed
     where = "GPU" if device.type == "cuda" else "memory"
