@@ -193,14 +193,15 @@ def compare_engine(
     """Run the engine (polygraphy's `TrtRunner`, at each feed's profile index) and the part's PyTorch module in
     fp32 on the GPU (the module the ONNX graph was traced from, with PyTorch's memory-efficient attention: ONNX
     Runtime's fp32 attention does not fit at the large profiles) on the same feeds, and check each pair
-    (`check_engine_outputs`). The module goes back to its device afterwards (it is the pipeline's own)."""
+    (`check_engine_outputs`). The module goes back to its device and dtype afterwards (it is the pipeline's own)."""
     require_tensorrt()
     import torch
     from polygraphy.backend.trt import TrtRunner, engine_from_bytes
     from polygraphy.comparator import Comparator
 
     engine = engine_from_bytes(Path(plan_path).read_bytes())
-    home = next(module.parameters()).device
+    weight = next(module.parameters())
+    home = (weight.device, weight.dtype)
     module.to("cuda", torch.float32)
     try:
         checks = []
@@ -212,7 +213,7 @@ def compare_engine(
             )
         return checks
     finally:
-        module.to(home)
+        module.to(*home)
 
 
 def reference_outputs(name: str, module, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
