@@ -129,7 +129,6 @@ class TritonPythonModel:
             image_bytes = image_from_base64(image_bytes)
         image = decode_image(image_bytes)
         needed = check_memory(self.generator.info, params, self.device, self.parts_hold_bytes)  # before any part
-        self.parts_hold_bytes = max(self.parts_hold_bytes, needed)
 
         def on_step(step: int, total: int) -> None:
             progress = pb_utils.Tensor("progress", np.array([step, total], dtype=np.int32))
@@ -142,6 +141,7 @@ class TritonPythonModel:
             video = self.generator(image, params, on_step=on_step, is_cancelled=request.is_cancelled)
         finally:
             self.part_parameters = {}
+            self.parts_hold_bytes = max(self.parts_hold_bytes, needed)  # the parts ran: they may keep that much
         encode_start = time.perf_counter()
         mp4 = encode_mp4(video.frames, fps=params.fps)
         timings = {**video.timings, "mp4_encode": time.perf_counter() - encode_start}
