@@ -65,15 +65,16 @@ def request_bytes(info: ModelInfo, params: GenerationParams, *, gpu: bool) -> in
     return int(HEADROOM * max(step, decode))
 
 
-def available_bytes(device) -> int:
-    """What this server may use now: the stated budget, else the device's free memory."""
+def available_bytes(device, held: int = 0) -> int:
+    """What this server may use now: the stated budget, else the device's free memory plus `held`, what the
+    parts keep from earlier requests and use again."""
     if os.environ.get(BUDGET_ENV):
         return int(float(os.environ[BUDGET_ENV]))
     if device.type == "cuda":
         import torch
 
-        return torch.cuda.mem_get_info(device)[0]
-    return cpu_available_bytes()
+        return torch.cuda.mem_get_info(device)[0] + held
+    return cpu_available_bytes() + held
 
 
 def cpu_available_bytes() -> int:
@@ -93,29 +94,38 @@ CGROUP_V1 = (CGROUP_ROOT / "memory", "memory.limit_in_bytes", "memory.usage_in_b
 NO_LIMIT_V1 = 2**62  # v1 writes "no limit" as the largest page-aligned 63-bit number
 
 
+def memory_cgroups() -> list[tuple[Path, tuple[Path, str, str]]]:
+    """This process's cgroup folder in each hierarchy that can hold a memory limit (the v1 memory hierarchy's
+    first, as /proc/self/cgroup lists them, then v2's), each with its hierarchy (`CGROUP_V1` / `CGROUP_V2`)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        number, controllers, path = line.split(":", 2)
+        if number == "0" and not controllers:
+            hierarchy = CGROUP_V2
+        elif "memory" in controllers.split(","):
+            hierarchy = CGROUP_V1
+        else:
+            continue
+        folder = hierarchy[0] / path.lstrip("/")
+        if not folder.is_dir():  # a cgroup namespace's path beside the host's mount: the mount is ours
+            folder = hierarchy[0]
+        found.append((folder, hierarchy))
+    return found
+
+
 def _cgroup_room() -> list[int]:
     """limit - working set of every memory cgroup of this process with a limit: its own and each parent's (a
     pod's limit sits on the parent of its containers'), in cgroup v2 or the v1 memory hierarchy."""
     rooms = []
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return rooms
-    for line in lines:
-        hierarchy, controllers, path = line.split(":", 2)
-        if hierarchy == "0" and not controllers:
-            mount, limit_file, usage_file = CGROUP_V2
-        elif "memory" in controllers.split(","):
-            mount, limit_file, usage_file = CGROUP_V1
-        else:
-            continue
-        folder = mount / path.lstrip("/")
-        if not folder.is_dir():  # a cgroup namespace's path beside the host's mount: the mount is ours
-            folder = mount
+    for folder, (mount, limit_file, usage_file) in memory_cgroups():
         for cgroup in (folder, *folder.parents):
             try:
                 limit = (cgroup / limit_file).read_text().strip()
-                usage = int((cgroup / usage_file).read_text()) - _inactive_file(cgroup)
+                usage = int((cgroup / usage_file).read_text()) - inactive_file_bytes(cgroup)
             except (OSError, ValueError):
                 pass
             else:
@@ -126,7 +136,7 @@ def _cgroup_room() -> list[int]:
     return rooms
 
 
-def _inactive_file(cgroup: Path) -> int:
+def inactive_file_bytes(cgroup: Path) -> int:
     """The cgroup's page cache the kernel gives back first (the weights files read at load, for one): a
     cgroup's usage counts it, its working set does not (as the kubelet counts it). v1 names it
     total_inactive_file (with the children's), v2 inactive_file."""
@@ -143,7 +153,7 @@ def check_memory(info: ModelInfo, params: GenerationParams, device, held: int = 
     if not needed:
         return 0
     keeps = device.type == "cuda" or info.runtime == "onnxruntime"  # PyTorch on a CPU gives big blocks back
-    free = available_bytes(device) + (held if keeps and not os.environ.get(BUDGET_ENV) else 0)
+    free = available_bytes(device, held if keeps else 0)
     if needed <= free:
         return needed
     where = "GPU" if device.type == "cuda" else "memory"

@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from triton_metrics import part_calls
@@ -93,22 +92,18 @@ class MemoryCgroup:
     will: what a container's or a pod's memory limit is to the server."""
 
     def __init__(self) -> None:
-        from i2v.serving.admission import CGROUP_V1, CGROUP_V2
+        from i2v.serving.admission import CGROUP_V1, memory_cgroups
 
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-        entries = [line.split(":", 2) for line in lines]
-        v1 = next((path for _, controllers, path in entries if "memory" in controllers.split(",")), None)
-        if v1 is not None:
-            mount, self.limit_file, self.usage_file = CGROUP_V1
-            path = v1
-        else:
-            mount, self.limit_file, self.usage_file = CGROUP_V2
-            path = next((path for number, controllers, path in entries if number == "0" and not controllers), "/")
-        self.parent = mount / path.lstrip("/")
+        found = memory_cgroups()
+        if not found:
+            pytest.skip("no memory cgroup hierarchy in /proc/self/cgroup here")
+        self.parent, hierarchy = found[0]
+        _, self.limit_file, self.usage_file = hierarchy
+        v1 = hierarchy == CGROUP_V1
         self.folder = self.parent / f"i2v-test-{os.getpid()}"
         try:
             self.folder.mkdir()
-            if v1 is None:  # cgroup v2: the memory controller must be delegated to the child
+            if not v1:  # cgroup v2: the memory controller must be delegated to the child
                 (self.parent / "cgroup.subtree_control").write_text("+memory")
             self.set_limit(None)
         except OSError as exc:
@@ -125,8 +120,9 @@ class MemoryCgroup:
 
     def inactive_file(self) -> int:
         """Page cache the kernel gives back first: the admission does not count it as used."""
-        stat = dict(line.split() for line in (self.folder / "memory.stat").read_text().splitlines())
-        return int(stat.get("total_inactive_file", stat.get("inactive_file", 0)))
+        from i2v.serving.admission import inactive_file_bytes
+
+        return inactive_file_bytes(self.folder)
 
     @contextlib.contextmanager
     def started_inside(self):
