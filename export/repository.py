@@ -37,7 +37,12 @@ PART_ARTIFACTS = {
 
 
 def model_info_for(
-    pipe, source: str, *, runtime: str = "onnxruntime", supported_shapes: SupportedShapes | None = None
+    pipe,
+    source: str,
+    *,
+    runtime: str = "onnxruntime",
+    supported_shapes: SupportedShapes | None = None,
+    torch_compile: str = "none",
 ) -> ModelInfo:
     """What the server needs to know of this model; `source` is recorded as a name (`model_id`), never a path."""
     defaults = model_defaults(serving_defaults(source))
@@ -53,6 +58,7 @@ def model_info_for(
         text_len=pipe.tokenizer.model_max_length,
         defaults=defaults,
         runtime=runtime,
+        torch_compile=torch_compile if runtime == "torch" else "none",
         supported_shapes=supported_shapes,
         cuda_memory_pool_bytes=pool,
         unet_channels=pipe.unet.config.block_out_channels[0],
@@ -109,7 +115,7 @@ def write_model_repository(
     instance_kind = instance_kind or ("KIND_GPU" if runtime == "tensorrt" else "KIND_CPU")
     repository = Path(repository)
     specs = specs_for_pipeline(pipe)
-    info = model_info_for(pipe, source, runtime=runtime, supported_shapes=supported_shapes)
+    info = model_info_for(pipe, source, runtime=runtime, supported_shapes=supported_shapes, torch_compile=torch_compile)
     for name, spec in specs.items():
         version = repository / name / "1"
         version.mkdir(parents=True, exist_ok=True)
@@ -133,7 +139,7 @@ def write_model_repository(
                 shutil.rmtree(version / WEIGHTS_DIR, ignore_errors=True)
                 save_part_weights(pipe, name, version / WEIGHTS_DIR)
             (version / "model.py").write_text(_shim("i2v.serving.part_runner", f"{runtime} runner for {name}"))
-            compile_mode = torch_compile if runtime == "torch" and spec.compiled else "none"
+            compile_mode = info.torch_compile if spec.compiled else "none"
             config = part_config(spec, runtime, instance_kind, torch_dtype, compile_mode, default_request_dims(info))
         (repository / name / "config.pbtxt").write_text(config)
         if name == "unet" and (runtime != "tensorrt" or lora_engine):

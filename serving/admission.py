@@ -23,7 +23,8 @@ or a Kubernetes pod's are; the GPU's free memory) plus what the parts hold from 
 Runtime's arena, PyTorch's caching allocator on a GPU) and use it again for the next: a 512x512x8 request
 left the tiny model's parts 5.4 GB larger, so against free memory alone a request needing more than what was
 left after it, the same one included, was refused from then on. What they hold is counted as the largest
-estimate admitted since the last allocation failure (after one they give memory back); not for PyTorch on a
+estimate admitted since the last allocation failure (after one they give memory back), and from the start
+what a compiled UNet took for its warm-up request while it loaded (`held_from_load`); not for PyTorch on a
 CPU, whose allocator returns large blocks to the system when freed. TensorRT engines are not checked here:
 their execution contexts were allocated for the largest profile when the model loaded
 (`i2v.export.memory_plan`).
@@ -45,6 +46,8 @@ FEATURE_MAPS = 32  # first-level feature maps alive in a UNet step (measured abo
 VAE_FEATURE_MAPS = 8  # full-resolution feature maps alive per decoded frame (estimated)
 HEADROOM = 1.1
 GB = 1e9
+# torch.compile modes (`i2v.model.info.TORCH_COMPILE_MODES`) whose CUDA graphs keep a memory pool of their own
+GRAPH_MODES = ("cuda-graphs", "reduce-overhead")
 
 
 class TooLargeError(InvalidParameterError):
@@ -55,14 +58,44 @@ def request_bytes(info: ModelInfo, params: GenerationParams, *, gpu: bool) -> in
     """The memory one request needs at its peak, by the model above; 0 where the model gives no sizes."""
     if not info.unet_channels or info.runtime == "tensorrt":
         return 0
-    batch = 2 if params.guidance_scale > 1 else 1
+    return int(HEADROOM * max(unet_step_bytes(info, params, gpu=gpu), vae_decode_bytes(info, params, gpu=gpu)))
+
+
+def unet_step_bytes(info: ModelInfo, params: GenerationParams, *, gpu: bool) -> int:
+    """One UNet step's activations: the first level's feature maps, and ONNX Runtime's attention scores."""
     positions = (params.height // info.vae_scale_factor) * (params.width // info.vae_scale_factor)
-    element = 2 if gpu and info.runtime == "torch" else 4  # fp16 on a GPU, fp32 on a CPU and in ONNX Runtime
-    step = FEATURE_MAPS * batch * params.num_frames * positions * info.unet_channels * element
+    step = FEATURE_MAPS * _batch(params) * params.num_frames * positions * info.unet_channels * _element(info, gpu)
     if info.runtime == "onnxruntime":
-        step += SCORES_FACTOR * batch * params.num_frames * info.unet_heads * positions**2 * 4
-    decode = VAE_FEATURE_MAPS * params.decode_chunk_size * info.vae_channels * params.height * params.width * element
-    return int(HEADROOM * max(step, decode))
+        step += SCORES_FACTOR * _batch(params) * params.num_frames * info.unet_heads * positions**2 * 4
+    return int(step)
+
+
+def vae_decode_bytes(info: ModelInfo, params: GenerationParams, *, gpu: bool) -> int:
+    """One decoded chunk's full-resolution feature maps."""
+    pixels = params.height * params.width
+    return VAE_FEATURE_MAPS * params.decode_chunk_size * info.vae_channels * pixels * _element(info, gpu)
+
+
+def _batch(params: GenerationParams) -> int:
+    return 2 if params.guidance_scale > 1 else 1  # classifier-free guidance: conditional and unconditional
+
+
+def _element(info: ModelInfo, gpu: bool) -> int:
+    return 2 if gpu and info.runtime == "torch" else 4  # fp16 on a GPU, fp32 on a CPU and in ONNX Runtime
+
+
+def held_from_load(info: ModelInfo, device, *, after_failure: bool = False) -> int:
+    """What the parts hold before any request: a compiled UNet on a GPU ran the model's default request while it
+    loaded (its config's `model_warmup`) and keeps that step's memory for the next ones: in PyTorch's cache,
+    which an allocation failure empties (`after_failure`), and for CUDA graphs (`GRAPH_MODES`) in their
+    memory pool, which stays as long as the graphs. Uncounted, the default request itself was refused on a GPU
+    whose free memory after loading was less than it needs."""
+    if device.type != "cuda" or info.runtime != "torch" or info.torch_compile == "none" or not info.unet_channels:
+        return 0
+    if after_failure and info.torch_compile not in GRAPH_MODES:
+        return 0
+    defaults = GenerationParams(prompt="-", **info.defaults)
+    return int(HEADROOM * unet_step_bytes(info, defaults, gpu=True))
 
 
 def available_bytes(device, held: int = 0) -> int:

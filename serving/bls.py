@@ -29,7 +29,7 @@ from i2v.model.lora_registry import (
 )
 from i2v.model.parts import OUTPUT_NAMES
 from i2v.params import GenerationParams, InvalidParameterError, parameters
-from i2v.serving.admission import OUT_OF_MEMORY, check_memory
+from i2v.serving.admission import OUT_OF_MEMORY, check_memory, held_from_load
 from i2v.serving.drain import draining
 from i2v.serving.generator import GenerationCancelled, VideoGenerator
 from i2v.serving.lora_runtime import LoraChoice
@@ -77,9 +77,9 @@ class TritonPythonModel:
         self.repository = Path(args["model_repository"]).parent
         self.lora_folder = lora_dir(self.repository)  # the registry, read per request
         self.part_parameters: dict[str, dict[str, str]] = {}  # this request's parameters for a part (its LoRA)
-        # What the parts' allocators keep from the requests admitted so far, for the next one
-        # (`i2v.serving.admission`): the largest estimate admitted since the last allocation failure
-        self.parts_hold_bytes = 0
+        # What the parts' allocators keep for the next request (`i2v.serving.admission`): a compiled UNet's
+        # warm-up from the start, then the largest estimate admitted since the last allocation failure
+        self.parts_hold_bytes = held_from_load(self.generator.info, self.device)
 
     def execute(self, requests):
         for request in requests:
@@ -105,8 +105,8 @@ class TritonPythonModel:
             outcome = "ok"
         except Exception as exc:  # every failure is answered; the server keeps serving
             final, outcome, record["error"] = failure(exc, request.request_id() or "without id")
-            if outcome == "out_of_memory":  # the part that failed gave its memory back
-                self.parts_hold_bytes = 0
+            if outcome == "out_of_memory":  # the part that failed gave its memory back (not its CUDA graphs')
+                self.parts_hold_bytes = held_from_load(self.generator.info, self.device, after_failure=True)
         self.metrics.finish(outcome)
         line = self.request_log.record(request.request_id(), outcome, **record)
         log = pb_utils.Logger.log_error if outcome == "internal" else pb_utils.Logger.log_info

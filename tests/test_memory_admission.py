@@ -174,3 +174,37 @@ def test_the_memory_the_parts_keep_from_a_request_counts_for_the_next_one(model_
             server.stop()
     finally:
         cgroup.remove()
+
+
+def test_a_compiled_unet_counts_the_memory_of_its_warm_up_request_from_the_start(tiny_pipeline, tmp_path):
+    """Triton sends a compiled UNet the model's default request while it loads (its config's model_warmup); on a
+    GPU that request's memory stays with the part, in PyTorch's cache and, for CUDA graphs, in their pool. The
+    BLS counts it from the start: otherwise, on a GPU left with less free memory than the default request
+    needs, the default request itself was refused although the part already held what it takes."""
+    import torch
+    from model_configs import read_config
+
+    from i2v.export.repository import write_model_repository
+    from i2v.model.info import ModelInfo
+    from i2v.serving.admission import FEATURE_MAPS, HEADROOM, held_from_load
+
+    def exported(mode: str):
+        repository = write_model_repository(
+            tiny_pipeline, None, tmp_path / mode, source="tiny", runtime="torch", instance_kind="KIND_GPU",
+            torch_compile=mode,
+        )  # fmt: skip
+        return repository, ModelInfo.load(repository / "i2vgen_xl" / "1" / "pipeline")
+
+    gpu, cpu = torch.device("cuda", 0), torch.device("cpu")
+    repository, graphs = exported("cuda-graphs")
+    sample = read_config(repository / "unet" / "config.pbtxt").model_warmup[0].inputs["sample"]
+    batch, _, frames, height, width = sample.dims  # what Triton sends the UNet while it loads
+    warm_up = int(HEADROOM * FEATURE_MAPS * batch * frames * height * width * graphs.unet_channels * 2)  # fp16
+    assert held_from_load(graphs, gpu) == warm_up > 0
+    assert held_from_load(graphs, gpu, after_failure=True) == warm_up  # the graphs keep their pool
+    _, inductor = exported("default")
+    assert held_from_load(inductor, gpu) == warm_up
+    assert held_from_load(inductor, gpu, after_failure=True) == 0  # the failing part emptied PyTorch's cache
+    _, eager = exported("none")
+    assert held_from_load(eager, gpu) == 0  # nothing ran before the first request
+    assert held_from_load(graphs, cpu) == 0  # PyTorch on a CPU gives large blocks back

@@ -93,6 +93,9 @@ class ModelInfo:
     text_len: int  # tokenizer max length
     defaults: dict = field(default_factory=dict)  # GenerationParams defaults for this model
     runtime: str = "onnxruntime"  # what serves the part models: onnxruntime, torch or tensorrt
+    # How the torch runtime's compiled parts (the UNet) run (TORCH_COMPILE_MODES; "none" for the other runtimes):
+    # a compiled part runs the default request while it loads, and keeps that memory (`i2v.serving.admission`)
+    torch_compile: str = "none"
     supported_shapes: SupportedShapes | None = None  # None: any valid shape (ONNX Runtime, torch)
     # Triton's CUDA memory pool for the BLS's GPU transfers at these shapes (export's memory plan); the
     # launcher passes it as --cuda-memory-pool-byte-size on a GPU host. 0: Triton's default (64 MiB).
