@@ -24,8 +24,8 @@ Runtime's arena, PyTorch's caching allocator on a GPU) and use it again for the 
 left the tiny model's parts 5.4 GB larger, so against free memory alone a request needing more than what was
 left after it, the same one included, was refused from then on. What they hold is counted as the largest
 estimate admitted since the last allocation failure (after one they give memory back), and from the start
-what a compiled UNet took for its warm-up request while it loaded (`held_from_load`); not for PyTorch on a
-CPU, whose allocator returns large blocks to the system when freed. TensorRT engines are not checked here:
+what a compiled UNet took for its warm-up request while it loaded (`HeldMemory`); not for PyTorch on a CPU,
+whose allocator returns large blocks to the system when freed. TensorRT engines are not checked here:
 their execution contexts were allocated for the largest profile when the model loaded
 (`i2v.export.memory_plan`).
 """
@@ -84,18 +84,46 @@ def _element(info: ModelInfo, gpu: bool) -> int:
     return 2 if gpu and info.runtime == "torch" else 4  # fp16 on a GPU, fp32 on a CPU and in ONNX Runtime
 
 
-def held_from_load(info: ModelInfo, device, *, after_failure: bool = False) -> int:
-    """What the parts hold before any request: a compiled UNet on a GPU ran the model's default request while it
-    loaded (its config's `model_warmup`) and keeps that step's memory for the next ones: in PyTorch's cache,
-    which an allocation failure empties (`after_failure`), and for CUDA graphs (`GRAPH_MODES`) in their
-    memory pool, which stays as long as the graphs. Uncounted, the default request itself was refused on a GPU
-    whose free memory after loading was less than it needs."""
-    if device.type != "cuda" or info.runtime != "torch" or info.torch_compile == "none" or not info.unet_channels:
-        return 0
-    if after_failure and info.torch_compile not in GRAPH_MODES:
-        return 0
-    defaults = GenerationParams(prompt="-", **info.defaults)
-    return int(HEADROOM * unet_step_bytes(info, defaults, gpu=True))
+class HeldMemory:
+    """What the parts keep from earlier requests and can use for the next one, as the BLS counts it: the largest
+    estimate that reached the parts since the last allocation failure (after one the part that failed gives its
+    memory back), and a compiled UNet's warm-up. Triton sends a compiled UNet the model's default request while
+    it loads (its config's `model_warmup`); on a GPU that step's memory stays with the part: in PyTorch's
+    cache, which any later call can use and an allocation failure empties, or for CUDA graphs (`GRAPH_MODES`)
+    in their pool, which only a replay of a captured shape uses (a new shape's capture runs eagerly first; a
+    LoRA runs the module itself) and which outlives a failure. Uncounted, the default request itself was
+    refused on a GPU whose free memory after loading was less than it needs."""
+
+    def __init__(self, info: ModelInfo, device) -> None:
+        self.info = info
+        self.admitted = 0
+        self.warm_up = 0
+        self.warm_up_shape = None
+        if device.type == "cuda" and info.runtime == "torch" and info.torch_compile != "none" and info.unet_channels:
+            defaults = GenerationParams(prompt="-", **info.defaults)
+            self.warm_up = int(HEADROOM * unet_step_bytes(info, defaults, gpu=True))
+            self.warm_up_shape = _unet_shape(defaults)
+
+    def for_request(self, params: GenerationParams, lora: bool = False) -> int:
+        """What this request can count on besides the free memory."""
+        graphs = self.info.torch_compile in GRAPH_MODES
+        if graphs and (lora or _unet_shape(params) != self.warm_up_shape):
+            return self.admitted
+        return max(self.admitted, self.warm_up)
+
+    def ran(self, needed: int) -> None:
+        """A request with this estimate reached the parts: their allocators may keep that much."""
+        self.admitted = max(self.admitted, needed)
+
+    def failed(self) -> None:
+        """An allocation failed: the part emptied PyTorch's cache or made a new ONNX Runtime session."""
+        self.admitted = 0
+        if self.info.torch_compile not in GRAPH_MODES:
+            self.warm_up = 0
+
+
+def _unet_shape(params: GenerationParams) -> tuple[int, ...]:
+    return _batch(params), params.num_frames, params.height, params.width
 
 
 def available_bytes(device, held: int = 0) -> int:

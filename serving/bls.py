@@ -29,7 +29,7 @@ from i2v.model.lora_registry import (
 )
 from i2v.model.parts import OUTPUT_NAMES
 from i2v.params import GenerationParams, InvalidParameterError, parameters
-from i2v.serving.admission import OUT_OF_MEMORY, check_memory, held_from_load
+from i2v.serving.admission import OUT_OF_MEMORY, HeldMemory, check_memory
 from i2v.serving.drain import draining
 from i2v.serving.generator import GenerationCancelled, VideoGenerator
 from i2v.serving.lora_runtime import LoraChoice
@@ -77,9 +77,8 @@ class TritonPythonModel:
         self.repository = Path(args["model_repository"]).parent
         self.lora_folder = lora_dir(self.repository)  # the registry, read per request
         self.part_parameters: dict[str, dict[str, str]] = {}  # this request's parameters for a part (its LoRA)
-        # What the parts' allocators keep for the next request (`i2v.serving.admission`): a compiled UNet's
-        # warm-up from the start, then the largest estimate admitted since the last allocation failure
-        self.parts_hold_bytes = held_from_load(self.generator.info, self.device)
+        # What the parts' allocators keep for the next request (`i2v.serving.admission`)
+        self.parts_hold = HeldMemory(self.generator.info, self.device)
 
     def execute(self, requests):
         for request in requests:
@@ -105,8 +104,8 @@ class TritonPythonModel:
             outcome = "ok"
         except Exception as exc:  # every failure is answered; the server keeps serving
             final, outcome, record["error"] = failure(exc, request.request_id() or "without id")
-            if outcome == "out_of_memory":  # the part that failed gave its memory back (not its CUDA graphs')
-                self.parts_hold_bytes = held_from_load(self.generator.info, self.device, after_failure=True)
+            if outcome == "out_of_memory":
+                self.parts_hold.failed()
         self.metrics.finish(outcome)
         line = self.request_log.record(request.request_id(), outcome, **record)
         log = pb_utils.Logger.log_error if outcome == "internal" else pb_utils.Logger.log_info
@@ -128,7 +127,8 @@ class TritonPythonModel:
         if params.encoding == "base64":
             image_bytes = image_from_base64(image_bytes)
         image = decode_image(image_bytes)
-        needed = check_memory(self.generator.info, params, self.device, self.parts_hold_bytes)  # before any part
+        held = self.parts_hold.for_request(params, lora=bool(params.lora))
+        needed = check_memory(self.generator.info, params, self.device, held)  # before any part runs
 
         def on_step(step: int, total: int) -> None:
             progress = pb_utils.Tensor("progress", np.array([step, total], dtype=np.int32))
@@ -141,7 +141,7 @@ class TritonPythonModel:
             video = self.generator(image, params, on_step=on_step, is_cancelled=request.is_cancelled)
         finally:
             self.part_parameters = {}
-            self.parts_hold_bytes = max(self.parts_hold_bytes, needed)  # the parts ran: they may keep that much
+            self.parts_hold.ran(needed)
         encode_start = time.perf_counter()
         mp4 = encode_mp4(video.frames, fps=params.fps)
         timings = {**video.timings, "mp4_encode": time.perf_counter() - encode_start}

@@ -178,33 +178,43 @@ def test_the_memory_the_parts_keep_from_a_request_counts_for_the_next_one(model_
 
 def test_a_compiled_unet_counts_the_memory_of_its_warm_up_request_from_the_start(tiny_pipeline, tmp_path):
     """Triton sends a compiled UNet the model's default request while it loads (its config's model_warmup); on a
-    GPU that request's memory stays with the part, in PyTorch's cache and, for CUDA graphs, in their pool. The
-    BLS counts it from the start: otherwise, on a GPU left with less free memory than the default request
-    needs, the default request itself was refused although the part already held what it takes."""
+    GPU that request's memory stays with the part, in PyTorch's cache or in the CUDA graphs' pool. The BLS
+    counts it from the start: otherwise, on a GPU left with less free memory than the default request needs,
+    the default request itself was refused although the part already held what it takes."""
     import torch
     from model_configs import read_config
 
     from i2v.export.repository import write_model_repository
     from i2v.model.info import ModelInfo
-    from i2v.serving.admission import FEATURE_MAPS, HEADROOM, held_from_load
+    from i2v.params import GenerationParams
+    from i2v.serving.admission import FEATURE_MAPS, HEADROOM, HeldMemory
 
-    def exported(mode: str):
+    def held(mode: str, device: str = "cuda") -> HeldMemory:
         repository = write_model_repository(
             tiny_pipeline, None, tmp_path / mode, source="tiny", runtime="torch", instance_kind="KIND_GPU",
             torch_compile=mode,
         )  # fmt: skip
-        return repository, ModelInfo.load(repository / "i2vgen_xl" / "1" / "pipeline")
+        return HeldMemory(ModelInfo.load(repository / "i2vgen_xl" / "1" / "pipeline"), torch.device(device))
 
-    gpu, cpu = torch.device("cuda", 0), torch.device("cpu")
-    repository, graphs = exported("cuda-graphs")
-    sample = read_config(repository / "unet" / "config.pbtxt").model_warmup[0].inputs["sample"]
+    graphs = held("cuda-graphs")
+    sample = read_config(tmp_path / "cuda-graphs" / "unet" / "config.pbtxt").model_warmup[0].inputs["sample"]
     batch, _, frames, height, width = sample.dims  # what Triton sends the UNet while it loads
-    warm_up = int(HEADROOM * FEATURE_MAPS * batch * frames * height * width * graphs.unet_channels * 2)  # fp16
-    assert held_from_load(graphs, gpu) == warm_up > 0
-    assert held_from_load(graphs, gpu, after_failure=True) == warm_up  # the graphs keep their pool
-    _, inductor = exported("default")
-    assert held_from_load(inductor, gpu) == warm_up
-    assert held_from_load(inductor, gpu, after_failure=True) == 0  # the failing part emptied PyTorch's cache
-    _, eager = exported("none")
-    assert held_from_load(eager, gpu) == 0  # nothing ran before the first request
-    assert held_from_load(graphs, cpu) == 0  # PyTorch on a CPU gives large blocks back
+    warm_up = int(HEADROOM * FEATURE_MAPS * batch * frames * height * width * graphs.info.unet_channels * 2)  # fp16
+    default = GenerationParams(prompt="waves", **graphs.info.defaults)
+    other = default.replace(num_frames=default.num_frames // 2)
+    assert graphs.for_request(default) == warm_up > 0  # replayed from the graph captured at load
+    assert graphs.for_request(other) == 0  # another shape is captured anew: eagerly first, outside the pool
+    assert graphs.for_request(default, lora=True) == 0  # a LoRA runs the module itself
+    graphs.ran(warm_up // 3)
+    graphs.failed()
+    assert graphs.for_request(default) == warm_up  # the graphs keep their pool after an allocation failure
+
+    inductor = held("default")
+    assert inductor.for_request(other) == inductor.for_request(default, lora=True) == warm_up  # PyTorch's cache
+    inductor.ran(2 * warm_up)
+    assert inductor.for_request(other) == 2 * warm_up
+    inductor.failed()
+    assert inductor.for_request(default) == 0  # the part that failed emptied its cache
+
+    assert held("none").for_request(default) == 0  # nothing ran before the first request
+    assert held("cuda-graphs", "cpu").for_request(default) == 0  # PyTorch on a CPU gives large blocks back

@@ -154,6 +154,32 @@ def test_cuda_graphs_replay_the_eager_unet_at_each_shape(tiny_pipeline, capacity
         assert torch.equal(got, snapshot), "a later replay overwrote an earlier call's output"
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CUDA graphs)")
+def test_cuda_graphs_give_back_what_each_captures_warm_up_took(tiny_pipeline):
+    """A capture's eager warm-up calls run on a side stream, another one at each capture: what they left in
+    PyTorch's cache could serve no later call and counted as used to the server's memory check. After a
+    capture at a large shape, captures at three smaller ones reuse the graphs' pool and keep PyTorch's reserved
+    memory where the first left it (each smaller warm-up alone takes tens of MB here)."""
+    from i2v.export.sample_inputs import part_inputs
+    from i2v.model.modules import CudaGraphs, part_module, run_part_module
+
+    graphed = CudaGraphs(copy.deepcopy(part_module(tiny_pipeline, "unet")).to("cuda", torch.float16))
+
+    def call(height: int, width: int, frames: int) -> None:
+        inputs = part_inputs(tiny_pipeline, "unet", batch=2, height=height, width=width, frames=frames)
+        run_part_module(graphed, [torch.from_numpy(a) for a in inputs.values()], torch.float16)
+        torch.cuda.synchronize()
+
+    call(1024, 1024, 32)
+    reserved = torch.cuda.memory_reserved()
+    for size in [(768, 768, 16), (512, 1024, 16), (1024, 512, 16)]:
+        call(*size)
+    grown = torch.cuda.memory_reserved() - reserved
+    assert grown < 40 * 2**20, f"reserved memory grew by {grown / 2**20:.0f} MiB over three captures"
+    assert len(graphed.graphs) == 4
+
+
 def test_compiled_unet_repository_compiles_at_load_with_a_warmup_at_the_default_shapes(tiny_pipeline, tmp_path):
     from i2v.export.repository import write_model_repository
 

@@ -198,6 +198,9 @@ class CudaGraphs(nn.Module):
         with torch.cuda.graph(graph, pool=self.pool):
             outputs = self.module(*static_inputs)
         self.pool = graph.pool()
+        # What the warm-up cached stays with its side stream (another one at the next capture), of no use to
+        # any later call, and counts as used to the server's memory check: given back; the graphs' pool stays
+        torch.cuda.empty_cache()
         return graph, static_inputs, outputs if isinstance(outputs, tuple) else (outputs,)
 
 
