@@ -96,6 +96,8 @@ class HeldMemory:
 
     def __init__(self, info: ModelInfo, device) -> None:
         self.info = info
+        # PyTorch on a CPU gives large blocks back when they are freed: nothing to count there
+        self.keeps = device.type == "cuda" or info.runtime == "onnxruntime"
         self.admitted = 0
         self.warm_up = 0
         self.warm_up_shape = None
@@ -106,6 +108,8 @@ class HeldMemory:
 
     def for_request(self, params: GenerationParams, lora: bool = False) -> int:
         """What this request can count on besides the free memory."""
+        if not self.keeps:
+            return 0
         graphs = self.info.torch_compile in GRAPH_MODES
         if graphs and (lora or _unet_shape(params) != self.warm_up_shape):
             return self.admitted
@@ -207,14 +211,12 @@ def inactive_file_bytes(cgroup: Path) -> int:
 
 def check_memory(info: ModelInfo, params: GenerationParams, device, held: int = 0) -> int:
     """Raise `TooLargeError` naming what the request needs, what is free, and the largest request that fits;
-    `held`: what the parts keep from earlier requests and can use for this one (not counted against a stated
-    budget, nor where the parts' allocator gives memory back: PyTorch's on a CPU returns each large block when
-    it is freed). Returns the estimate (0 where the model gives no sizes)."""
+    `held`: what the parts keep from earlier requests and can use for this one (`HeldMemory`; not counted
+    against a stated budget). Returns the estimate (0 where the model gives no sizes)."""
     needed = request_bytes(info, params, gpu=device.type == "cuda")
     if not needed:
         return 0
-    keeps = device.type == "cuda" or info.runtime == "onnxruntime"  # PyTorch on a CPU gives big blocks back
-    free = available_bytes(device, held if keeps else 0)
+    free = available_bytes(device, held)
     if needed <= free:
         return needed
     where = "GPU" if device.type == "cuda" else "memory"

@@ -1,8 +1,9 @@
 #!/bin/bash
 # After setup.sh and run-probe.sh on the same warm machine, where device time is left: the GPU tests (served
 # KIND_GPU torch runtime = in-process loop, eager and CUDA graphs; the side-stream hand-off; fp16 parts; a LoRA
-# request on the GPU server; CUDA graphs at their capacity), into $OUT/pytest.txt. The LoRA and capacity tests
-# were written after the H100 run and have not run on a GPU yet. `bash .gpu3/run-tests.sh`, carry [".gpu3"].
+# request on the GPU server; CUDA graphs at their capacity; CUDA graphs' captures giving back their warm-ups'
+# memory), into $OUT/pytest.txt. The last three were written after the H100 run and have not run on a GPU yet.
+# `bash .gpu3/run-tests.sh`, carry [".gpu3"]; the tests' i2v is the wheel's in .gpu2 (rebuild it by pack.sh).
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false I2V_STUB_SITE=/tmp/np1
 PY=/tmp/venv/bin/python3
 [ -f /tmp/venv/.served ] && [ -d /tmp/np1/numpy ] || { echo "call setup.sh and run-probe.sh first"; exit 3; }
