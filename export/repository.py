@@ -256,15 +256,15 @@ RUNTIME_COMMENTS = {
 
 def default_request_dims(info: ModelInfo) -> dict[str, int]:
     """Every named dim of the parts at the model's default request (guidance on: batch 2)."""
-    defaults = model_defaults(info.defaults)
-    height, width, factor = defaults["height"], defaults["width"], info.vae_scale_factor
+    params = GenerationParams(**model_defaults(info.defaults))
+    factor = info.vae_scale_factor
     return {
-        "batch": 2 if defaults["guidance_scale"] > 1 else 1,
-        "frames": defaults["num_frames"],
-        "height": height,
-        "width": width,
-        "latent_height": height // factor,
-        "latent_width": width // factor,
+        "batch": params.batch,
+        "frames": params.num_frames,
+        "height": params.height,
+        "width": params.width,
+        "latent_height": params.height // factor,
+        "latent_width": params.width // factor,
     }
 
 

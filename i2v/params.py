@@ -328,6 +328,16 @@ class GenerationParams:
     def __repr__(self) -> str:
         return "GenerationParams(" + ", ".join(f"{k}={v!r}" for k, v in self._values.items()) + ")"
 
+    @property
+    def guided(self) -> bool:
+        """Classifier-free guidance is on (a scale above 1): every part runs conditional and unconditional inputs."""
+        return self.guidance_scale > 1
+
+    @property
+    def batch(self) -> int:
+        """The parts' batch: 2 under guidance (unconditional and conditional, stacked), else 1."""
+        return 2 if self.guided else 1
+
     def validate(self, size_multiple: int = 8) -> GenerationParams:
         """Raise `InvalidParameterError` naming the first bad value and its allowed range."""
         for entry in parameters():

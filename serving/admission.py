@@ -64,9 +64,9 @@ def request_bytes(info: ModelInfo, params: GenerationParams, *, gpu: bool) -> in
 def unet_step_bytes(info: ModelInfo, params: GenerationParams, *, gpu: bool) -> int:
     """One UNet step's activations: the first level's feature maps, and ONNX Runtime's attention scores."""
     positions = (params.height // info.vae_scale_factor) * (params.width // info.vae_scale_factor)
-    step = FEATURE_MAPS * _batch(params) * params.num_frames * positions * info.unet_channels * _element(info, gpu)
+    step = FEATURE_MAPS * params.batch * params.num_frames * positions * info.unet_channels * _element(info, gpu)
     if info.runtime == "onnxruntime":
-        step += SCORES_FACTOR * _batch(params) * params.num_frames * info.unet_heads * positions**2 * 4
+        step += SCORES_FACTOR * params.batch * params.num_frames * info.unet_heads * positions**2 * 4
     return int(step)
 
 
@@ -74,10 +74,6 @@ def vae_decode_bytes(info: ModelInfo, params: GenerationParams, *, gpu: bool) ->
     """One decoded chunk's full-resolution feature maps."""
     pixels = params.height * params.width
     return VAE_FEATURE_MAPS * params.decode_chunk_size * info.vae_channels * pixels * _element(info, gpu)
-
-
-def _batch(params: GenerationParams) -> int:
-    return 2 if params.guidance_scale > 1 else 1  # classifier-free guidance: conditional and unconditional
 
 
 def _element(info: ModelInfo, gpu: bool) -> int:
@@ -127,7 +123,7 @@ class HeldMemory:
 
 
 def _unet_shape(params: GenerationParams) -> tuple[int, ...]:
-    return _batch(params), params.num_frames, params.height, params.width
+    return params.batch, params.num_frames, params.height, params.width
 
 
 def available_bytes(device, held: int = 0) -> int:

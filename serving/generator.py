@@ -72,7 +72,7 @@ class VideoGenerator:
         params.validate(self.info.size_multiple)
         self.info.check_supported(params)  # a shape outside the TensorRT profiles: refused before any part runs
         timings: dict[str, float] = {}
-        guided = params.guidance_scale > 1
+        guided = params.guided
 
         with _timed(timings, "text_encoder"):
             prompt_embeds = self.encode_prompt(params.prompt, params.negative_prompt, guided)
@@ -81,8 +81,7 @@ class VideoGenerator:
         with _timed(timings, "vae_encoder"):
             image_latents = self.prepare_image_latents(image, params, guided)
 
-        batch = 2 if guided else 1
-        fps = torch.full((batch,), float(params.fps), device=self.device)
+        fps = torch.full((params.batch,), float(params.fps), device=self.device)
         scheduler = self.scheduler_class.from_config(self.scheduler_config)
         scheduler.set_timesteps(params.num_inference_steps, device=self.device)
         latents = self.prepare_latents(params, scheduler.init_noise_sigma)

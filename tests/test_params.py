@@ -39,3 +39,9 @@ def test_defaults_are_the_diffusers_pipeline_defaults():
     params = GenerationParams(prompt="x").validate()
     assert (params.height, params.width, params.num_frames, params.fps) == (704, 1280, 16, 16)
     assert (params.num_inference_steps, params.guidance_scale) == (50, 9.0)
+
+
+@pytest.mark.parametrize(("guidance_scale", "guided", "batch"), [(1.0, False, 1), (1.01, True, 2), (9.0, True, 2)])
+def test_guidance_above_one_runs_the_parts_on_a_batch_of_two(guidance_scale, guided, batch):
+    params = GenerationParams(prompt="x", guidance_scale=guidance_scale)
+    assert (params.guided, params.batch) == (guided, batch)
