@@ -3,9 +3,10 @@ process (probe.py found the forward 4.6% slower there, CUDA graphs or not). Prof
 served request (a profiling subclass of the part runner) in stubs started as the launcher starts them now and
 as it did for the H100 run (a system library folder first on LD_LIBRARY_PATH), and three in this process, both
 while the server is up and idle (its processes hold CUDA contexts on the GPU) and after it stopped (as probe.py
-measured), then prints per kernel the device time in each, the synchronised wall time per call, and the
-environment of each (CUDA libraries mapped, CUDA/cuBLAS/torch variables, torch's backend flags). argv: model
-(tiny / full-size-random), height width frames, output folder."""
+measured), and in this process with 6 ms idle before each call (as served steps come), then prints per kernel
+the device time in each, the synchronised wall time per call, and the environment of each (CUDA libraries
+mapped, CUDA/cuBLAS/torch variables, torch's backend flags). argv: model (tiny / full-size-random), height
+width frames, output folder."""
 
 import json
 import os
@@ -143,17 +144,22 @@ def main() -> None:
     inputs = part_inputs(pipe, "unet", batch=2, height=height, width=width, frames=frames).values()
     feeds = [torch.from_numpy(a).to(unet.unet.device) for a in inputs]
 
-    def plain() -> dict:
-        """Three profiled forwards in this process, then three timed ones (synchronised)."""
+    def plain(gap_ms: float = 0.0) -> dict:
+        """Three profiled forwards in this process, then three timed ones (synchronised); with `gap_ms`, the
+        device idles that long before each (the served step's time outside the UNet call: on the CPU the
+        forward after such a gap is slower, with cold caches and sleeping threads; on a GPU, to be seen)."""
         for _ in range(3):
             run_part_module(unet, feeds, dtype)
         with torch.profiler.profile(activities=ACTIVITIES) as profile:  # noqa: F821 (from REPORT)
             for _ in range(3):
+                synchronize()  # noqa: F821 (from REPORT)
+                time.sleep(gap_ms / 1e3)
                 run_part_module(unet, feeds, dtype)
             synchronize()  # noqa: F821 (from REPORT)
         walls = []
         for _ in range(3):
             synchronize()  # noqa: F821 (from REPORT)
+            time.sleep(gap_ms / 1e3)
             start = time.perf_counter()
             run_part_module(unet, feeds, dtype)
             synchronize()  # noqa: F821 (from REPORT)
@@ -173,6 +179,7 @@ def main() -> None:
         sides[side] = json.loads(Path("/tmp/stub-kernels.json").read_text())
         sides[side]["walls"] = json.loads(Path("/tmp/stub-walls.json").read_text())
     sides["plain"] = plain()
+    sides["plain-6ms-gaps"] = plain(gap_ms=6.0)  # as the served steps come: about 6 ms between UNet calls
 
     (out / "kernels.json").write_text(json.dumps(sides, indent=1))
     reference = sides["plain"]["kernels"]

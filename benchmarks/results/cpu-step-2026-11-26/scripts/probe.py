@@ -1,0 +1,90 @@
+"""Served against in-process, per UNet call, on one exported ONNX Runtime repository: Triton's own counters for
+the unet model (compute_infer: the stub round trip; success: from arrival to answer) and the BLS's seconds per
+step, against the same loop in this process (`session.run` of the UNet timed, and its seconds per step).
+argv: repository height width frames repeats [served|inprocess|load ...] (default: served inprocess twice);
+$STEPS denoising steps (default 25)."""
+
+import io
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import tritonclient.grpc as grpcclient
+from PIL import Image
+
+from i2v.client.grpc_client import I2VClient
+from i2v.client.types import GenerationRequest
+from i2v.examples import lighthouse_image
+from i2v.params import GenerationParams
+from i2v.serving.generator import VideoGenerator
+from i2v.serving.onnxruntime_session import open_session
+from i2v.serving.triton_server import EmbeddedTritonServer
+
+repository = Path(sys.argv[1])
+height, width, frames, repeats = map(int, sys.argv[2:6])
+steps = int(os.environ.get("STEPS", "25"))
+shape = {"height": height, "width": width, "num_frames": frames, "num_inference_steps": steps, "seed": 1}
+with lighthouse_image() as path:
+    image = Image.open(path).convert("RGB")
+png = io.BytesIO()
+image.save(png, format="PNG")
+
+
+def unet_counters(client) -> tuple[int, int, int]:
+    stats = client.get_inference_statistics(model_name="unet", as_json=True)["model_stats"][0]["inference_stats"]
+    return int(stats["compute_infer"]["count"]), int(stats["compute_infer"]["ns"]), int(stats["success"]["ns"])
+
+
+def served() -> None:
+    request = GenerationRequest(image=png.getvalue(), prompt="a lighthouse", **shape)
+    with EmbeddedTritonServer(repository) as server, I2VClient(server.endpoints.grpc_url) as client:
+        counters = grpcclient.InferenceServerClient(server.endpoints.grpc_url)
+        client.generate(request)  # warm-up
+        before = unet_counters(counters)
+        steps = [client.generate(request).metadata["timings"]["unet_per_step"] for _ in range(repeats)]
+        after = unet_counters(counters)
+    n = after[0] - before[0]
+    print(
+        f"served:     unet compute_infer {(after[1] - before[1]) / n / 1e6:6.2f} ms, success "
+        f"{(after[2] - before[2]) / n / 1e6:6.2f} ms per call; BLS {statistics.median(steps) * 1e3:6.2f} ms per step"
+    )
+
+
+def inprocess() -> None:
+    sessions = {p.parent.parent.name: open_session(p) for p in sorted(repository.glob("*/1/model.onnx"))}
+    unet_ms: list[float] = []
+
+    def run_part(name, inputs):
+        session = sessions[name]
+        start = time.perf_counter()
+        outputs = session.run(None, {k: np.ascontiguousarray(v.numpy()) for k, v in inputs.items()})
+        if name == "unet":
+            unet_ms.append((time.perf_counter() - start) * 1e3)
+        return {o.name: torch.from_numpy(r) for o, r in zip(session.get_outputs(), outputs, strict=True)}
+
+    generator = VideoGenerator(repository / "i2vgen_xl" / "1" / "pipeline", run_part, torch.device("cpu"))
+    params = GenerationParams(prompt="a lighthouse", **shape)
+    generator(image, params)  # warm-up
+    unet_ms.clear()
+    steps = [generator(image, params).timings["unet_per_step"] for _ in range(repeats)]
+    print(
+        f"in-process: unet session.run  {statistics.mean(unet_ms):6.2f} ms per call;"
+        f"{'':26s}loop {statistics.median(steps) * 1e3:6.2f} ms per step"
+    )
+
+
+def load() -> None:
+    """Served requests for $LOAD_S seconds (default 40), for cpu.py to watch."""
+    request = GenerationRequest(image=png.getvalue(), prompt="a lighthouse", **shape)
+    with EmbeddedTritonServer(repository) as server, I2VClient(server.endpoints.grpc_url) as client:
+        end = time.monotonic() + float(os.environ.get("LOAD_S", "40"))
+        while time.monotonic() < end:
+            client.generate(request)
+
+
+for what in sys.argv[6:] or ["served", "inprocess", "served", "inprocess"]:
+    {"served": served, "inprocess": inprocess, "load": load}[what]()
