@@ -9,35 +9,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from PIL import Image
+from inprocess import lighthouse, timed_loop
 
-from i2v.examples import lighthouse_image
 from i2v.params import GenerationParams
-from i2v.serving.generator import VideoGenerator
-from i2v.serving.onnxruntime_session import open_session
 
 repository, mib, gap_ms = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-with lighthouse_image() as path:
-    image = Image.open(path).convert("RGB")
-sessions = {p.parent.parent.name: open_session(p) for p in sorted(repository.glob("*/1/model.onnx"))}
+image = lighthouse()
 other_data = np.ones(mib * 2**20 // 8)
-unet_ms: list[float] = []
 
 
-def run_part(name, inputs):
-    if name == "unet":
-        other_data.sum()
-        time.sleep(gap_ms / 1e3)
-    session = sessions[name]
-    start = time.perf_counter()
-    outputs = session.run(None, {k: np.ascontiguousarray(v.numpy()) for k, v in inputs.items()})
-    if name == "unet":
-        unet_ms.append((time.perf_counter() - start) * 1e3)
-    return {o.name: torch.from_numpy(r) for o, r in zip(session.get_outputs(), outputs, strict=True)}
+def between_steps() -> None:
+    other_data.sum()
+    time.sleep(gap_ms / 1e3)
 
 
-generator = VideoGenerator(repository / "i2vgen_xl" / "1" / "pipeline", run_part, torch.device("cpu"))
+generator, unet_ms = timed_loop(repository, between_steps)
 params = GenerationParams(prompt="a lighthouse", height=64, width=64, num_frames=8, num_inference_steps=25, seed=1)
 generator(image, params)
 unet_ms.clear()

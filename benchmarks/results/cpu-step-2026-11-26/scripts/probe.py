@@ -11,25 +11,19 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
 import tritonclient.grpc as grpcclient
-from PIL import Image
+from inprocess import lighthouse, timed_loop
 
 from i2v.client.grpc_client import I2VClient
 from i2v.client.types import GenerationRequest
-from i2v.examples import lighthouse_image
 from i2v.params import GenerationParams
-from i2v.serving.generator import VideoGenerator
-from i2v.serving.onnxruntime_session import open_session
 from i2v.serving.triton_server import EmbeddedTritonServer
 
 repository = Path(sys.argv[1])
 height, width, frames, repeats = map(int, sys.argv[2:6])
 steps = int(os.environ.get("STEPS", "25"))
 shape = {"height": height, "width": width, "num_frames": frames, "num_inference_steps": steps, "seed": 1}
-with lighthouse_image() as path:
-    image = Image.open(path).convert("RGB")
+image = lighthouse()
 png = io.BytesIO()
 image.save(png, format="PNG")
 
@@ -55,18 +49,7 @@ def served() -> None:
 
 
 def inprocess() -> None:
-    sessions = {p.parent.parent.name: open_session(p) for p in sorted(repository.glob("*/1/model.onnx"))}
-    unet_ms: list[float] = []
-
-    def run_part(name, inputs):
-        session = sessions[name]
-        start = time.perf_counter()
-        outputs = session.run(None, {k: np.ascontiguousarray(v.numpy()) for k, v in inputs.items()})
-        if name == "unet":
-            unet_ms.append((time.perf_counter() - start) * 1e3)
-        return {o.name: torch.from_numpy(r) for o, r in zip(session.get_outputs(), outputs, strict=True)}
-
-    generator = VideoGenerator(repository / "i2vgen_xl" / "1" / "pipeline", run_part, torch.device("cpu"))
+    generator, unet_ms = timed_loop(repository)
     params = GenerationParams(prompt="a lighthouse", **shape)
     generator(image, params)  # warm-up
     unet_ms.clear()
