@@ -3,10 +3,10 @@ process (probe.py found the forward 4.6% slower there, CUDA graphs or not). Prof
 served request (a profiling subclass of the part runner) in stubs started as the launcher starts them now and
 as it did for the H100 run (a system library folder first on LD_LIBRARY_PATH), and three in this process, both
 while the server is up and idle (its processes hold CUDA contexts on the GPU) and after it stopped (as probe.py
-measured), and in this process with 6 ms idle before each call (as served steps come), then prints per kernel
-the device time in each, the synchronised wall time per call, and the environment of each (CUDA libraries
-mapped, CUDA/cuBLAS/torch variables, torch's backend flags). argv: model (tiny / full-size-random), height
-width frames, output folder."""
+measured), and in this process with 3 and 6 ms idle before each call (6: as served steps come), then prints
+per kernel the device time in each, the synchronised wall time per call, and the environment of each (CUDA
+libraries mapped, CUDA/cuBLAS/torch variables, torch's backend flags). argv: model (tiny / full-size-random),
+height width frames, output folder."""
 
 import json
 import os
@@ -179,6 +179,7 @@ def main() -> None:
         sides[side] = json.loads(Path("/tmp/stub-kernels.json").read_text())
         sides[side]["walls"] = json.loads(Path("/tmp/stub-walls.json").read_text())
     sides["plain"] = plain()
+    sides["plain-3ms-gaps"] = plain(gap_ms=3.0)  # as the in-process loop synchronised per call has them
     sides["plain-6ms-gaps"] = plain(gap_ms=6.0)  # as the served steps come: about 6 ms between UNet calls
 
     (out / "kernels.json").write_text(json.dumps(sides, indent=1))
