@@ -256,7 +256,7 @@ RUNTIME_COMMENTS = {
 
 def default_request_dims(info: ModelInfo) -> dict[str, int]:
     """Every named dim of the parts at the model's default request (guidance on: batch 2)."""
-    params = GenerationParams(**model_defaults(info.defaults))
+    params = info.default_request()
     factor = info.vae_scale_factor
     return {
         "batch": params.batch,

@@ -98,9 +98,9 @@ class HeldMemory:
         self.warm_up = 0
         self.warm_up_shape = None
         if device.type == "cuda" and info.runtime == "torch" and info.torch_compile != "none" and info.unet_channels:
-            defaults = GenerationParams(prompt="-", **info.defaults)
-            self.warm_up = int(HEADROOM * unet_step_bytes(info, defaults, gpu=True))
-            self.warm_up_shape = _unet_shape(defaults)
+            warm_up = info.default_request()
+            self.warm_up = int(HEADROOM * unet_step_bytes(info, warm_up, gpu=True))
+            self.warm_up_shape = _unet_shape(warm_up)
 
     def for_request(self, params: GenerationParams, lora: bool = False) -> int:
         """What this request can count on besides the free memory."""

@@ -58,9 +58,6 @@ class VideoGenerator:
         self.run_part = run_part
         self.device = torch.device(device)
 
-    def default_params(self, prompt: str) -> GenerationParams:
-        return GenerationParams(prompt=prompt, **self.info.defaults)
-
     @torch.no_grad()
     def __call__(
         self,

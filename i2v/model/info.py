@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from i2v.params import GenerationParams, InvalidParameterError, parameter
+from i2v.params import GenerationParams, InvalidParameterError, model_defaults, parameter
 
 MODEL_INFO_FILE = "model_info.json"
 DEFAULT_REPOSITORY = Path("model_repository")  # where `i2v export` writes and `i2v serve` reads
@@ -104,6 +104,11 @@ class ModelInfo:
     unet_channels: int = 0  # feature channels at the UNet's first level (full latent resolution)
     unet_heads: int = 0  # attention heads there
     vae_channels: int = 0  # feature channels at the VAE decoder's last level (full pixel resolution)
+
+    def default_request(self) -> GenerationParams:
+        """This model's default request: what an omitted parameter takes, and what Triton's warm-up sends a
+        compiled UNet while it loads (its dims in the config, its memory in the BLS's count)."""
+        return GenerationParams(**model_defaults(self.defaults))
 
     def check_supported(self, params: GenerationParams) -> None:
         """Refuse a request the part models cannot run (a shape outside the TensorRT profiles)."""
