@@ -166,6 +166,9 @@ class CudaGraphs(nn.Module):
         self.module, self.warmup_calls, self.capacity = module, warmup_calls, max(capacity, 1)
         self.graphs: OrderedDict[tuple, CapturedGraph] = OrderedDict()  # by input shapes, least recent first
         self.pool = None
+        # The warm-ups' stream, one for every capture: PyTorch keeps a cuBLAS workspace per stream for the
+        # process's life (32 MiB on a Hopper GPU), so a new stream per capture held one more each time
+        self.warmup_stream: torch.cuda.Stream | None = None
 
     def forward(self, *inputs: torch.Tensor):
         if not inputs[0].is_cuda:
@@ -188,18 +191,20 @@ class CudaGraphs(nn.Module):
         """Warm-up calls on a side stream (cuDNN and cuBLAS choose their algorithms), then the capture, as
         PyTorch's CUDA graphs notes do it."""
         static_inputs = [t.clone() for t in inputs]
-        side = torch.cuda.Stream(device=inputs[0].device)
-        side.wait_stream(torch.cuda.current_stream(inputs[0].device))
-        with torch.cuda.stream(side):
+        device = inputs[0].device
+        if self.warmup_stream is None:
+            self.warmup_stream = torch.cuda.Stream(device=device)
+        self.warmup_stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(self.warmup_stream):
             for _ in range(self.warmup_calls):
                 self.module(*static_inputs)
-        torch.cuda.current_stream(inputs[0].device).wait_stream(side)
+        torch.cuda.current_stream(device).wait_stream(self.warmup_stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.pool):
             outputs = self.module(*static_inputs)
         self.pool = graph.pool()
-        # What the warm-up cached stays with its side stream (another one at the next capture), of no use to
-        # any later call, and counts as used to the server's memory check: given back; the graphs' pool stays
+        # What the warm-up cached stays with its stream, of use to no call but the next capture's warm-up, and
+        # counts as used to the server's memory check: given back; the graphs' pool stays
         torch.cuda.empty_cache()
         return graph, static_inputs, outputs if isinstance(outputs, tuple) else (outputs,)
 
