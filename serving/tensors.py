@@ -1,7 +1,9 @@
 """Tensors across the Python backend's boundary, for the BLS and the part runner alike.
 
 - `instance_device`: a `KIND_GPU` instance runs on its GPU or fails to load, naming the cause; it never falls
-  back to the CPU (a full-size model there would take hours per video and look like a hang).
+  back to the CPU (a full-size model there would take hours per video and look like a hang), nor runs on a
+  cuDNN other than the one its PyTorch was built with (a system folder early on `LD_LIBRARY_PATH` puts one
+  there: PyTorch checks only when asked, and its convolutions run on the wrong library meanwhile).
 - `to_triton`: torch tensors to Triton tensors, by DLPack on the GPU and through numpy on the CPU. A GPU
   tensor is handed over only once the device has finished all work queued so far: the consumer (another
   process) reads it on its own stream, python_backend synchronises nothing for a DLPack capsule, and a BLS
@@ -12,12 +14,14 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton_python_backend_utils as pb_utils
 
 
 class CudaUnavailableError(RuntimeError):
-    """A GPU instance was configured, but PyTorch cannot use CUDA here."""
+    """A GPU instance was configured, but PyTorch cannot use CUDA here, or not with its own libraries."""
 
 
 def instance_device(args: dict) -> torch.device:
@@ -31,6 +35,14 @@ def instance_device(args: dict) -> torch.device:
             "older than this CUDA build (compare `nvidia-smi` with torch.version.cuda), or no GPU is visible. "
             "Install a torch build the driver supports, or export with --device cpu"
         )
+    try:
+        torch.backends.cudnn.version()  # loads cuDNN and compares it with the build's
+    except RuntimeError as error:
+        raise CudaUnavailableError(
+            f"{args['model_name']}: PyTorch {torch.__version__} found a cuDNN other than its own ({error}). "
+            "A folder early on LD_LIBRARY_PATH holds another cuDNN (LD_LIBRARY_PATH="
+            f"{os.environ.get('LD_LIBRARY_PATH', '')!r}): start the server without it there"
+        ) from None
     return torch.device(f"cuda:{args['model_instance_device_id']}")
 
 

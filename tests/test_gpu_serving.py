@@ -50,6 +50,37 @@ def test_a_gpu_instance_where_torch_has_no_cuda_fails_naming_the_cause(monkeypat
     )
 
 
+@pytest.mark.gpu
+@needs_cuda
+def test_a_gpu_instance_given_a_foreign_cudnn_fails_at_load_naming_it():
+    """The H100 image keeps a cuDNN 9.14 in /usr/lib/x86_64-linux-gnu beside torch's own 9.19: a stub with that
+    folder early on LD_LIBRARY_PATH (as the launcher once put it) loaded it and ran the UNet on it, unasked.
+    The instance now refuses to load, naming the folder's variable. Skips where no other cuDNN is found, or
+    where the one found is torch's own version."""
+    import os
+    import subprocess
+    import sys
+    import sysconfig
+
+    import pytriton
+
+    folders = [sysconfig.get_config_var("LIBDIR"), "/usr/lib/x86_64-linux-gnu", "/usr/local/cuda/lib64"]
+    found = [f for f in dict.fromkeys(folders) if f and any(Path(f).glob("libcudnn.so.9*"))]
+    if not found:
+        pytest.skip("no cuDNN outside torch's own here: no foreign one to load")
+    backend = Path(pytriton.__file__).parent / "tritonserver" / "backends" / "python"
+    code = (
+        f"import sys; sys.path.insert(0, {str(backend)!r}); from i2v.serving.tensors import instance_device; "
+        "instance_device({'model_instance_kind': 'GPU', 'model_instance_device_id': '0', 'model_name': 'unet'})"
+    )
+    env = {**os.environ, "LD_LIBRARY_PATH": found[0]}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    if run.returncode == 0:
+        pytest.skip(f"the cuDNN in {found[0]} is the version torch was built with: no mismatch to show")
+    assert "unet: PyTorch" in run.stderr and "found a cuDNN other than its own" in run.stderr, run.stderr[-2000:]
+    assert f"LD_LIBRARY_PATH='{found[0]}'" in run.stderr
+
+
 @pytest.fixture(scope="module", params=["none", "cuda-graphs"])
 def gpu_triton(serve_tiny, request):
     name = f"gpu-repository-{request.param}"
