@@ -60,7 +60,8 @@ def test_one_row_per_point_and_runner_with_positive_figures(results):
         if row["runner"] != "diffusers":  # the served path and the in-process loop report their stages
             assert row["stages"]["unet_per_step"] > 0 and row["unet_tflops_per_s"] > 0
     served = [r for r in rows if r["runner"] == "served-onnxruntime"]
-    assert all(r["stages"]["mp4_encode"] > 0 and r["stages"]["vae_decoder"] > 0 for r in served)
+    assert all(r["stages"]["vae_decoder"] > 0 for r in served)
+    assert all(r["stages"]["mp4_encode"] > 0 for r in rows)  # each runner ends with the MP4 the server returns
     assert result["throughput"]["requests_per_s"] > 0 and result["throughput"]["runner"] == "served-onnxruntime"
     assert set(result["unet_tflops_per_step"]) == {"64x64x8", "64x96x16"}
     assert all(v > 0 for v in result["unet_tflops_per_step"].values())
