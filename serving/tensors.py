@@ -2,8 +2,9 @@
 
 - `instance_device`: a `KIND_GPU` instance runs on its GPU or fails to load, naming the cause; it never falls
   back to the CPU (a full-size model there would take hours per video and look like a hang), nor runs on a
-  cuDNN other than the one its PyTorch was built with (a system folder early on `LD_LIBRARY_PATH` puts one
-  there: PyTorch checks only when asked, and its convolutions run on the wrong library meanwhile).
+  cuDNN its PyTorch cannot use (older than the one it was built with, or another major version: a system
+  folder early on `LD_LIBRARY_PATH` puts one there; PyTorch checks only when asked, and its convolutions run
+  on that library meanwhile).
 - `to_triton`: torch tensors to Triton tensors, by DLPack on the GPU and through numpy on the CPU. A GPU
   tensor is handed over only once the device has finished all work queued so far: the consumer (another
   process) reads it on its own stream, python_backend synchronises nothing for a DLPack capsule, and a BLS
@@ -39,7 +40,7 @@ def instance_device(args: dict) -> torch.device:
         torch.backends.cudnn.version()  # loads cuDNN and compares it with the build's
     except RuntimeError as error:
         raise CudaUnavailableError(
-            f"{args['model_name']}: PyTorch {torch.__version__} found a cuDNN other than its own ({error}). "
+            f"{args['model_name']}: PyTorch {torch.__version__} loaded a cuDNN it cannot use ({error}). "
             "A folder early on LD_LIBRARY_PATH holds another cuDNN (LD_LIBRARY_PATH="
             f"{os.environ.get('LD_LIBRARY_PATH', '')!r}): start the server without it there"
         ) from None
