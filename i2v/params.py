@@ -233,7 +233,7 @@ PARAMETERS: tuple[Parameter, ...] = (
         int,
         "INT32",
         1,
-        "frames per VAE decode call (more: faster, more memory)",
+        "frames the VAE decodes at once (more: faster, more memory)",
         range=(1, 32),
         label="Frames per VAE decode",
         ui="slider",

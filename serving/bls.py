@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
+from i2v.model.info import ModelInfo
 from i2v.model.lora_registry import (
     LORA_TARGETS_FILE,
     NO_LORA,
@@ -27,7 +28,7 @@ from i2v.model.lora_registry import (
     resolve,
     takes_lora,
 )
-from i2v.model.parts import OUTPUT_NAMES
+from i2v.model.parts import BATCH_CHUNK_PARAMETER, OUTPUT_NAMES
 from i2v.params import GenerationParams, InvalidParameterError, parameters
 from i2v.serving.admission import OUT_OF_MEMORY, HeldMemory, check_memory
 from i2v.serving.drain import draining
@@ -71,12 +72,18 @@ class TritonPythonModel:
         self.device = instance_device(args)
         self.model_name = args["model_name"]
         pipeline_dir = Path(args["model_repository"]) / args["model_version"] / "pipeline"
-        self.generator = VideoGenerator(pipeline_dir, run_part=self.run_part, device=self.device)
+        # The Python-backend part runner splits a decoder call into decode chunks itself (the TensorRT runtime's
+        # decoder is a native TensorRT model, one chunk a call)
+        runtime = ModelInfo.load(pipeline_dir).runtime
+        self.generator = VideoGenerator(
+            pipeline_dir, run_part=self.run_part, device=self.device, decoder_takes_chunks=runtime != "tensorrt"
+        )
         self.metrics = BlsMetrics(self.model_name)
         self.request_log = RequestLog()
         self.repository = Path(args["model_repository"]).parent
         self.lora_folder = lora_dir(self.repository)  # the registry, read per request
-        self.part_parameters: dict[str, dict[str, str]] = {}  # this request's parameters for a part (its LoRA)
+        # this request's parameters for a part: the UNet's LoRA, the decoder's chunk
+        self.part_parameters: dict[str, dict[str, str]] = {}
         # What the parts' allocators keep for the next request (`i2v.serving.admission`)
         self.parts_hold = HeldMemory(self.generator.info, self.device)
 
@@ -137,6 +144,8 @@ class TritonPythonModel:
 
         lora = self.choose_lora(params)
         self.part_parameters = {"unet": lora.to_parameters()} if lora else {}
+        if self.generator.decoder_takes_chunks:
+            self.part_parameters["vae_decoder"] = {BATCH_CHUNK_PARAMETER: str(params.decode_chunk_size)}
         try:
             video = self.generator(image, params, on_step=on_step, is_cancelled=request.is_cancelled)
         finally:

@@ -31,6 +31,9 @@ from i2v.params import GenerationParams
 from i2v.serving.preprocess import center_crop_wide, resize_bilinear
 
 RunPart = Callable[[str, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+# The most decoded frames (float32) one VAE decoder call returns, where the parts take several decode chunks a
+# call: a Python-backend stub's shared memory grows to its largest tensor and keeps that size
+DECODE_CALL_BYTES = 32 * 2**20
 OnStep = Callable[[int, int], None]
 
 
@@ -45,10 +48,20 @@ class GeneratedVideo:
 
 
 class VideoGenerator:
-    """Image + prompt → video frames, calling the five parts through `run_part`."""
+    """Image + prompt → video frames, calling the five parts through `run_part`. With `decoder_takes_chunks`,
+    the VAE decoder splits a call into the request's decode chunks itself (the Python-backend part runner, told
+    by the BLS): it is then called with as many chunks as `DECODE_CALL_BYTES` of frames hold, computing the same
+    chunks in fewer calls, each of which costs a hop between processes there."""
 
-    def __init__(self, pipeline_dir: Path, run_part: RunPart, device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        pipeline_dir: Path,
+        run_part: RunPart,
+        device: torch.device | str = "cpu",
+        decoder_takes_chunks: bool = False,
+    ):
         pipeline_dir = Path(pipeline_dir)
+        self.decoder_takes_chunks = decoder_takes_chunks
         self.info = ModelInfo.load(pipeline_dir)
         self.tokenizer = CLIPTokenizer.from_pretrained(pipeline_dir / "tokenizer")
         self.feature_extractor = CLIPImageProcessor.from_pretrained(pipeline_dir / "feature_extractor")
@@ -180,10 +193,14 @@ class VideoGenerator:
         latents = 1 / self.info.vae_scaling_factor * latents  # as diffusers writes it: bit-identical
         b, c, f, h, w = latents.shape
         latents = latents.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
+        per_call = chunk_size
+        if self.decoder_takes_chunks:
+            frame_bytes = 3 * h * w * self.info.vae_scale_factor**2 * 4
+            per_call = chunk_size * max(1, DECODE_CALL_BYTES // (chunk_size * frame_bytes))
         images = torch.cat(
             [
-                self.run_part("vae_decoder", {"latents": latents[i : i + chunk_size]})["image"]
-                for i in range(0, latents.shape[0], chunk_size)
+                self.run_part("vae_decoder", {"latents": latents[i : i + per_call]})["image"]
+                for i in range(0, latents.shape[0], per_call)
             ]
         )
         frames = self.image_processor.postprocess(images.float().cpu(), output_type="np")

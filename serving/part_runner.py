@@ -11,13 +11,18 @@ are taken by the names it declares, and the `RUNTIME` parameter says what runs i
   and tensors that arrive on the GPU (the BLS passes them by DLPack) stay there; on a CPU instance, fp32.
   A GPU instance without a working CUDA fails to load, naming the cause (`i2v.serving.tensors`).
 
+A call may carry the request parameter `batch_chunk` (`i2v.model.parts.BATCH_CHUNK_PARAMETER`): the part then
+runs on slices of that many along its inputs' first axis and returns them concatenated, so the BLS sends the
+VAE decoder several decode chunks in one call, each as it would have been computed alone.
+
 In NVIDIA's container the parts can be native `tensorrt_plan` models instead; the BLS calls them by name and
-cannot tell the difference.
+cannot tell the difference (it sends a native decoder one chunk a call).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +30,7 @@ import triton_python_backend_utils as pb_utils
 
 from i2v.model.info import PYTHON_BACKEND_RUNTIMES
 from i2v.model.lora_registry import LORA_TARGETS_FILE, lora_dir
+from i2v.model.parts import BATCH_CHUNK_PARAMETER
 from i2v.serving.admission import OUT_OF_MEMORY
 from i2v.serving.stub import use_utf8_text
 from i2v.serving.tenancy import ModelNotAllowedError, check_model_allowed
@@ -45,13 +51,19 @@ class OnnxRuntimePart:
 
             self.loras = OnnxLoraSessions(version, lora_files, open_session)
 
-    def __call__(self, inputs: list, lora=None) -> list:
+    def __call__(self, inputs: list, lora=None, chunk: int | None = None) -> list:
         from i2v.serving.onnxruntime_session import open_session
 
-        feeds = {t.name(): np.ascontiguousarray(t.as_numpy()) for t in inputs}
+        names = [t.name() for t in inputs]
+        arrays = [np.ascontiguousarray(t.as_numpy()) for t in inputs]
         session = self.session if lora is None else self.loras.session(lora)
         try:
-            results = session.run(self.output_names, feeds)
+            results = in_chunks(
+                lambda part: session.run(self.output_names, dict(zip(names, part, strict=True))),
+                arrays,
+                chunk,
+                np.concatenate,
+            )
         except Exception as exc:  # ONNX Runtime raises one type for every failure; its words say which
             if "Failed to allocate memory" not in str(exc):
                 raise
@@ -90,7 +102,7 @@ class TorchPart:
 
             self.adapters = PeftAdapters(module.unet, lora_files)
 
-    def __call__(self, inputs: list, lora=None) -> list:
+    def __call__(self, inputs: list, lora=None, chunk: int | None = None) -> list:
         import time
 
         import torch
@@ -103,7 +115,8 @@ class TorchPart:
             self.adapters.select(lora)
         try:
             module = self.module if lora is None else self.lora_module
-            results = run_part_module(module, [to_torch(t, self.device) for t in inputs], self.dtype)
+            tensors = [to_torch(t, self.device) for t in inputs]
+            results = in_chunks(lambda part: run_part_module(module, part, self.dtype), tensors, chunk, torch.cat)
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()  # the cached blocks go back, for the next request
             raise MemoryError(f"{OUT_OF_MEMORY}: PyTorch could not allocate this request's tensors") from None
@@ -121,6 +134,18 @@ class TorchPart:
         self.module = self.lora_module = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def in_chunks(run: Callable[[list], Sequence], inputs: list, chunk: int | None, concatenate: Callable) -> list:
+    """`run` on slices of `chunk` along the first axis of every input, each output concatenated, as the
+    caller would have called it chunk by chunk (the same shapes: the same numbers); one run without `chunk`."""
+    batch = len(inputs[0])
+    if chunk is None or chunk >= batch:
+        return list(run(inputs))
+    if chunk < 1 or any(len(value) != batch for value in inputs):
+        raise ValueError(f"{BATCH_CHUNK_PARAMETER} {chunk}: needs 1 or more, and the batch first in every input")
+    results = [run([value[i : i + chunk] for value in inputs]) for i in range(0, batch, chunk)]
+    return [concatenate(outputs) for outputs in zip(*results, strict=True)]
 
 
 class TritonPythonModel:
@@ -163,7 +188,9 @@ class TritonPythonModel:
                         raise ValueError(f"{self.model_name}: missing input '{name}'")
                     inputs.append(tensor)
                 lora = self.requested_lora(request)
-                responses.append(pb_utils.InferenceResponse(output_tensors=self.part(inputs, lora)))
+                chunk = json.loads(request.parameters() or "{}").get(BATCH_CHUNK_PARAMETER)
+                outputs = self.part(inputs, lora, chunk=None if chunk is None else int(chunk))
+                responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
             except ModelNotAllowedError as exc:
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
             except Exception as exc:  # one bad request must not take the model down

@@ -43,11 +43,13 @@ class TensorRTPart:
 
             self.refits = EngineRefits(version, lora_files, self.refit)
 
-    def __call__(self, inputs: list, lora=None) -> list:
+    def __call__(self, inputs: list, lora=None, chunk: int | None = None) -> list:
         import torch
 
         from i2v.serving.tensors import to_torch, to_triton
 
+        if chunk is not None:  # the BLS chunks only the Python-backend runtimes' decoder calls
+            raise ValueError("a TensorRT part runs each call whole: it takes no batch chunks")
         if self.refits is not None:
             self.refits.select(lora)
         feeds = {t.name(): to_torch(t, self.device).contiguous() for t in inputs}

@@ -93,3 +93,33 @@ def test_omitted_parameters_take_the_model_defaults_and_a_random_seed(client, ph
     assert (params["height"], params["width"], params["num_frames"]) == (64, 96, 16)
     assert params["guidance_scale"] == 9.0 and params["fps"] == 16
     assert first.seed != second.seed
+
+
+def test_the_decoder_takes_a_requests_decode_chunks_in_one_call_with_the_same_video(
+    triton, client, model_repository, photo, photo_png
+):
+    """Each part call is a hop between processes. The part runner splits a decoder call into the request's
+    decode chunks itself, so the BLS sends it as many chunks as 32 MiB of frames hold: one call here for 16
+    frames in chunks of 2, where there were 8, and every chunk is computed as before: the frames equal the same
+    loop in this process calling the decoder chunk by chunk, to the bit."""
+    import tritonclient.grpc
+
+    from i2v.benchmarks.runners import OnnxRuntimeParts
+    from i2v.params import GenerationParams
+    from i2v.serving.generator import VideoGenerator
+
+    params = dict(
+        prompt=PROMPT, height=64, width=96, num_frames=16, num_inference_steps=10, decode_chunk_size=2, seed=3
+    )
+    statistics = tritonclient.grpc.InferenceServerClient(triton.endpoints.grpc_url)
+
+    def decoder_calls() -> int:
+        stats = statistics.get_inference_statistics(model_name="vae_decoder", as_json=True)["model_stats"][0]
+        return int(stats.get("execution_count", 0))
+
+    before = decoder_calls()
+    served = client.generate(GenerationRequest(image=photo_png, return_frames=True, **params))
+    assert decoder_calls() - before == 1
+    pipeline = model_repository / "i2vgen_xl" / "1" / "pipeline"
+    expected = VideoGenerator(pipeline, OnnxRuntimeParts(model_repository))(photo, GenerationParams(**params))
+    assert np.array_equal(served.frames, expected.frames)

@@ -15,6 +15,10 @@ from dataclasses import dataclass
 Dim = int | str
 
 PART_NAMES = ("text_encoder", "image_encoder", "vae_encoder", "unet", "vae_decoder")
+# A part call's request parameter: run the part on slices of this many along the first axis of its inputs, the
+# outputs concatenated (the Python-backend part runner does): the BLS sends the VAE decoder several of a
+# request's decode chunks in one call, where each call costs a hop between processes
+BATCH_CHUNK_PARAMETER = "batch_chunk"
 
 
 @dataclass(frozen=True)
