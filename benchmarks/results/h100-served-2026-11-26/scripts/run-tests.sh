@@ -2,7 +2,8 @@
 # After setup.sh and run-probe.sh on the same warm machine, where device time is left: the GPU tests (served
 # KIND_GPU torch runtime = in-process loop, eager and CUDA graphs; the side-stream hand-off; fp16 parts; a LoRA
 # request on the GPU server; CUDA graphs at their capacity; CUDA graphs' captures giving back their warm-ups'
-# memory), into $OUT/pytest.txt. The last three were written after the H100 run and have not run on a GPU yet.
+# memory; a foreign cuDNN refused at load), into $OUT/pytest.txt. Not yet run on a GPU: the last two as fixed
+# and written after h100-kernels-2026-11-26, and the decoder taking several decode chunks a call.
 # `bash .gpu3/run-tests.sh`, carry [".gpu3"]; the tests' i2v is the wheel's in .gpu2 (rebuild it by pack.sh).
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false I2V_STUB_SITE=/tmp/np1
 PY=/tmp/venv/bin/python3
