@@ -148,6 +148,16 @@ def in_chunks(run: Callable[[list], Sequence], inputs: list, chunk: int | None, 
     return [concatenate(outputs) for outputs in zip(*results, strict=True)]
 
 
+def requested_chunk(raw: str | None) -> int | None:
+    """The call's `batch_chunk` (the BLS sends it as a string), from the request's parameters as JSON."""
+    chunk = json.loads(raw or "{}").get(BATCH_CHUNK_PARAMETER)
+    if chunk is None:
+        return None
+    if isinstance(chunk, bool) or not str(chunk).isdigit():
+        raise ValueError(f"{BATCH_CHUNK_PARAMETER} must be a whole number, got {chunk!r}")
+    return int(chunk)
+
+
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         use_utf8_text()
@@ -188,8 +198,7 @@ class TritonPythonModel:
                         raise ValueError(f"{self.model_name}: missing input '{name}'")
                     inputs.append(tensor)
                 lora = self.requested_lora(request)
-                chunk = json.loads(request.parameters() or "{}").get(BATCH_CHUNK_PARAMETER)
-                outputs = self.part(inputs, lora, chunk=None if chunk is None else int(chunk))
+                outputs = self.part(inputs, lora, chunk=requested_chunk(request.parameters()))
                 responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
             except ModelNotAllowedError as exc:
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))

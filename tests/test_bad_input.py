@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from PIL import Image
+from tritonclient.utils import InferenceServerException
 
 from i2v.client.errors import InvalidInputError
 from i2v.client.grpc_client import MODEL_NAME, build_inputs
@@ -210,3 +211,22 @@ def test_client_checks_parameters_before_sending(client, photo_png):
         client.generate(GenerationRequest(image=photo_png, prompt=PROMPT, num_frames=64))
     with pytest.raises(InvalidInputError, match="height must be a multiple of 16, got 72"):
         client.generate(GenerationRequest(image=photo_png, prompt=PROMPT, height=72, num_inference_steps=10))
+
+
+@pytest.mark.parametrize(
+    ("chunk", "words"),
+    [("two", "batch_chunk must be a whole number, got 'two'"), ("0", "batch_chunk 0: needs 1 or more")],
+)
+def test_a_part_given_a_bad_batch_chunk_names_it_and_the_next_call_is_served(triton, chunk, words):
+    """The decoder's `batch_chunk` parameter (the BLS sends it; a caller of the part may too)."""
+    parts = grpcclient.InferenceServerClient(triton.endpoints.grpc_url)
+    latents = np.zeros((2, 4, 8, 12), np.float32)
+
+    def decode(parameters: dict):
+        tensor = grpcclient.InferInput("latents", list(latents.shape), "FP32")
+        tensor.set_data_from_numpy(latents)
+        return parts.infer("vae_decoder", [tensor], parameters=parameters)
+
+    with pytest.raises(InferenceServerException, match=re.escape(words)):
+        decode({"batch_chunk": chunk})
+    assert decode({"batch_chunk": "1"}).as_numpy("image").shape == (2, 3, 64, 96)
