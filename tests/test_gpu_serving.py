@@ -61,14 +61,14 @@ def test_a_gpu_instance_given_a_foreign_cudnn_fails_at_load_naming_it():
     import subprocess
     import sys
     import sysconfig
-
-    import pytriton
+    from importlib.util import find_spec
 
     folders = [sysconfig.get_config_var("LIBDIR"), "/usr/lib/x86_64-linux-gnu", "/usr/local/cuda/lib64"]
     found = [f for f in dict.fromkeys(folders) if f and any(Path(f).glob("libcudnn.so.9*"))]
     if not found:
         pytest.skip("no cuDNN outside torch's own here: no foreign one to load")
-    backend = Path(pytriton.__file__).parent / "tritonserver" / "backends" / "python"
+    # found, not imported: importing pytriton imports its client, which needs gevent
+    backend = Path(find_spec("pytriton").submodule_search_locations[0]) / "tritonserver" / "backends" / "python"
     code = (
         f"import sys; sys.path.insert(0, {str(backend)!r}); from i2v.serving.tensors import instance_device; "
         "instance_device({'model_instance_kind': 'GPU', 'model_instance_device_id': '0', 'model_name': 'unet'})"

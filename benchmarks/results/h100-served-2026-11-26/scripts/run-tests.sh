@@ -2,8 +2,7 @@
 # After setup.sh and run-probe.sh on the same warm machine, where device time is left: the GPU tests (served
 # KIND_GPU torch runtime = in-process loop, eager and CUDA graphs; the side-stream hand-off; fp16 parts; a LoRA
 # request on the GPU server; CUDA graphs at their capacity; CUDA graphs' captures giving back their warm-ups'
-# memory; a foreign cuDNN refused at load), into $OUT/pytest.txt. Not yet run on a GPU: the last two as fixed
-# and written after h100-kernels-2026-11-26, and the decoder taking several decode chunks a call.
+# memory; a foreign cuDNN refused at load), into $OUT/pytest.txt. All ten passed on an H100 in h100-stub-2026-11-26.
 # `bash .gpu3/run-tests.sh`, carry [".gpu3"]; the tests' i2v is the wheel's in .gpu2 (rebuild it by pack.sh).
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false I2V_STUB_SITE=/tmp/np1
 PY=/tmp/venv/bin/python3
