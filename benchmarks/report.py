@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from i2v.benchmarks.harness import Row
+from i2v.benchmarks.runners import UNET_MODEL_STAGE
 
 
 def to_json(rows: list[Row], machine: dict, settings: dict, extra: dict) -> dict:
@@ -119,7 +120,19 @@ def markdown_table(result: dict) -> str:
             + ", ".join(f"{k} {v:.3g}" for k, v in result["unet_tflops_per_step"].items())
             + "."
         )
-    return head + "\n\n" + "\n".join(lines) + "\n"
+    return head + "\n\n" + "\n".join(lines) + "\n" + _served_steps(rows)
+
+
+def _served_steps(rows: list[dict]) -> str:
+    """Where a served step's time goes: inside the `unet` model (Triton's counters) and between its calls."""
+    split = []
+    for r in rows:
+        inside, step = r["stages"].get(UNET_MODEL_STAGE), r["stages"].get("unet_per_step")
+        if inside is not None and step:
+            split.append(f"{r['height']}x{r['width']}x{r['frames']} {r['runner']} {inside:.4f} + {step - inside:.4f}")
+    if not split:
+        return ""
+    return "\nServed UNet s/step, inside the `unet` model + between its calls: " + "; ".join(split) + ".\n"
 
 
 def _gpu_mb(row: dict) -> float | None:

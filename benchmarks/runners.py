@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from i2v.client import GenerationRequest
+from i2v.client import GenerationRequest, I2VError
 from i2v.examples import LIGHTHOUSE_PROMPT
 from i2v.model.modules import run_part_module
 from i2v.params import MODEL_NAME, GenerationParams
@@ -63,6 +63,9 @@ class GridPoint:
         }
 
 
+UNET_MODEL_STAGE = "unet_model_per_call"  # seconds inside the served `unet` model per call (one a step)
+
+
 @dataclass
 class Run:
     seconds: float  # end to end, as the caller sees it
@@ -83,7 +86,9 @@ class Runner:
 
 class ServedRunner(Runner):
     """The embedded Triton server started on a repository, or (`url`) a server already running elsewhere,
-    such as NVIDIA's Triton image serving TensorRT engines. A remote server's memory is not sampled."""
+    such as NVIDIA's Triton image serving TensorRT engines. A remote server's memory is not sampled. Each run
+    also reports the UNet's time inside its own model per call (stage `unet_model_per_call`, from Triton's
+    counters): the rest of a served step is the time between UNet calls."""
 
     def __init__(
         self,
@@ -116,9 +121,28 @@ class ServedRunner(Runner):
 
     def run(self, image, point, seed):
         request = self.request(image, point, seed)  # a caller holds the image file: its PNG encode is not timed
+        before = self.unet_counters()
         start = time.perf_counter()
         result = self.client.generate(request)
-        return Run(time.perf_counter() - start, result.timings)
+        seconds = time.perf_counter() - start
+        after = self.unet_counters()
+        timings = dict(result.timings)
+        if before and after and after[0] > before[0]:
+            timings[UNET_MODEL_STAGE] = (after[1] - before[1]) / (after[0] - before[0]) / 1e9
+        return Run(seconds, timings)
+
+    def unet_counters(self) -> tuple[int, int] | None:
+        """Triton's own counters of the `unet` model: (calls, nanoseconds computing: its inputs, the model's
+        process at work, its outputs; not the queue); None where the server does not tell (a gateway that
+        keeps its statistics to itself)."""
+        try:
+            stats = self.client.model_statistics("unet")
+        except I2VError:
+            return None
+        counters = [m["inference_stats"] for m in stats.get("model_stats", [])]
+        calls = sum(int(c.get("compute_infer", {}).get("count", 0)) for c in counters)
+        phases = ("compute_input", "compute_infer", "compute_output")
+        return calls, sum(int(c.get(phase, {}).get("ns", 0)) for c in counters for phase in phases)
 
     def throughput(self, image, point, concurrency: int, requests: int) -> float:
         """Requests per second with `concurrency` clients sending `requests` in all."""

@@ -154,6 +154,10 @@ class SyncClient(ClientBase):
     def close(self) -> None:
         self._client.close()
 
+    def model_statistics(self, model_name: str) -> dict:
+        """Triton's own counters of one model (calls; time queued, computing, handing tensors), as its JSON."""
+        return self._call(self._client.get_inference_statistics, model_name, as_json=True)
+
     def __enter__(self):
         return self
 

@@ -6,6 +6,7 @@ No timing asserts: speed is judged from committed results, not from test thresho
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from PIL import Image
@@ -61,6 +62,8 @@ def test_one_row_per_point_and_runner_with_positive_figures(results):
             assert row["stages"]["unet_per_step"] > 0 and row["unet_tflops_per_s"] > 0
     served = [r for r in rows if r["runner"] == "served-onnxruntime"]
     assert all(r["stages"]["vae_decoder"] > 0 for r in served)
+    # Triton's counters: the UNet's time inside its model per call, within the BLS's step (one call a step)
+    assert all(0 < r["stages"]["unet_model_per_call"] < r["stages"]["unet_per_step"] for r in served)
     assert all(r["stages"]["mp4_encode"] > 0 for r in rows)  # each runner ends with the MP4 the server returns
     assert result["throughput"]["requests_per_s"] > 0 and result["throughput"]["runner"] == "served-onnxruntime"
     assert set(result["unet_tflops_per_step"]) == {"64x64x8", "64x96x16"}
@@ -77,6 +80,8 @@ def test_markdown_table_compares_each_row_with_its_baselines(results):
     # served over in-process onnxruntime, and over diffusers: two numbers, not dashes
     cells = [c.strip() for c in served.split("|")]
     assert float(cells[9]) > 0 and float(cells[10]) > 0
+    split = re.search(r"64x96x16 served-onnxruntime (\d\.\d{4}) \+ (\d\.\d{4})", table)  # inside + between
+    assert split and float(split[1]) > 0 and float(split[2]) > 0, table[-400:]
     assert baseline_of("served-torch") == "torch" and baseline_of("diffusers") == ""
 
 
