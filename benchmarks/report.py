@@ -124,7 +124,8 @@ def markdown_table(result: dict) -> str:
 
 
 def _served_steps(rows: list[dict]) -> str:
-    """Where a served step's time goes: inside the `unet` model (Triton's counters) and between its calls."""
+    """Where a step's time goes: in the UNet's call (inside the served `unet` model, by Triton's counters, or
+    `torch-synced`'s synchronised call) and between its calls."""
     split = []
     for r in rows:
         inside, step = r["stages"].get(UNET_MODEL_STAGE), r["stages"].get("unet_per_step")
@@ -132,7 +133,7 @@ def _served_steps(rows: list[dict]) -> str:
             split.append(f"{r['height']}x{r['width']}x{r['frames']} {r['runner']} {inside:.4f} + {step - inside:.4f}")
     if not split:
         return ""
-    return "\nServed UNet s/step, inside the `unet` model + between its calls: " + "; ".join(split) + ".\n"
+    return "\nUNet s/step, in the UNet's call + between its calls: " + "; ".join(split) + ".\n"
 
 
 def _gpu_mb(row: dict) -> float | None:

@@ -63,7 +63,9 @@ class GridPoint:
         }
 
 
-UNET_MODEL_STAGE = "unet_model_per_call"  # seconds inside the served `unet` model per call (one a step)
+# Seconds a UNet call takes per step: inside the served `unet` model (Triton's counters), or `torch-synced`'s
+# call alone; the rest of the step is the time between UNet calls
+UNET_MODEL_STAGE = "unet_model_per_call"
 
 
 @dataclass
@@ -179,16 +181,22 @@ class InProcessRunner(Runner):
         else:
             dtype = half_precision_on_gpu(self.device)
             run_part = TorchParts(pipe, self.device, dtype, compile_mode, synchronize=name == "torch-synced")
+        self.run_part = run_part
         self.generator = VideoGenerator(model_repository / MODEL_NAME / "1" / "pipeline", run_part, self.device)
 
     def run(self, image, point, seed):
         params = GenerationParams(**point.parameters(seed))
+        calls = getattr(self.run_part, "call_seconds", {})
+        calls.clear()
         with cuda_peak(self.device) as peak:
             start = time.perf_counter()
             video = self.generator(image, params)
             encoded = timed_encode(video.frames, params.fps)
             seconds = time.perf_counter() - start
-        return Run(seconds, {**video.timings, **encoded}, peak.get("mb"))
+        timings = {**video.timings, **encoded}
+        if calls.get("unet"):  # torch-synced: the UNet's call alone, as the served row's time inside its model
+            timings[UNET_MODEL_STAGE] = sum(calls["unet"]) / len(calls["unet"])
+        return Run(seconds, timings, peak.get("mb"))
 
 
 class DiffusersRunner(Runner):
@@ -277,7 +285,8 @@ class TorchParts:
     """`run_part` over the PyTorch part modules (the ones the ONNX graphs are traced from); with `compile_mode`,
     the parts the spec marks `compiled` (the UNet) under torch.compile, as the served torch runtime does; with
     `synchronize`, the device finishes each call before the next is queued, as in the served path, where a part's
-    outputs leave its process (so a step's launches no longer overlap the previous step's kernels)."""
+    outputs leave its process (so a step's launches no longer overlap the previous step's kernels), and each
+    call's seconds are kept (`call_seconds`), the work queued before it finished first."""
 
     def __init__(
         self,
@@ -292,7 +301,9 @@ class TorchParts:
 
         self.output_names = OUTPUT_NAMES
         self.dtype = dtype
-        self.synchronize = synchronize and device.type == "cuda"
+        self.synchronize = synchronize
+        self.device = device
+        self.call_seconds: dict[str, list[float]] = {}
         self.modules = {
             name: compile_part(
                 part_module(pipe, name).to(device, dtype).eval(),
@@ -302,7 +313,13 @@ class TorchParts:
         }
 
     def __call__(self, name: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if not self.synchronize:
+            outputs = run_part_module(self.modules[name], list(inputs.values()), self.dtype)
+            return dict(zip(self.output_names[name], outputs, strict=True))
+        synchronize = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        synchronize()
+        start = time.perf_counter()
         outputs = run_part_module(self.modules[name], list(inputs.values()), self.dtype)
-        if self.synchronize:
-            torch.cuda.synchronize()
+        synchronize()
+        self.call_seconds.setdefault(name, []).append(time.perf_counter() - start)
         return dict(zip(self.output_names[name], outputs, strict=True))

@@ -80,7 +80,7 @@ def test_markdown_table_compares_each_row_with_its_baselines(results):
     # served over in-process onnxruntime, and over diffusers: two numbers, not dashes
     cells = [c.strip() for c in served.split("|")]
     assert float(cells[9]) > 0 and float(cells[10]) > 0
-    split = re.search(r"64x96x16 served-onnxruntime (\d\.\d{4}) \+ (\d\.\d{4})", table)  # inside + between
+    split = re.search(r"64x96x16 served-onnxruntime (\d\.\d{4}) \+ (\d\.\d{4})", table)  # in the call + between
     assert split and float(split[1]) > 0 and float(split[2]) > 0, table[-400:]
     assert baseline_of("served-torch") == "torch" and baseline_of("diffusers") == ""
 
@@ -166,6 +166,9 @@ def test_gpu_suite_dry_run_on_the_cpu_runs_every_runner_of_the_gpu_proof(tmp_pat
     assert [r["runner"] for r in result["rows"]] == runners
     assert result["settings"]["model"] == "tiny" and result["settings"]["grid"] == "64x64x8"
     assert "step × in-process" in (tmp_path / "results.md").read_text()
+    # the UNet's call alone, served (Triton's counters) and synchronised in-process, within each step
+    for row in (r for r in result["rows"] if r["runner"] in ("served-torch", "torch-synced")):
+        assert 0 < row["stages"]["unet_model_per_call"] < row["stages"]["unet_per_step"], row
 
 
 def test_a_served_torch_variant_pairs_with_the_in_process_runner_of_its_name(tmp_path):
