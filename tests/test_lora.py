@@ -394,6 +394,45 @@ def test_removing_a_lora_in_use_lets_its_request_finish_with_its_weights(
         served(client, photo_png, lora="going")
 
 
+def test_peft_adapters_set_each_choice_whatever_came_before(tiny_pipeline, loras, tmp_path):
+    """The torch UNet's adapters skip setting what is set already: through scale changes, the base model,
+    eviction (capacity 1) and a second injection, each call's output is that of a fresh UNet given only that
+    choice."""
+    import copy
+
+    from i2v.model.modules import UNetPart
+    from i2v.serving.lora_runtime import AdapterFiles, LoraChoice, PeftAdapters
+
+    folder = tmp_path / "registry"
+    folder.mkdir()
+    for name in ("a", "b"):
+        shutil.copy(loras[name].path, folder / f"{name}.safetensors")
+    version = {n: lora_registry.file_version(folder / f"{n}.safetensors") for n in ("a", "b")}
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.randn(2, 4, 2, 8, 8, generator=generator)
+    inputs = (
+        sample,
+        torch.tensor([500.0]),
+        torch.full((2,), 8.0),
+        torch.randn(sample.shape, generator=generator),
+        torch.randn(2, 1, tiny_pipeline.unet.config.cross_attention_dim, generator=generator),
+        torch.randn(2, 77, tiny_pipeline.unet.config.cross_attention_dim, generator=generator),
+    )
+
+    def output(adapters: PeftAdapters, unet: UNetPart, choice: tuple[str, float] | None) -> torch.Tensor:
+        adapters.select(None if choice is None else LoraChoice(choice[0], version[choice[0]], choice[1]))
+        with torch.inference_mode():
+            return unet(*inputs)
+
+    served_unet = UNetPart(copy.deepcopy(tiny_pipeline.unet)).eval()
+    served = PeftAdapters(served_unet.unet, AdapterFiles(folder), capacity=1)
+    for choice in [None, ("a", 1.0), ("a", 1.0), ("a", 0.5), None, ("b", 1.5), ("a", 1.0), None, None]:
+        fresh_unet = UNetPart(copy.deepcopy(tiny_pipeline.unet)).eval()
+        expected = output(PeftAdapters(fresh_unet.unet, AdapterFiles(folder)), fresh_unet, choice)
+        torch.testing.assert_close(output(served, served_unet, choice), expected, rtol=0, atol=0, msg=str(choice))
+    assert len(served.injected) == 1
+
+
 def test_torch_runtime_serves_the_lora_with_peft_equal_to_diffusers(
     torch_triton, loras, tiny_pipeline, photo, photo_png
 ):
