@@ -120,10 +120,10 @@ def markdown_table(result: dict) -> str:
             + ", ".join(f"{k} {v:.3g}" for k, v in result["unet_tflops_per_step"].items())
             + "."
         )
-    return head + "\n\n" + "\n".join(lines) + "\n" + _served_steps(rows)
+    return head + "\n\n" + "\n".join(lines) + "\n" + _step_split(rows)
 
 
-def _served_steps(rows: list[dict]) -> str:
+def _step_split(rows: list[dict]) -> str:
     """Where a step's time goes: in the UNet's call (inside the served `unet` model, by Triton's counters, or
     `torch-synced`'s synchronised call) and between its calls."""
     split = []
