@@ -236,10 +236,8 @@ class PeftAdapters:
         return name
 
     def _delete(self, adapter_name: str) -> None:
-        from peft.tuners.tuners_utils import BaseTunerLayer
-
-        for layer in self.unet.modules():
-            if isinstance(layer, BaseTunerLayer) and adapter_name in layer.lora_A:
+        for layer in self.layers:  # every PEFT layer, as of the last injection
+            if adapter_name in layer.lora_A:
                 layer.delete_adapter(adapter_name)
         getattr(self.unet, "peft_config", {}).pop(adapter_name, None)
         self._changed()

@@ -431,6 +431,7 @@ def test_peft_adapters_set_each_choice_whatever_came_before(tiny_pipeline, loras
         expected = output(PeftAdapters(fresh_unet.unet, AdapterFiles(folder)), fresh_unet, choice)
         torch.testing.assert_close(output(served, served_unet, choice), expected, rtol=0, atol=0, msg=str(choice))
     assert len(served.injected) == 1
+    assert served.layers and all(len(layer.lora_A) <= 1 for layer in served.layers)  # the evicted one is gone
 
 
 def test_torch_runtime_serves_the_lora_with_peft_equal_to_diffusers(
