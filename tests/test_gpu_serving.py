@@ -93,22 +93,29 @@ def gpu_triton(serve_tiny, request):
 def test_served_gpu_torch_runtime_gives_the_in_process_video(gpu_triton, tiny_pipeline, photo, photo_png):
     """KIND_GPU BLS and parts in fp16, tensors kept on the GPU between them, against the same loop in this
     process over the same fp16 modules (eager): served eager, and served with the UNet in CUDA graphs."""
+    from diffusers_reference import MIN_FP16_PSNR_DB, NEGATIVE, diffusers_frames
+
+    from i2v.benchmarks.measure import frame_psnr
     from i2v.benchmarks.runners import TorchParts
     from i2v.params import GenerationParams
     from i2v.serving.generator import VideoGenerator
 
-    params = dict(height=64, width=96, num_frames=16, num_inference_steps=10, seed=5)
+    shape = dict(height=64, width=96, num_frames=16, fps=8, seed=5)
+    params = dict(prompt=PROMPT, negative_prompt=NEGATIVE, num_inference_steps=10, guidance_scale=7.5, **shape)
     with I2VClient(gpu_triton.endpoints.grpc_url) as client:
-        served = client.generate(GenerationRequest(image=photo_png, prompt=PROMPT, return_frames=True, **params))
+        served = client.generate(GenerationRequest(image=photo_png, return_frames=True, **params))
     device = torch.device("cuda")
     generator = VideoGenerator(
         gpu_triton.model_repository / "i2vgen_xl" / "1" / "pipeline",
         TorchParts(copy.deepcopy(tiny_pipeline), device, torch.float16),  # it moves the modules it is given
         device,
     )
-    expected = generator(photo, GenerationParams(prompt=PROMPT, **params)).frames
+    expected = generator(photo, GenerationParams(**params)).frames
     difference = np.abs(served.frames.astype(np.int16) - expected.astype(np.int16))
     assert served.frames.shape == expected.shape and difference.max() <= 2, difference.max()
+    # and the served fp16 video against diffusers' fp32 pipeline
+    psnr = frame_psnr(served.frames, diffusers_frames(tiny_pipeline, photo, steps=10, guidance=7.5, **shape))
+    assert min(psnr) >= MIN_FP16_PSNR_DB, f"PSNR per frame {[round(p, 1) for p in psnr]}"
 
 
 @pytest.mark.gpu

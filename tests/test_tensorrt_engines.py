@@ -233,15 +233,12 @@ def test_engine_memory_is_read_per_profile_and_planned(tiny_pipeline, onnx_paths
     assert plan([memory]).held_bytes == memory.weights_bytes + len(profiles) * max(memory.profile_bytes)
 
 
-PSNR_THRESHOLD_DB = 30.0  # fp16 engines against the fp32 pipeline, every frame; a wrong graph is far below
-
-
 @pytest.mark.tensorrt
 @pytest.mark.gpu
 @needs_engines
 def test_tensorrt_video_matches_the_diffusers_fp32_pipeline_frame_by_frame(tiny_pipeline, onnx_paths, photo, tmp_path):
     """The whole loop over fp16 engines against diffusers' fp32 I2VGenXLPipeline, same seed: PSNR per frame."""
-    from diffusers_reference import PROMPT, diffusers_frames
+    from diffusers_reference import MIN_FP16_PSNR_DB, NEGATIVE, PROMPT, diffusers_frames
     from tensorrt_parts import TensorRTParts
 
     from i2v.benchmarks.measure import frame_psnr
@@ -259,14 +256,14 @@ def test_tensorrt_video_matches_the_diffusers_fp32_pipeline_frame_by_frame(tiny_
     try:
         generator = VideoGenerator(repository / "i2vgen_xl" / "1" / "pipeline", parts, "cuda")
         params = dict(height=64, width=96, num_frames=16, num_inference_steps=10, guidance_scale=9.0, fps=16, seed=3)
-        got = generator(photo, GenerationParams(prompt=PROMPT, **params)).frames
+        got = generator(photo, GenerationParams(prompt=PROMPT, negative_prompt=NEGATIVE, **params)).frames
     finally:
         parts.close()
     expected = diffusers_frames(
         tiny_pipeline, photo, height=64, width=96, num_frames=16, steps=10, guidance=9.0, fps=16, seed=3
     )
     psnr = frame_psnr(got, expected)
-    assert min(psnr) >= PSNR_THRESHOLD_DB, f"PSNR per frame {psnr}"
+    assert min(psnr) >= MIN_FP16_PSNR_DB, f"PSNR per frame {psnr}"
 
 
 @pytest.mark.tensorrt

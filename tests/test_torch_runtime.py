@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from diffusers_reference import NEGATIVE, PROMPT, diffusers_frames
+from diffusers_reference import MIN_FP16_PSNR_DB, NEGATIVE, PROMPT, diffusers_frames
 from model_configs import read_config
 from tritonclient.grpc import model_config_pb2
 
@@ -125,6 +125,39 @@ def test_torch_parts_run_fp16_on_cuda_close_to_fp32(torch_repository, tiny_pipel
             assert g.is_cuda and g.dtype == torch.float32
             error = (g.cpu() - e).abs().max().item()
             assert error <= tolerances[name] * max(1.0, e.abs().max().item()), f"{name}: {error}"
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")],
+        ),
+    ],
+)
+def test_fp16_loop_stays_within_psnr_of_the_diffusers_fp32_pipeline(torch_repository, tiny_pipeline, photo, device):
+    """The whole loop over the fp16 part modules, as a GPU instance runs them (timestep, fps and embeddings cast
+    by the same code), against diffusers' fp32 pipeline on the same seed: every frame within MIN_FP16_PSNR_DB."""
+    from i2v.benchmarks.measure import frame_psnr
+    from i2v.benchmarks.runners import TorchParts
+    from i2v.params import GenerationParams
+    from i2v.serving.generator import VideoGenerator
+
+    shape = dict(height=64, width=96, num_frames=16, fps=8, seed=3)
+    generator = VideoGenerator(
+        torch_repository / "i2vgen_xl" / "1" / "pipeline",
+        TorchParts(copy.deepcopy(tiny_pipeline), torch.device(device), torch.float16),
+        torch.device(device),
+    )
+    params = GenerationParams(
+        prompt=PROMPT, negative_prompt=NEGATIVE, num_inference_steps=10, guidance_scale=7.5, **shape
+    )
+    got = generator(photo, params).frames
+    expected = diffusers_frames(tiny_pipeline, photo, steps=10, guidance=7.5, **shape)
+    psnr = frame_psnr(got, expected)
+    assert min(psnr) >= MIN_FP16_PSNR_DB, f"PSNR per frame {[round(p, 1) for p in psnr]}"
 
 
 @pytest.mark.gpu
