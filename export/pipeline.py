@@ -14,7 +14,6 @@ for the onnxruntime runtime it only reports.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -29,14 +28,13 @@ from i2v.export.sources import load_pipeline
 from i2v.export.trt_ops import TENSORRT_VERSION, UnsupportedOperatorError, check_graph, format_reports
 from i2v.export.validate import CHECK_SHAPES, check_all
 from i2v.model.info import RUNTIMES, TORCH_COMPILE_MODES, SupportedShapes
-from i2v.model.modules import part_module
+from i2v.model.modules import part_module, user_cache_dir
 from i2v.model.parts import size_multiple, specs_for_pipeline, vae_scale_factor
 
 
 def default_timing_cache(version: str) -> Path:
     """One TensorRT timing cache per TensorRT version, in the user's cache folder."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "i2v" / f"tensorrt-{version}.timing-cache"
+    return user_cache_dir() / f"tensorrt-{version}.timing-cache"
 
 
 def export_model_repository(

@@ -122,9 +122,9 @@ class TorchPart:
             raise MemoryError(f"{OUT_OF_MEMORY}: PyTorch could not allocate this request's tensors") from None
         self.calls += 1
         if self.calls == 1 and self.compile_mode != "none":  # the warm-up request, while the model loads
-            seconds = time.perf_counter() - start
+            seconds, cache = time.perf_counter() - start, compile_cache_use()
             pb_utils.Logger.log_info(
-                f"{self.name}: compiled ({self.compile_mode}) for the warm-up shapes in {seconds:.1f} s"
+                f"{self.name}: compiled ({self.compile_mode}) for the warm-up shapes in {seconds:.1f} s{cache}"
             )
         return to_triton(dict(zip(self.output_names, results, strict=True)))
 
@@ -134,6 +134,21 @@ class TorchPart:
         self.module = self.lora_module = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def compile_cache_use() -> str:
+    """What TorchInductor's compile cache gave this process so far, for the log: graphs loaded, of those needed."""
+    import os
+
+    from torch._dynamo.utils import counters  # PyTorch's own tally, as its compile-cache tutorial reads it
+
+    from i2v.model.modules import INDUCTOR_CACHE_ENV
+
+    inductor = counters["inductor"]
+    if not inductor["fxgraph_cache_hit"] + inductor["fxgraph_cache_miss"]:
+        return ""  # nothing went through TorchInductor (CUDA graphs)
+    hits, misses = inductor["fxgraph_cache_hit"], inductor["fxgraph_cache_miss"]
+    return f"; compile cache {os.environ.get(INDUCTOR_CACHE_ENV)}: {hits} of {hits + misses} graphs from it"
 
 
 def in_chunks(run: Callable[[list], Sequence], inputs: list, chunk: int | None, concatenate: Callable) -> list:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import numpy as np
 import pytest
@@ -238,9 +239,16 @@ def test_compiled_unet_repository_compiles_at_load_with_a_warmup_at_the_default_
 
 
 @pytest.fixture(scope="module")
-def compiled_triton(serve_tiny):
+def compile_cache(tmp_path_factory) -> dict[str, str]:
+    """The compiled servers' TorchInductor cache: a folder of this module's own, empty at first."""
+    return {"TORCHINDUCTOR_CACHE_DIR": str(tmp_path_factory.mktemp("torch-compile-cache"))}
+
+
+@pytest.fixture(scope="module")
+def compiled_triton(serve_tiny, compile_cache):
     # TorchInductor compiles the UNet during the warm-up request: minutes on two CPU cores
-    with serve_tiny("compiled", {"startup_timeout_s": 600}, runtime="torch", torch_compile="default") as server:
+    options = {"startup_timeout_s": 600, "env": compile_cache}
+    with serve_tiny("compiled", options, runtime="torch", torch_compile="default") as server:
         yield server
 
 
@@ -262,3 +270,29 @@ def test_served_compiled_unet_gives_the_eager_video(compiled_triton, torch_trito
         got, expected = compiled.generate(request).frames, eager.generate(request).frames
     difference = np.abs(got.astype(np.int16) - expected.astype(np.int16))
     assert got.shape == (16, 64, 96, 3) and difference.max() <= 1
+
+
+def test_a_restarted_compiled_server_loads_the_unet_from_the_compile_cache(
+    compiled_triton, compile_cache, photo_png, tmp_path
+):
+    """The first server compiled the UNet into the compile cache; a server started again on the same repository
+    and cache (a restart, another replica) loads the compiled graphs from there, compiles none, and gives the
+    same video."""
+    from i2v.serving.triton_server import EmbeddedTritonServer
+
+    compiled = (
+        r"unet: compiled \(default\) for the warm-up shapes in [\d.]+ s; "
+        r"compile cache (\S+): (\d+) of (\d+) graphs from it"
+    )
+    first = re.search(compiled, compiled_triton.log_tail(400))
+    assert first and first[1] == compile_cache["TORCHINDUCTOR_CACHE_DIR"] and first[2] == "0" and int(first[3]) > 0
+    shape = dict(height=64, width=96, num_frames=8, num_inference_steps=10)
+    request = GenerationRequest(image=photo_png, prompt=PROMPT, seed=2, return_frames=True, **shape)
+    server = EmbeddedTritonServer(
+        compiled_triton.model_repository, log_file=tmp_path / "server.log", startup_timeout_s=600, env=compile_cache
+    )
+    with server:
+        again = re.search(compiled, server.log_tail(400))
+        assert again and again[2] == again[3] != "0", server.log_tail(20)
+        with I2VClient(server.endpoints.grpc_url) as restarted, I2VClient(compiled_triton.endpoints.grpc_url) as before:
+            assert np.array_equal(restarted.generate(request).frames, before.generate(request).frames)
