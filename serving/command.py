@@ -59,6 +59,19 @@ def add_serve_command(commands, formatter_class: type[argparse.HelpFormatter]) -
     supervise.add_argument(
         "--drain-timeout", type=float, default=300, help="the longest wait for them (Triton's --exit-timeout-secs)"
     )
+    supervise.add_argument(
+        "--state-file",
+        type=Path,
+        default=Path("/tmp/i2v-supervisor.json"),
+        help="restarts and recoveries under way, for the supervisor that starts after this one (it exits after a "
+        "kill): on a volume that outlives this container's restarts",
+    )
+    supervise.add_argument(
+        "--unanswered-limit",
+        type=float,
+        default=60,
+        help="seconds Triton may go without answering, once it has, before /live says 503 (a hung server)",
+    )
     add_api_key_argument(supervise, "the server's key for model control")
     supervise.set_defaults(run=run_supervise)
 
@@ -123,6 +136,8 @@ def run_supervise(args: argparse.Namespace) -> int:
         server_pid=args.pid,
         metrics_url=args.metrics_url,
         drain_timeout_s=args.drain_timeout,
+        state_file=args.state_file,
+        unanswered_limit_s=args.unanswered_limit,
     )
     supervisor.killed = stop  # the kill ends this process too: its restart joins the new server's namespaces
     supervisor.start()

@@ -19,10 +19,16 @@ command line names its model's `model.py`). Its HTTP port answers the orchestrat
 
 - `/ready`: 200 when Triton answers and every loaded Python model has its processes; 503 from the moment one is
   missing until the server is back (so traffic goes elsewhere meanwhile);
-- `/live`: 200 unless restarts keep failing (`max_failures` in a row): then the whole pod or container is the
-  thing to restart, and the orchestrator does it;
+- `/live`: 200 unless restarts keep failing (`max_failures` in a row, inside `i2v serve`), or, beside NVIDIA's
+  server, unless Triton stopped answering for `unanswered_limit_s` after it had answered (a hung server, which
+  nothing else would restart): then the whole pod or container is the thing to restart, and the orchestrator
+  does it;
 - `/metrics`: `i2v_part_restarts_total{model}` (restarts caused by that model's process) and
-  `i2v_part_recovering{model}` (1 while it is down).
+  `i2v_part_recovering{model}` (1 from the death until the server is back with every model).
+
+The sidecar exits after each kill (its restart joins the new server's namespaces), so it keeps both series in a
+state file (`SupervisorState`): the next one goes on counting, and says "recovering" until the server is back,
+for the alerts on restarts and on a recovery that does not end.
 
 TensorRT models have no stub: a crash there takes tritonserver itself down. Inside `i2v serve` the supervisor
 restarts a tritonserver that died by itself too (counted under `model="tritonserver"`); beside NVIDIA's, the
@@ -97,6 +103,35 @@ def python_stubs(server_pid: int) -> list[Stub]:
 
 
 @dataclass
+class SupervisorState:
+    """What one supervisor process hands the next: restarts per model, and the models whose recovery has not
+    ended (since when, epoch seconds). Written before each kill, read at start; no file, nothing kept."""
+
+    path: Path | None = None
+    restarts: dict[str, int] = field(default_factory=dict)
+    recovering: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path | None) -> SupervisorState:
+        if path is None or not path.is_file():
+            return cls(path)
+        try:
+            saved = json.loads(path.read_text())
+            return cls(path, dict(saved.get("restarts", {})), dict(saved.get("recovering", {})))
+        except (OSError, ValueError, TypeError, AttributeError) as exc:  # a damaged file: start counting again
+            log.warning("supervisor state %s unreadable (%s): starting from nothing", path, exc)
+            return cls(path)
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".partial")
+        partial.write_text(json.dumps({"restarts": self.restarts, "recovering": self.recovering}))
+        os.replace(partial, self.path)  # whole or not at all, should the process die right after
+
+
+@dataclass
 class Health:
     reachable: bool = False
     missing: list[str] = field(default_factory=list)  # models whose processes died; the server is restarting
@@ -115,7 +150,8 @@ class Supervisor:
 
     `server_pid` names the tritonserver process (the launcher knows it; a callable is asked each time); None
     finds the one process of that name in /proc (the sidecar, sharing Triton's PID namespace). `restart` starts
-    the server again (the launcher's); None kills it and leaves the start to the container's restart policy.
+    the server again (the launcher's); None kills it and leaves the start to the container's restart policy,
+    and `state_file` carries the metrics over to the supervisor that starts with it.
     """
 
     def __init__(
@@ -130,6 +166,8 @@ class Supervisor:
         max_failures: int = 3,
         restart_grace_s: float = 3.0,
         drain_timeout_s: float = 300.0,
+        state_file: Path | None = None,
+        unanswered_limit_s: float = 60.0,
     ) -> None:
         import tritonclient.grpc as grpcclient
 
@@ -161,6 +199,13 @@ class Supervisor:
             ["model"],
             registry=self.registry,
         )
+        self.state = SupervisorState.load(state_file)
+        for name, count in self.state.restarts.items():  # the series go on from where the last process left them
+            self.restarts.labels(model=name).inc(count)
+        for name in self.state.recovering:
+            self.recovering.labels(model=name).set(1)
+        self.unanswered_limit_s = unanswered_limit_s
+        self.answered_at: float | None = None  # monotonic: Triton's last answer to this process
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -182,9 +227,10 @@ class Supervisor:
             died = self._restart is not None and pid is not None and not is_alive(pid)  # our server, by itself
             self.health = Health(reachable=False, missing=[SERVER] if died else [], failures=self.health.failures)
             if died:
-                self.restarts.labels(model=SERVER).inc()
+                self.count_restart([SERVER])
                 self.restart_server(pid, [SERVER])
             return self.health
+        self.answered_at = time.monotonic()
         pid = self.server_pid()
         live: dict[str, int] = {}
         for stub in python_stubs(pid) if pid is not None else []:
@@ -205,15 +251,25 @@ class Supervisor:
                 missing.append(name)
         if not missing:
             self.health = Health(reachable=True, failures=0)
-            for name in self.processes:
+            for name in {*self.processes, *self.state.recovering}:
                 self.recovering.labels(model=name).set(0)
+            if self.state.recovering:  # a recovery an earlier process began has ended
+                self.state.recovering.clear()
+                self.state.save()
             return self.health
         self.health = Health(reachable=True, missing=missing, failures=self.health.failures)  # probes: not ready
+        self.count_restart(missing)
+        self.restart_server(pid, missing)
+        return self.health
+
+    def count_restart(self, missing: list[str]) -> None:
+        """The metrics of a restart these models' deaths caused, kept in the state file before anything is killed."""
         for name in missing:
             self.recovering.labels(model=name).set(1)
             self.restarts.labels(model=name).inc()
-        self.restart_server(pid, missing)
-        return self.health
+            self.state.restarts[name] = self.state.restarts.get(name, 0) + 1
+            self.state.recovering.setdefault(name, time.time())
+        self.state.save()
 
     def is_python(self, name: str) -> bool:
         if name not in self.python_models:
@@ -276,11 +332,20 @@ class Supervisor:
             self.check_once()
             self._stop.wait(self.interval_s)
 
+    def unanswered(self) -> bool:
+        """Beside NVIDIA's server: it answered this process once, then not for `unanswered_limit_s` (hung). Inside
+        `i2v serve` its restarts take it away on purpose, and a long load must not count."""
+        return (
+            self._restart is None
+            and self.answered_at is not None
+            and time.monotonic() - self.answered_at > self.unanswered_limit_s
+        )
+
     def status(self) -> dict:
         health = self.health
         return {
             "ready": health.ready,
-            "live": health.live(self.max_failures),
+            "live": health.live(self.max_failures) and not self.unanswered(),
             "reachable": health.reachable,
             "missing": health.missing,
             "failed_restarts": health.failures,

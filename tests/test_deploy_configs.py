@@ -1582,7 +1582,13 @@ def test_kubernetes_supervisor_runs_beside_triton_in_its_pid_namespace_and_answe
         "8003",
         "--host",
         "0.0.0.0",
+        "--state-file",
+        "/var/lib/i2v-supervisor/state.json",
     ]
+    # the state file (restarts, recovery under way) outlives the container, which exits after each kill
+    mounts = {m["mountPath"]: m["name"] for m in supervisor["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/var/lib/i2v-supervisor"]]
     # Triton itself is NVIDIA's server, under the entrypoint that drains before stopping it
     assert triton["command"] == [DRAINING_ENTRYPOINT, "tritonserver"]
     assert supervisor["image"] == triton["image"]

@@ -286,43 +286,101 @@ def test_composes_triton_command_serves_with_the_key_and_drains_before_stopping(
     assert outcome.get("video"), outcome
 
 
-def test_the_sidecar_supervisor_kills_a_broken_server_for_its_orchestrator_to_restart(model_repository, tmp_path):
+class Sidecar:
+    """`i2v supervise` beside a tritonserver it did not start, as compose and Kubernetes run it."""
+
+    def __init__(self, server, state_file: Path, *extra: str):
+        self.health = free_ports(1)[0]
+        command = [sys.executable, "-m", "i2v.cli", "supervise", "--url", server.endpoints.grpc_url]
+        command += ["--pid", str(server.pid), "--health-port", str(self.health), "--state-file", str(state_file)]
+        command += ["--metrics-url", server.endpoints.metrics_url, *extra]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health}{path}", timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return 0, ""
+
+    def wait_for(self, path: str, status: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.get(path)[0] != status:
+            assert self.process.poll() is None, self.process.stdout.read()
+            assert time.monotonic() < deadline, f"{path} never answered {status}"
+            time.sleep(0.2)
+
+    def metric(self, name: str, model: str) -> float:
+        found = re.search(rf'^{name}{{model="{model}"}} (\S+)$', self.get("/metrics")[1], re.MULTILINE)
+        assert found, f"{name}{{model={model!r}}} not exported"
+        return float(found[1])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def test_the_sidecar_supervisor_kills_a_broken_server_and_the_next_one_goes_on_counting(model_repository, tmp_path):
     """`i2v supervise` beside a tritonserver it did not start (as in compose and Kubernetes): a dead part makes
-    it kill the server, for the container's restart policy to start again, and exit 75 itself."""
+    it kill the server, for the container's restart policy to start again, and exit 75 itself. The supervisor
+    that starts after it takes over the restart count and says "recovering" until a server is back whole, so
+    the alerts on repeated restarts and on a recovery that does not end can fire."""
     from i2v.serving.triton_server import EmbeddedTritonServer
 
-    health = free_ports(1)[0]
+    state = tmp_path / "supervisor.json"
     with EmbeddedTritonServer(model_repository, log_file=tmp_path / "server.log") as server:
-        sidecar = subprocess.Popen(
-            [sys.executable, "-m", "i2v.cli", "supervise", "--url", server.endpoints.grpc_url, "--pid", str(server.pid)]
-            + ["--health-port", str(health), "--metrics-url", server.endpoints.metrics_url],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        sidecar = Sidecar(server, state)
         try:
-            url = f"http://127.0.0.1:{health}/ready"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    with urllib.request.urlopen(url, timeout=5) as response:
-                        if response.status == 200:
-                            break
-                except OSError:
-                    pass
-                assert time.monotonic() < deadline, sidecar.stdout.read() if sidecar.poll() is not None else ""
-                time.sleep(0.2)
+            sidecar.wait_for("/ready", 200)
+            assert sidecar.metric("i2v_part_restarts_total", "unet") == 0
             stub = next(p for p in _processes() if p["ppid"] == server.pid and "/unet/1/model.py" in p["cmdline"])
             os.kill(stub["pid"], signal.SIGKILL)
-            assert sidecar.wait(timeout=60) == 75
+            assert sidecar.process.wait(timeout=60) == 75
             deadline = time.monotonic() + 10
             while server.is_running() and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert not server.is_running()  # killed: the restart policy, not this test, would start it again
+            assert "restarting the server" in sidecar.process.stdout.read()
+            # the next supervisor, while the server is still down: it goes on from the count, and recovering
+            sidecar = Sidecar(server, state)
+            sidecar.wait_for("/live", 200)
+            assert sidecar.metric("i2v_part_restarts_total", "unet") == 1
+            assert sidecar.metric("i2v_part_recovering", "unet") == 1
+            assert sidecar.get("/ready")[0] == 503
         finally:
-            if sidecar.poll() is None:
-                sidecar.kill()
-    assert "restarting the server" in sidecar.stdout.read()
+            sidecar.stop()
+    with EmbeddedTritonServer(model_repository, log_file=tmp_path / "again.log") as server:  # the restarted one
+        sidecar = Sidecar(server, state)
+        try:
+            sidecar.wait_for("/ready", 200)
+            assert sidecar.metric("i2v_part_recovering", "unet") == 0  # back whole: the recovery ended
+            assert sidecar.metric("i2v_part_restarts_total", "unet") == 1
+            assert json.loads(state.read_text())["recovering"] == {}
+        finally:
+            sidecar.stop()
+
+
+def test_the_sidecar_says_not_live_while_the_server_it_watches_hangs(model_repository, tmp_path):
+    """Triton stopped (SIGSTOP: it holds its port and answers nothing): after the limit, /live turns 503, for
+    the orchestrator to restart it; once it answers again, 200."""
+    from i2v.serving.triton_server import EmbeddedTritonServer
+
+    with EmbeddedTritonServer(model_repository, log_file=tmp_path / "server.log") as server:
+        sidecar = Sidecar(server, tmp_path / "supervisor.json", "--unanswered-limit", "3")
+        try:
+            sidecar.wait_for("/ready", 200)
+            os.kill(server.pid, signal.SIGSTOP)
+            try:
+                sidecar.wait_for("/live", 503, timeout=30)
+            finally:
+                os.kill(server.pid, signal.SIGCONT)
+            sidecar.wait_for("/live", 200, timeout=30)
+            assert sidecar.get("/ready")[0] == 200
+        finally:
+            sidecar.stop()
 
 
 def test_when_restarts_keep_failing_i2v_serve_gives_up_for_the_orchestrator(model_repository, tmp_path, photo_png):
