@@ -95,12 +95,17 @@ def add_client_commands(commands, formatter_class: type[argparse.HelpFormatter])
     models = commands.add_parser(
         "models", help="list, load or unload models on a running server", formatter_class=formatter_class
     )
-    models.add_argument("action", choices=["list", "load", "unload"])
-    models.add_argument(
-        "names", nargs="*", help="models to load or unload (load also picks up new versions); list: only these"
-    )
-    add_connection_args(models, timeout=False)
-    models.set_defaults(run=run_models)
+    # One parser per action, so the names may come before or after the options (`load --url X unet`)
+    actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, nargs, what in (
+        ("list", "*", "show each model's state and version (only these models, if named); changes nothing"),
+        ("load", "+", "load these models (also picks up their new versions)"),
+        ("unload", "+", "unload these models"),
+    ):
+        command = actions.add_parser(action, help=what, description=what, formatter_class=formatter_class)
+        command.add_argument("names", nargs=nargs, metavar="NAME", help="model names, as `list` shows them")
+        add_connection_args(command, timeout=False)
+        command.set_defaults(run=run_models)
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -192,8 +197,6 @@ def run_models(args: argparse.Namespace) -> int:
     from i2v.client import errors
     from i2v.client.model_control import ModelControl
 
-    if args.action != "list" and not args.names:
-        return fail(f"name the models to {args.action}", EXIT_INVALID)
     try:
         with ModelControl(args.url, **connection_settings(args)) as control:
             if args.action == "list":

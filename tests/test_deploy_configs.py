@@ -348,7 +348,7 @@ def test_docker_compose_loads_the_file_as_deployed():
     (secret,) = services["alertmanager"]["secrets"]
     assert secret["target"] == "/run/secrets/alert-webhook-url"
     assert project["secrets"][secret["source"]]["file"] == "/etc/i2v/hook"
-    export = " ".join(services["export"]["command"])
+    export = " ".join(services["export"]["entrypoint"])
     assert export.startswith("i2v export --model ali-vilab/i2vgen-xl --output /models")
     (tenants,) = services["gateway-config"]["secrets"]
     assert project["secrets"][tenants["source"]]["file"] == "/etc/i2v/tenants.json"
@@ -444,9 +444,10 @@ def test_triton_has_shared_memory_a_gpu_and_a_readiness_healthcheck(compose):
 def test_export_is_a_one_shot_profile_writing_the_model_repository(compose):
     export = compose["services"]["export"]
     assert export["profiles"] == ["export"]
-    assert " ".join(export["command"]).startswith(
+    assert " ".join(export["entrypoint"]).startswith(
         "i2v export --model ${I2V_MODEL:-ali-vilab/i2vgen-xl} --output /models"
     )
+    assert export["command"] == []  # `run --rm export --tensorrt-lora`: more options, after the fixed ones
     assert "./model_repository:/models" in export["volumes"]
     cache_volumes = [v.split(":")[0] for v in export["volumes"] if not v.startswith(".")]
     assert cache_volumes and set(cache_volumes) <= set(compose["volumes"])
@@ -840,7 +841,7 @@ def test_compose_and_kubernetes_give_triton_the_planned_cuda_memory_pool(compose
 
 def test_compose_exports_tensorrt_engines_on_the_gpu(compose):
     export = compose["services"]["export"]
-    command = export["command"]
+    command = export["entrypoint"]
     assert command[command.index("--runtime") + 1] == "${I2V_RUNTIME:-tensorrt}"
     (device,) = export["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"] and device["count"] >= 1
@@ -883,7 +884,7 @@ def mount_holding(path: Path, mounts: dict[str, str]) -> str:
 
 def test_the_tensorrt_timing_cache_lives_on_a_volume_in_compose_and_kubernetes(compose, monkeypatch):
     export = compose["services"]["export"]
-    cache = timing_cache_path(export["command"], export["environment"], monkeypatch)
+    cache = timing_cache_path(export["entrypoint"], export["environment"], monkeypatch)
     mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in export["volumes"]}
     assert mount_holding(cache, mounts) in compose["volumes"], "a named volume, kept between `run --rm` exports"
 

@@ -108,7 +108,8 @@ def test_models_can_be_listed_unloaded_and_loaded_at_run_time_with_the_key(ops_t
         # a new version of a part appears in the repository and is picked up without a restart
         (model_repository / "vae_decoder" / "2").symlink_to(model_repository / "vae_decoder" / "1")
         try:
-            assert i2v("models", "load", "vae_decoder", "i2vgen_xl", "--url", url, "--api-key", KEY).returncode == 0
+            # the names after the options, as deploy/README.md writes it
+            assert i2v("models", "load", "--url", url, "--api-key", KEY, "vae_decoder", "i2vgen_xl").returncode == 0
             listing = i2v("models", "list", "--url", url, "--api-key", KEY).stdout
             assert any(line.split()[:3] == ["vae_decoder", "2", "READY"] for line in listing.splitlines()), listing
             assert client.generate(small(photo_png)).video
