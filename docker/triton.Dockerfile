@@ -20,7 +20,7 @@ RUN python3.11 -m venv "$VIRTUAL_ENV" && pip install --no-cache-dir --upgrade pi
 # CUDA 12 (2.11 on are CUDA 13: driver >= 580). Older ones do not run this project: diffusers 0.42.1 calls
 # torch.accelerator (torch >= 2.6; it declares torch>=2.6), torch 2.5's ONNX exporter ignores the
 # custom_translation_table and optimize the export passes, and torch 2.7.1's torch.export refuses the dynamic
-# batch axis. Installed before the package, so that its `torch>=2.4` is already met.
+# batch axis. Installed before the package, so that its `torch>=2.10` is already met.
 RUN pip install --no-cache-dir torch==2.10.0
 # TensorRT's Python package, for `i2v export --runtime tensorrt`. It must equal the base image's TensorRT
 # (24.10: 10.5.0): Triton loads an engine only in the TensorRT version that built it. Change both together
