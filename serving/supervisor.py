@@ -184,7 +184,7 @@ class Supervisor:
         self.killed = threading.Event()  # set where the server was killed for the orchestrator to restart
         self.restarting = threading.Event()  # set while it restarts the server (and waits between attempts)
         self.processes: dict[str, int] = {}  # model -> live stubs when it was last seen healthy
-        self.python_models: dict[str, bool] = {}
+        self.instances: dict[tuple[str, str], int] = {}  # (model, version) -> the stubs its config asks for
         self.health = Health()
         self.registry = CollectorRegistry()
         self.restarts = Counter(
@@ -238,11 +238,15 @@ class Supervisor:
                 live[stub.model] = live.get(stub.model, 0) + 1
         missing = []
         for entry in index:
-            name = entry["name"]
-            if entry.get("state") != "READY" or not self.is_python(name):
+            name, version = entry["name"], entry.get("version", "")
+            if entry.get("state") != "READY":  # unloaded or loading on request: its next load may bring another config
+                self.instances.pop((name, version), None)
+                continue
+            expected = self.expected_processes(name, version)
+            if not expected:  # not a Python model: no stub to watch
                 continue
             count = live.get(name, 0)
-            if count >= max(self.processes.get(name, 0), 1):
+            if count >= expected:  # more for a moment while a new version replaces the old one
                 if name not in self.processes:  # the series exist from the start, so increase() sees the first
                     self.restarts.labels(model=name)
                     self.recovering.labels(model=name).set(0)
@@ -271,15 +275,30 @@ class Supervisor:
             self.state.recovering.setdefault(name, time.time())
         self.state.save()
 
-    def is_python(self, name: str) -> bool:
-        if name not in self.python_models:
+    def expected_processes(self, name: str, version: str) -> int:
+        """The stub processes a loaded version of this model runs: one per instance its config asks for (KIND_GPU:
+        per GPU it lists); 0 for a model of another backend. Counting against the config, not against what was
+        seen, keeps a model reloaded on request (`i2v models load`: a new version's stub starts before the old
+        one's stops) from looking like a death."""
+        if (name, version) not in self.instances:
             config = self.client.get_model_config(name, headers=self.headers, as_json=True)["config"]
-            self.python_models[name] = config.get("backend") == "python"
-        return self.python_models[name]
+            expected = 0
+            if config.get("backend") == "python":
+                expected = (
+                    sum(
+                        int(group.get("count", 1))
+                        * (len(group.get("gpus") or [0]) if group.get("kind") == "KIND_GPU" else 1)
+                        for group in config.get("instance_group", [])
+                    )
+                    or 1
+                )
+            self.instances[(name, version)] = expected
+        return self.instances[(name, version)]
 
     def restart_server(self, pid: int | None, missing: list[str]) -> None:
         log.warning("the process of %s died: restarting the server", ", ".join(missing))
         self.processes.clear()
+        self.instances.clear()
         if self._restart is None:
             self.drain(bls_died=MODEL_NAME in missing)
             if pid is not None:

@@ -183,6 +183,36 @@ def test_a_killed_process_heals_itself_and_readiness_says_so_meanwhile(served, p
     assert served.get("/live")[0] == 200
 
 
+def test_models_reloaded_on_request_are_not_taken_for_dead(model_repository, tmp_path, photo_png):
+    """`i2v models load` of a new version (its process starts before the old one's stops) and an unload followed
+    by a load: planned, so the supervisor restarts nothing, counts no restart, and the server goes on serving."""
+    repository = tmp_path / "repository"
+    shutil.copytree(model_repository, repository, symlinks=True)
+    server = ServeProcess(repository, tmp_path / "server.log")
+    try:
+        before = server.tritonserver()
+
+        def models(*args: str) -> None:
+            command = [sys.executable, "-m", "i2v.cli", "models", *args, "--url", server.url]
+            run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+            assert run.returncode == 0, run.stdout + run.stderr
+
+        (repository / "unet" / "2").symlink_to(repository / "unet" / "1")
+        models("load", "unet")
+        models("unload", "i2vgen_xl_loras")
+        models("load", "i2vgen_xl_loras")
+        for _ in range(15):  # three seconds: the supervisor looks once a second
+            assert server.get("/ready")[0] == 200
+            time.sleep(0.2)
+        assert set(server.restarts().values()) == {0.0}, server.restarts()
+        assert server.tritonserver() == before
+        with I2VClient(server.url) as client:
+            assert client.generate(request(photo_png, steps=10)).video
+    finally:
+        assert server.stop() == 0
+    assert "restarting the server" not in server.process.stdout.read()
+
+
 def test_a_killed_tritonserver_is_started_again_by_i2v_serve(served, photo_png):
     """kill -9 tritonserver itself (a crash of the server, not of one model) while a video generates: that
     request gets a retryable error; `i2v serve` does not exit: its supervisor starts a new server, readiness
