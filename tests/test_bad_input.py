@@ -59,6 +59,13 @@ def png(photo_png):
     return ("BYTES", np.array([photo_png], dtype=np.object_))
 
 
+def image_bytes(format: str) -> bytes:
+    """A picture PIL can read, in another format than the API takes."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(buffer, format=format)
+    return buffer.getvalue()
+
+
 def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -114,6 +121,8 @@ BAD_REQUESTS = {
     ),
     "empty image bytes": (lambda png: tensors(image=image_input(b"")), "image is empty"),
     "text instead of an image": (lambda png: tensors(image=image_input(b"hello, world")), "image could not be decoded"),
+    "a GIF": (lambda png: tensors(image=image_input(image_bytes("GIF"))), "it is not a PNG, JPEG or WebP file"),
+    "a BMP": (lambda png: tensors(image=image_input(image_bytes("BMP"))), "it is not a PNG, JPEG or WebP file"),
     "truncated PNG": (
         lambda png: tensors(image=image_input(png[1][0][: len(png[1][0]) // 2])),
         "image could not be decoded",
