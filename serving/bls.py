@@ -36,7 +36,7 @@ from i2v.serving.generator import GenerationCancelled, VideoGenerator
 from i2v.serving.lora_runtime import LoraChoice
 from i2v.serving.metrics import BlsMetrics
 from i2v.serving.preprocess import InvalidImageError, decode_image, image_from_base64
-from i2v.serving.request import read_parameters
+from i2v.serving.request import check_no_unknown_fields, read_parameters
 from i2v.serving.request_log import RequestLog
 from i2v.serving.stub import use_utf8_text
 from i2v.serving.tenancy import ModelNotAllowedError, check_model_allowed, tenant_of
@@ -178,6 +178,7 @@ class TritonPythonModel:
 
     def read_params(self, request) -> GenerationParams:
         """Request tensors → validated parameters; omitted ones take this model's defaults, the seed a random one."""
+        check_no_unknown_fields(json.loads(request.parameters() or "{}"))
         arrays = {}
         for entry in parameters():
             tensor = pb_utils.get_input_tensor_by_name(request, entry.name)

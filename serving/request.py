@@ -32,6 +32,18 @@ def read_parameters(
     return GenerationParams(**values).validate(size_multiple)
 
 
+def check_no_unknown_fields(request_parameters: Mapping[str, Any]) -> None:
+    """Triton's HTTP generate endpoint turns a JSON field that names no input into a request parameter, so a typo
+    ("frames" for num_frames) would be ignored and the default used. The only parameters a request may carry are
+    the headers the gateway forwards (`i2v-*`) and Triton's own (`triton_*`)."""
+    unknown = sorted(k for k in request_parameters if not k.startswith(("i2v-", "triton_")))
+    if unknown:
+        known = ", ".join(["image", *(entry.name for entry in parameters())])
+        raise InvalidParameterError(
+            f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; the fields are: {known}"
+        )
+
+
 def _scalar(entry: Parameter, array: np.ndarray) -> Any:
     """The one value of an input tensor, as the table's type."""
     if array.size != 1:

@@ -205,6 +205,31 @@ def test_bad_request_is_refused_with_a_clear_error_and_the_next_is_served(triton
     assert good.video
 
 
+def test_an_http_field_that_names_no_parameter_is_refused_not_ignored(triton, photo_png):
+    """Over HTTP (Triton's generate_stream) a JSON field that is no input becomes a request parameter: a typo
+    ("frames") must be refused, naming it and the real fields, not generate with the default; then a good
+    request is served."""
+    import base64
+    import json
+    import urllib.error
+    import urllib.request
+
+    def stream(**fields) -> tuple[int, list[dict]]:
+        body = {"image": base64.b64encode(photo_png).decode(), "encoding": "base64", "prompt": PROMPT, **fields}
+        url = f"http://{triton.endpoints.http_url}/v2/models/{MODEL_NAME}/generate_stream"
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, json.dumps(body).encode()), timeout=300) as reply:
+                status, text = reply.status, reply.read().decode()
+        except urllib.error.HTTPError as error:
+            status, text = error.code, error.read().decode()
+        return status, [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+
+    status, events = stream(frames=8, num_inference_steps=10)
+    assert status == 400 and "unknown field 'frames'" in events[-1]["error"] and "num_frames" in events[-1]["error"]
+    status, events = stream(num_frames=8, num_inference_steps=10, height=64, width=64)
+    assert status == 200 and events[-1]["video"]
+
+
 def test_wrong_data_type_is_refused_by_the_server(triton):
     message = send_raw(triton, tensors(num_frames=scalar("FP32", 16.0, np.float32)))
     assert "num_frames" in message and "data-type is 'FP32'" in message
