@@ -12,6 +12,7 @@ from i2v.client.errors import (
     RateLimitedError,
     ServerUnavailableError,
     UnauthorizedError,
+    UnknownModelError,
 )
 from i2v.client.types import GenerationRequest, GenerationResult, LoraAdapterInfo, Progress
 
@@ -33,6 +34,7 @@ __all__ = [
     "RateLimitedError",
     "ServerUnavailableError",
     "UnauthorizedError",
+    "UnknownModelError",
 ]
 
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import grpc
 import tritonclient.grpc.aio as grpcaio
-from tritonclient.utils import InferenceServerException
 
-from i2v.client.errors import GenerationCancelledError
+from i2v.client.errors import GenerationCancelledError, I2VError, RateLimitedError, UnauthorizedError
 from i2v.client.grpc_client import (
+    SERVER_ERRORS,
     ClientBase,
     ProgressCallback,
-    client_error,
     parse_lora_listing,
     parse_model_defaults,
     read_response,
@@ -42,28 +42,31 @@ class AsyncI2VClient(ClientBase):
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
-    async def wait_until_ready(self) -> None:
+    async def _call(self, method, *args, **kwargs):
+        """A unary call with this client's headers; Triton's and gRPC's errors become the typed ones."""
         try:
-            ready = await self._client.is_model_ready(self.model_name, headers=self.headers)
-        except InferenceServerException as exc:
-            raise self._unreachable(exc) from exc
-        self._check_ready(ready)
+            return await method(*args, headers=self.headers, **kwargs)
+        except SERVER_ERRORS as exc:
+            raise self._error(exc) from exc
+
+    async def wait_until_ready(self) -> None:
+        """As `I2VClient.wait_until_ready`."""
+        if await self._call(self._client.is_model_ready, self.model_name):
+            return
+        try:  # metadata, never restricted, tells an unknown name from a model not loaded
+            await self._client.get_model_metadata(self.model_name, headers=self.headers)
+        except SERVER_ERRORS as exc:
+            raise self._not_ready(exc) from exc
+        raise self._not_ready(None)
 
     async def model_defaults(self) -> dict:
         """What the served model uses for each parameter a request leaves out (the seed: a random one)."""
-        try:
-            config = await self._client.get_model_config(self.model_name, headers=self.headers, as_json=True)
-        except InferenceServerException as exc:
-            raise client_error(exc) from exc
+        config = await self._call(self._client.get_model_config, self.model_name, as_json=True)
         return parse_model_defaults(config["config"])
 
     async def lora_adapters(self) -> list[LoraAdapterInfo]:
         """The LoRA adapters registered on the server (what a request's `lora` may name)."""
-        try:
-            result = await self._client.infer(LORA_LIST_MODEL, inputs=[], headers=self.headers)
-        except InferenceServerException as exc:
-            raise client_error(exc) from exc
-        return parse_lora_listing(result)
+        return parse_lora_listing(await self._call(self._client.infer, LORA_LIST_MODEL, inputs=[]))
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Progress | GenerationResult]:
         """Progress events in order, then the result. Leaving the loop early cancels the request on the server."""
@@ -77,7 +80,7 @@ class AsyncI2VClient(ClientBase):
         try:
             async for result, error in responses:
                 if error is not None:
-                    raise client_error(error)
+                    raise self._error(error)
                 event = read_response(result)
                 if isinstance(event, Progress):
                     progress.append(event)
@@ -86,12 +89,30 @@ class AsyncI2VClient(ClientBase):
                     event.progress = progress
                     yield event
                     return
-        except InferenceServerException as exc:
-            raise client_error(exc) from exc
+        except SERVER_ERRORS as exc:  # gRPC's own (AioRpcError) where the stream itself fails
+            raise await self._stream_error(exc) from exc
         finally:
             # No-op once the stream has ended; otherwise (the task was cancelled, the caller left the loop) the
             # server sees the cancellation and stops at its next step. asyncio.CancelledError propagates as is.
             responses.cancel()
+
+    async def _stream_error(self, exc: Exception) -> I2VError:
+        """The typed error of a stream that failed. A server that refuses the stream before reading the request
+        (Triton without the key, the gateway) may end it while grpc's asyncio client is still writing; that client
+        then loses the server's status and reports "Internal error from Core" (grpc's own words, under load). A
+        unary call of the same protocol asks again: Triton refuses a unary call to a decoupled model, but only
+        after the key check, so nothing runs, and a key or limit refusal reads as the sync client's."""
+        error = self._error(exc)
+        lost = isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.INTERNAL
+        if not (lost and exc.details() == "Internal error from Core"):
+            return error
+        try:
+            await self._client.infer(self.model_name, inputs=[], headers=self.headers)
+        except SERVER_ERRORS as probe:
+            refusal = self._error(probe)
+            if isinstance(refusal, (UnauthorizedError, RateLimitedError)):
+                return refusal
+        return error
 
     async def generate(
         self, request: GenerationRequest, on_progress: ProgressCallback | None = None

@@ -6,11 +6,13 @@ The generation flags are made from the parameter table (`i2v.params`): a paramet
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
+import tempfile
 from pathlib import Path
 
-from i2v.arguments import add_api_key_argument
+from i2v.arguments import API_KEY_ENV, add_api_key_argument
 from i2v.params import parameters
 
 URL_ENV = "I2V_TRITON_URL"
@@ -23,6 +25,19 @@ METAVARS = {int: "N", float: "X", str: "TEXT"}
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_OVERLOADED, EXIT_CANCELLED = 0, 1, 2, 3, 4, 5
 EXIT_OUT_OF_MEMORY = 6
 EXIT_RATE_LIMITED = 7  # the gateway's limit for this key; the message says when to retry
+EXIT_UNAUTHORIZED = 8  # the server needs an API key, or refused the one sent (or the gateway's tenant a model)
+EXIT_TIMEOUT = 9  # the request ran past --timeout and was cancelled
+
+
+def positive_seconds(text: str) -> float:
+    """`--timeout`'s type: a number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
 
 
 def add_connection_args(parser: argparse.ArgumentParser, *, timeout: bool = True) -> None:
@@ -38,7 +53,13 @@ def add_connection_args(parser: argparse.ArgumentParser, *, timeout: bool = True
         help=f"PEM file of the CA that signed the gateway's certificate; implies --tls (env {CA_FILE_ENV})",
     )
     if timeout:
-        parser.add_argument("--timeout", type=float, default=None, help="seconds before the request is cancelled")
+        parser.add_argument(
+            "--timeout",
+            type=positive_seconds,
+            default=None,
+            metavar="SECONDS",
+            help="seconds before the request is cancelled (more than 0)",
+        )
 
 
 def add_generation_args(parser: argparse.ArgumentParser) -> None:
@@ -109,30 +130,22 @@ def add_client_commands(commands, formatter_class: type[argparse.HelpFormatter])
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from i2v.client import errors
+    from i2v.client.errors import I2VError, InvalidInputError
 
     try:
         if args.batch is not None:
             return run_batch(args)
         if not args.prompt:
-            raise ValueError("--prompt is required with --image")
+            raise InvalidInputError("--prompt is required with --image")
         result = generate_with_progress(args, args.url)
-    except errors.InvalidInputError as exc:
+    except I2VError as exc:
+        return fail_request(exc, args)
+    except ValueError as exc:  # a batch's input
         return fail(f"invalid input: {exc}", EXIT_INVALID)
-    except errors.ServerUnavailableError as exc:
-        return fail(f"server unavailable: {exc}", EXIT_UNAVAILABLE)
-    except errors.OverloadedError as exc:
-        return fail(f"server overloaded: {exc}", EXIT_OVERLOADED)
-    except errors.RateLimitedError as exc:
-        return fail(str(exc), EXIT_RATE_LIMITED)
-    except errors.GenerationCancelledError as exc:
-        return fail(f"cancelled: {exc}", EXIT_CANCELLED)
-    except errors.OutOfMemoryError as exc:
-        return fail(str(exc), EXIT_OUT_OF_MEMORY)
-    except errors.I2VError as exc:
-        return fail(f"generation failed: {exc}", EXIT_FAILED)
-    except ValueError as exc:  # client-side parameter checks
-        return fail(f"invalid input: {exc}", EXIT_INVALID)
+    except OSError as exc:  # an input that cannot be read, a batch's folder
+        return fail(f"invalid input: {exc.filename or args.batch}: {exc.strerror or exc}", EXIT_INVALID)
+    except OutputError as exc:
+        return fail(str(exc), EXIT_FAILED)
     print(f"wrote {args.output} (seed {result.seed}, {result.timings['total']:.2f} s on the server)")
     return EXIT_OK
 
@@ -153,6 +166,7 @@ def run_batch(args: argparse.Namespace) -> int:
         items = batch.items_from_jsonl(args.batch, params)
     else:
         raise ValueError(f"batch input not found: {args.batch}")
+    check_writable(args.output_dir / batch.MANIFEST, "--output-dir")
     failed = 0
     with I2VClient(args.url, timeout_s=args.timeout, **connection_settings(args)) as client:
         client.wait_until_ready()
@@ -170,15 +184,20 @@ def run_batch(args: argparse.Namespace) -> int:
 
 
 def generate_with_progress(args: argparse.Namespace, url: str):
-    """Send one request, draw a progress bar from the streamed steps, save MP4 + metadata JSON."""
+    """Send one request, draw a progress bar from the streamed steps, save MP4 + metadata JSON.
+
+    The request's parameters and the output's folder are checked first: a mistake in either fails at once,
+    whether the server is up or not, and never after minutes of generation."""
     from tqdm import tqdm
 
+    from i2v.client.errors import InvalidInputError
     from i2v.client.grpc_client import I2VClient
     from i2v.client.types import GenerationRequest
 
     if not args.image.is_file():
-        raise ValueError(f"image file not found: {args.image}")
-    request = GenerationRequest.from_file(args.image, **generation_values(args))
+        raise InvalidInputError(f"image file not found: {args.image}")
+    request = GenerationRequest.from_file(args.image, **generation_values(args)).validate()
+    check_writable(args.output, "-o")
     with I2VClient(url, timeout_s=getattr(args, "timeout", None), **connection_settings(args)) as client:
         client.wait_until_ready()
         with tqdm(total=None, desc="denoising", unit="step") as bar:
@@ -188,22 +207,57 @@ def generate_with_progress(args: argparse.Namespace, url: str):
                 bar.update(step - bar.n)
 
             result = client.generate(request, on_progress=on_progress)
-    result.save(args.output)
+    save_video(result, args.output)
     return result
 
 
+class OutputError(Exception):
+    """The video could not be written where asked (the message says where it was kept instead)."""
+
+
+def check_writable(path: Path, option: str) -> None:
+    """Refuse an output that cannot be written, before generating: its folder is made (as saving would) and a
+    file is tried in it. Raises `InvalidInputError` naming the option."""
+    from i2v.client.errors import InvalidInputError
+
+    if path.is_dir():
+        raise InvalidInputError(f"{option} {path} is a folder: name the file to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        where = exc.filename or path.parent
+        raise InvalidInputError(f"{option} {path} cannot be written: {where}: {exc.strerror or exc}") from None
+
+
+def save_video(result, path: Path) -> None:
+    """`result.save(path)`; where that fails, the video goes to a temporary file, so minutes of work are kept."""
+    try:
+        result.save(path)
+    except OSError as exc:
+        fd, kept = tempfile.mkstemp(prefix="i2v-", suffix=".mp4")
+        os.close(fd)
+        result.save(kept)
+        raise OutputError(
+            f"cannot write {path}: {exc.filename or path}: {exc.strerror or exc}; the video was saved to {kept} "
+            "(and its metadata beside it)"
+        ) from exc
+
+
 def run_models(args: argparse.Namespace) -> int:
-    """`list` shows states (of the named models, or all) and changes nothing; `load`/`unload` act on names."""
-    from i2v.client import errors
+    """`list` shows states (of the named models, or all) and changes nothing; `load`/`unload` act on names, each
+    of which must be in the server's model repository."""
+    from i2v.client.errors import I2VError
     from i2v.client.model_control import ModelControl
 
     try:
         with ModelControl(args.url, **connection_settings(args)) as control:
+            models = control.list()
+            unknown = sorted(set(args.names) - {m.name for m in models})
+            if unknown:
+                return fail(f"not in the model repository: {', '.join(unknown)}", EXIT_INVALID)
             if args.action == "list":
-                models = control.list()
-                unknown = sorted(set(args.names) - {m.name for m in models})
-                if unknown:
-                    return fail(f"not in the model repository: {', '.join(unknown)}", EXIT_INVALID)
                 for model in models:
                     if not args.names or model.name in args.names:
                         reason = f"  ({model.reason})" if model.reason else ""
@@ -212,10 +266,8 @@ def run_models(args: argparse.Namespace) -> int:
             for name in args.names:
                 (control.load if args.action == "load" else control.unload)(name)
                 print(f"{args.action}ed {name}")
-    except errors.ServerUnavailableError as exc:
-        return fail(f"server unavailable: {exc}", EXIT_UNAVAILABLE)
-    except errors.I2VError as exc:
-        return fail(str(exc), EXIT_FAILED)
+    except I2VError as exc:
+        return fail_request(exc, args)
     return EXIT_OK
 
 
@@ -226,6 +278,39 @@ def connection_settings(args: argparse.Namespace) -> dict:
         "tls": getattr(args, "tls", False),
         "ca_file": getattr(args, "ca_file", None),
     }
+
+
+def fail_request(exc: Exception, args: argparse.Namespace) -> int:
+    """Say what went wrong with a request to the server, in words the user can act on, and return the exit
+    code that means it (the first row of `failures` that matches)."""
+    from i2v.client import errors
+
+    url, key, timeout = args.url, getattr(args, "api_key", None), getattr(args, "timeout", None)
+    if isinstance(exc, errors.UnauthorizedError) and not isinstance(exc, errors.ForbiddenError):
+        if key:
+            message = f"the server at {url} refused the API key sent: check --api-key (or {API_KEY_ENV})"
+        else:
+            message = f"the server at {url} needs an API key: pass it with --api-key KEY or the {API_KEY_ENV} variable"
+        return fail(f"{message} ({exc})", EXIT_UNAUTHORIZED)
+    if isinstance(exc, errors.GenerationTimeoutError):
+        took = f"longer than --timeout {timeout:g} s" if timeout else "too long"
+        return fail(f"the request took {took} and was cancelled; allow it more with --timeout ({exc})", EXIT_TIMEOUT)
+    # (kind, what the message is prefixed with unless its first clause already says so, exit code)
+    failures = (
+        (errors.InvalidInputError, "invalid input", EXIT_INVALID),
+        (errors.ServerUnavailableError, "", EXIT_UNAVAILABLE),  # its messages start "cannot connect", ...
+        (errors.OverloadedError, "server overloaded", EXIT_OVERLOADED),
+        (errors.RateLimitedError, "", EXIT_RATE_LIMITED),
+        (errors.ForbiddenError, "", EXIT_UNAUTHORIZED),
+        (errors.GenerationCancelledError, "cancelled", EXIT_CANCELLED),
+        (errors.OutOfMemoryError, "", EXIT_OUT_OF_MEMORY),
+        (Exception, "failed", EXIT_FAILED),
+    )
+    label, code = next((label, code) for kind, label, code in failures if isinstance(exc, kind))
+    message = str(exc)
+    if label and label not in message.split(":")[0].lower():
+        message = f"{label}: {message}"
+    return fail(message, code)
 
 
 def fail(message: str, code: int) -> int:
@@ -246,10 +331,10 @@ def run_lora_list(args: argparse.Namespace) -> int:
     from i2v.client import I2VClient, I2VError
 
     try:
-        with I2VClient(args.url, api_key=args.api_key, tls=args.tls, ca_file=args.ca_file) as client:
+        with I2VClient(args.url, **connection_settings(args)) as client:
             adapters = client.lora_adapters()
     except I2VError as exc:
-        return fail(f"cannot list the LoRA adapters of {args.url}: {exc}", EXIT_FAILED)
+        return fail_request(exc, args)
     if not adapters:
         print(f"no LoRA adapters registered on {args.url}; add one with `i2v lora add NAME FILE.safetensors`")
     for adapter in adapters:

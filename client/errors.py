@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from i2v.params import InvalidParameterError
+
 
 class I2VError(Exception):
     """Base class of every client error."""
@@ -16,8 +18,14 @@ class I2VError(Exception):
     retryable = False  # True where the same request may succeed later, unchanged
 
 
-class InvalidInputError(I2VError):
-    """The request was refused for a bad image or parameter; the message names it."""
+class InvalidInputError(I2VError, InvalidParameterError):
+    """The request was refused for a bad image or parameter, by the client's own checks or the server's; the
+    message names it. Also an `i2v.params.InvalidParameterError` (a `ValueError`), as the table's checks raise."""
+
+
+class UnknownModelError(InvalidInputError):
+    """The server has no model by the name the client asked for (`model_name`): not retryable, unlike a model
+    that is loading or unloaded (`ServerUnavailableError`)."""
 
 
 class OverloadedError(I2VError):
@@ -89,8 +97,9 @@ STATUS_ERRORS: dict[str, type[I2VError]] = {
 }
 
 
-def error_from_server(message: str, status: str | None = None) -> I2VError:
-    """The exception a caller can act on, for a Triton error message and its gRPC status code."""
+def error_from_server(message: str, status: str | None = None, url: str | None = None) -> I2VError:
+    """The exception a caller can act on, for a Triton or gRPC error message and its gRPC status code; `url`, the
+    server's address, goes into the messages that need it (cannot connect, no such model)."""
     code = (status or "").rsplit(".", 1)[-1].upper()
     text = message.lower()
     if text.startswith("forbidden:"):  # i2v.serving.tenancy: a model the gateway's tenant may not use
@@ -106,6 +115,19 @@ def error_from_server(message: str, status: str | None = None) -> I2VError:
         return UnauthorizedError(message)
     if "out of memory" in text:
         return OutOfMemoryError(message)
+    if code in ("", "UNAVAILABLE") and any(words in text for words in CONNECT_FAILURES):
+        return ServerUnavailableError(
+            f"cannot connect to the server at {url or '<unknown address>'}: is it running, and is the address "
+            f"right? (gRPC: {message})"
+        )
+    # Triton's words for a name it has never heard of; a model it knows but has not loaded "has no available
+    # versions" (retryable: it may be loading).
+    unknown = re.search(r"unknown model: '([^']*)' is not found", message)
+    if unknown:
+        return UnknownModelError(
+            f"the server at {url or '<unknown address>'} has no model {unknown[1]!r}: check the model name "
+            f"(Triton: {message})"
+        )
     if code == "UNAVAILABLE" and ("stream removed" in text or "socket closed" in text):
         return ServerUnavailableError(
             f"the connection to the server broke during the request ({message}): it may be restarting; retry in a "
@@ -116,18 +138,23 @@ def error_from_server(message: str, status: str | None = None) -> I2VError:
             "the server's process for this model stopped during the request; it restarts by itself: retry in a "
             f"few seconds ({message})"
         )
-    if code in STATUS_ERRORS:
-        return STATUS_ERRORS[code](message)
-    return _error_from_message(message)
+    kind = STATUS_ERRORS.get(code) or _kind_from_message(text)
+    if kind is ServerUnavailableError and not text.startswith("unavailable"):
+        # Every ServerUnavailableError says so in its first words (the server's own begin "unavailable:").
+        return ServerUnavailableError(f"server unavailable: {message}")
+    return kind(message)
 
 
-def _error_from_message(message: str) -> I2VError:
-    """For errors that come without a status code (the connection, the stream)."""
-    text = message.lower()
+# gRPC's words when no connection could be made (refused, no such host, TLS handshake failed).
+CONNECT_FAILURES = ("failed to connect", "connection refused", "dns resolution failed", "name resolution")
+
+
+def _kind_from_message(text: str) -> type[I2VError]:
+    """For errors that come without a status code (the stream's own errors)."""
     if "invalid input" in text or "invalid argument" in text:
-        return InvalidInputError(message)
+        return InvalidInputError
     if "deadline" in text:
-        return GenerationTimeoutError(message)
-    if any(s in text for s in ("failed to connect", "unavailable", "connection refused", "not ready", "unknown model")):
-        return ServerUnavailableError(message)
-    return GenerationError(message)
+        return GenerationTimeoutError
+    if any(s in text for s in ("unavailable", "not ready", "unknown model")):
+        return ServerUnavailableError
+    return GenerationError

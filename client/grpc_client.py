@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable
 
+import grpc
 import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
@@ -23,6 +24,7 @@ from i2v.client.errors import (
     I2VError,
     InvalidInputError,
     ServerUnavailableError,
+    UnknownModelError,
     error_from_server,
 )
 from i2v.client.types import GenerationRequest, GenerationResult, LoraAdapterInfo, Progress
@@ -89,11 +91,19 @@ def stream_request(request: GenerationRequest) -> dict:
     }
 
 
-def client_error(error: Exception) -> I2VError:
-    """A Triton or gRPC error → the typed exception a caller can act on, with the server's message."""
+# What a call to the server raises: tritonclient's wrapper, or gRPC's own where tritonclient lets it through
+# (the asyncio client's stream raises `grpc.aio.AioRpcError`).
+SERVER_ERRORS = (InferenceServerException, grpc.RpcError)
+
+
+def client_error(error: Exception, url: str | None = None) -> I2VError:
+    """A Triton or gRPC error → the typed exception a caller can act on, with the server's message (`url`: the
+    server's address, for the messages that name it)."""
     if isinstance(error, InferenceServerException):
-        return error_from_server(error.message(), error.status())
-    return error_from_server(str(error))
+        return error_from_server(error.message() or "", error.status(), url)
+    if isinstance(error, grpc.RpcError) and hasattr(error, "details"):  # grpc.aio.AioRpcError, grpc's own
+        return error_from_server(error.details() or "", str(error.code()), url)
+    return error_from_server(str(error), None, url)
 
 
 def read_response(result) -> Progress | GenerationResult | None:
@@ -136,12 +146,16 @@ class ClientBase:
         self.timeout_s = timeout_s
         self.headers = {API_KEY_HEADER: api_key} if api_key else None
 
-    def _unreachable(self, exc: InferenceServerException) -> ServerUnavailableError:
-        return ServerUnavailableError(f"Triton at {self.url} is unreachable: {exc.message()}")
+    def _error(self, error: Exception) -> I2VError:
+        return client_error(error, self.url)
 
-    def _check_ready(self, ready: bool) -> None:
-        if not ready:
-            raise ServerUnavailableError(f"model {self.model_name!r} is not ready on {self.url}")
+    def _not_ready(self, metadata_error: Exception | None) -> I2VError:
+        """Why `model_name` is not ready, from what asking for its metadata raised: a name the server does not
+        know (`UnknownModelError`, not retryable), or a model that is not loaded (yet)."""
+        error = self._error(metadata_error) if metadata_error is not None else None
+        if isinstance(error, UnknownModelError):
+            return error
+        return ServerUnavailableError(f"model {self.model_name!r} is not ready on the server at {self.url}")
 
 
 class SyncClient(ClientBase):
@@ -168,8 +182,8 @@ class SyncClient(ClientBase):
         """A unary call with this client's headers; Triton's errors become the typed ones."""
         try:
             return method(*args, headers=self.headers, **kwargs)
-        except InferenceServerException as exc:
-            raise client_error(exc) from exc
+        except SERVER_ERRORS as exc:
+            raise self._error(exc) from exc
 
 
 class I2VClient(SyncClient):
@@ -180,12 +194,15 @@ class I2VClient(SyncClient):
         self._cancelled = threading.Event()
 
     def wait_until_ready(self) -> None:
-        """Raise `ServerUnavailableError` unless the server answers and the model is loaded."""
-        try:  # health is never restricted: any error here means the server is not there
-            ready = self._client.is_model_ready(self.model_name, headers=self.headers)
-        except InferenceServerException as exc:
-            raise self._unreachable(exc) from exc
-        self._check_ready(ready)
+        """Raise `ServerUnavailableError` unless the server answers and the model is loaded (`UnknownModelError`
+        where the server has no model of that name)."""
+        if self._call(self._client.is_model_ready, self.model_name):
+            return
+        try:  # metadata, never restricted, tells an unknown name from a model not loaded
+            self._client.get_model_metadata(self.model_name, headers=self.headers)
+        except SERVER_ERRORS as exc:
+            raise self._not_ready(exc) from exc
+        raise self._not_ready(None)
 
     def model_defaults(self) -> dict:
         """What the served model uses for each parameter a request leaves out (the seed: a random one)."""
@@ -215,18 +232,18 @@ class I2VClient(SyncClient):
         try:
             try:
                 self._client.async_stream_infer(self.model_name, **call)
-            except InferenceServerException as exc:  # the stream broke; its reason went to the callback
+            except SERVER_ERRORS as exc:  # the stream broke; its reason went to the callback
                 try:
                     error = responses.get(timeout=5)[1] or exc
                 except queue.Empty:
                     error = exc
-                raise client_error(error) from exc
+                raise self._error(error) from exc
             while True:
                 result, error = responses.get()
                 if self._cancelled.is_set():
                     raise GenerationCancelledError("the request was cancelled")
                 if error is not None:
-                    raise client_error(error)
+                    raise self._error(error)
                 event = read_response(result)
                 if isinstance(event, Progress):
                     progress.append(event)

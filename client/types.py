@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from i2v.client.errors import InvalidInputError
 from i2v.params import InvalidParameterError, parameter, parameters
 
 
@@ -19,12 +22,13 @@ class GenerationRequest:
         GenerationRequest(image=png_bytes, prompt="a cat in the grass", num_frames=16, seed=42)
 
     Parameters read back as attributes (`request.num_frames`; None when not set). An unknown name is refused
-    at once, listing the known ones.
+    at once (`InvalidInputError`), listing the known ones.
     """
 
     def __init__(self, image: bytes, prompt: str, **params: Any) -> None:
         for name in params:
-            parameter(name)
+            with _invalid_input():
+                parameter(name)
         self.image = image
         self.prompt = prompt
         self._params = {name: value for name, value in params.items() if value is not None and name != "prompt"}
@@ -47,14 +51,29 @@ class GenerationRequest:
         """The parameters that are set, by name, the prompt first."""
         return {"prompt": self.prompt, **self._params}
 
-    def validate(self) -> GenerationRequest:
-        """The server's checks, run before anything is sent (the server also checks its size multiple)."""
+    def validate(self, size_multiple: int | None = None) -> GenerationRequest:
+        """The server's checks, run before anything is sent; raises `InvalidInputError` naming the parameter
+        and what it allows. Height and width are checked against `size_multiple` only where given: the served
+        model's size step (16 for the tiny model, 64 for I2VGen-XL) is not in its config, so the server checks it.
+        """
         if not isinstance(self.image, (bytes, bytearray)) or not self.image:
-            raise InvalidParameterError("image must be the non-empty bytes of an image file")
+            raise InvalidInputError("image must be the non-empty bytes of an image file")
         for entry in parameters():
             if entry.name == "prompt" or entry.name in self._params:
-                entry.check(self.parameters()[entry.name])
+                with _invalid_input():
+                    entry.check(self.parameters()[entry.name], size_multiple or 1)
         return self
+
+
+@contextmanager
+def _invalid_input() -> Iterator[None]:
+    """The parameter table's `InvalidParameterError` as the client's `InvalidInputError`, with its message."""
+    try:
+        yield
+    except InvalidParameterError as exc:
+        if isinstance(exc, InvalidInputError):
+            raise
+        raise InvalidInputError(str(exc)) from None
 
 
 @dataclass(frozen=True)

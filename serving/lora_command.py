@@ -49,7 +49,7 @@ def run_lora(args: argparse.Namespace) -> int:
             path, adapter = lora_registry.add(repository, args.name, args.file)
             print(
                 f"registered {args.name}: rank {_ranks(adapter.ranks)}, {len(adapter.layers)} layers "
-                f"({', '.join(adapter.target_modules)}), {adapter.size_bytes / 1e6:.1f} MB at {path}"
+                f"({', '.join(adapter.target_modules)}), {adapter.size_bytes / 1e6:.2f} MB at {path}"
             )
         else:
             lora_registry.remove(repository, args.name)

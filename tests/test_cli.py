@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-from i2v.client.command import EXIT_INVALID, EXIT_UNAVAILABLE
+import pytest
+
+from i2v.client.command import EXIT_FAILED, EXIT_INVALID, EXIT_TIMEOUT, EXIT_UNAVAILABLE
 from i2v.video import decode_mp4
 
 
@@ -63,14 +66,77 @@ def test_generate_reports_invalid_input_with_its_exit_code(triton, tmp_path, pho
     assert "num_frames must be between 8 and 32, got 99" in run.stderr
 
 
-def test_generate_against_no_server_says_unavailable(tmp_path, photo_png):
+def test_the_server_s_invalid_input_is_said_once_with_the_served_model_s_size_step(triton, tmp_path, photo_png):
+    image = tmp_path / "in.png"
+    image.write_bytes(photo_png)
+    for height in ("72", "100"):  # 72: a multiple of 8, 100: not; the tiny model's step is 16
+        run = i2v("generate", "--url", triton.endpoints.grpc_url, "--image", str(image), "--prompt", "waves",
+                  "--height", height, "-o", str(tmp_path / "x.mp4"))  # fmt: skip
+        assert run.returncode == EXIT_INVALID
+        assert f"error: invalid input: height must be a multiple of 16, got {height}\n" in run.stderr
+
+
+def test_generate_against_no_server_says_it_cannot_connect(tmp_path, photo_png):
     image = tmp_path / "in.png"
     image.write_bytes(photo_png)
     run = i2v(
         "generate", "--url", "127.0.0.1:1", "--image", str(image), "--prompt", "waves", "-o", str(tmp_path / "x.mp4")
     )
     assert run.returncode == EXIT_UNAVAILABLE
-    assert "unreachable" in run.stderr
+    assert "error: cannot connect to the server at 127.0.0.1:1: is it running, and is the address right?" in (
+        run.stderr
+    )
+    for command in (["models", "list"], ["lora", "list"]):  # every client command: the same words and exit code
+        run = i2v(*command, "--url", "127.0.0.1:1")
+        assert run.returncode == EXIT_UNAVAILABLE, command
+        assert run.stderr.startswith("error: cannot connect to the server at 127.0.0.1:1: is it running"), command
+
+
+def test_a_mistake_in_the_request_or_the_output_is_invalid_even_when_the_server_is_down(tmp_path, photo_png):
+    """Checked before the server is contacted: exit 2 (fix the command), not 3 (retry later), no traceback."""
+    image = tmp_path / "in.png"
+    image.write_bytes(photo_png)
+    generate = ("generate", "--url", "127.0.0.1:1", "--image", str(image), "--prompt", "waves")
+    run = i2v(*generate, "--num-frames", "40", "-o", str(tmp_path / "x.mp4"))
+    assert run.returncode == EXIT_INVALID
+    assert "error: invalid input: num_frames must be between 8 and 32, got 40" in run.stderr
+    run = i2v(*generate, "-o", "/proc/nope/x.mp4")
+    assert run.returncode == EXIT_INVALID and "Traceback" not in run.stderr
+    assert "error: invalid input: -o /proc/nope/x.mp4 cannot be written: /proc/nope: No such file" in run.stderr
+    for timeout in ("0", "-1", "nan"):
+        run = i2v(*generate, "--timeout", timeout, "-o", str(tmp_path / "x.mp4"))
+        assert run.returncode == EXIT_INVALID and "argument --timeout: must be more than 0 seconds" in run.stderr
+
+
+def test_a_video_that_cannot_be_saved_is_kept_elsewhere_and_said_so(tmp_path):
+    from i2v.client.command import OutputError, save_video
+    from i2v.client.types import GenerationResult
+
+    (tmp_path / "a-file").write_text("")
+    result = GenerationResult(video=b"mp4 bytes", metadata={"seed": 1})
+    target = tmp_path / "a-file" / "x.mp4"
+    with pytest.raises(OutputError, match=f"^cannot write {target}: {target.parent}: File exists; the video") as e:
+        save_video(result, target)
+    kept = Path(str(e.value).split("the video was saved to ")[1].split(" ")[0])
+    assert kept.read_bytes() == b"mp4 bytes" and json.loads(kept.with_suffix(".json").read_text()) == {"seed": 1}
+    kept.unlink()
+    kept.with_suffix(".json").unlink()
+
+
+def test_a_timeout_says_so_with_its_own_exit_code(triton, tmp_path, photo_png):
+    image = tmp_path / "in.png"
+    image.write_bytes(photo_png)
+    run = i2v("generate", "--url", triton.endpoints.grpc_url, "--image", str(image), "--prompt", "waves",
+              "--steps", "100", "--timeout", "0.2", "-o", str(tmp_path / "x.mp4"))  # fmt: skip
+    assert run.returncode == EXIT_TIMEOUT
+    assert "error: the request took longer than --timeout 0.2 s and was cancelled" in run.stderr
+
+
+def test_models_load_and_unload_refuse_a_name_not_in_the_repository(triton):
+    for action in ("load", "unload", "list"):
+        run = i2v("models", action, "nope", "--url", triton.endpoints.grpc_url)
+        assert run.returncode == EXIT_INVALID, action
+        assert run.stderr == "error: not in the model repository: nope\n" and run.stdout == "", action
 
 
 def test_help_shows_defaults():
@@ -108,6 +174,24 @@ def test_batch_of_three_with_one_corrupt_image_writes_two_videos_and_a_manifest(
     for item in (manifest[0], manifest[2]):
         assert decode_mp4((out / item["video"]).read_bytes()).frames.shape[0] == 8
         assert item["seed"] == item["metadata"]["seed"]
+
+
+def test_every_bad_jsonl_line_is_a_failed_item_naming_its_line_and_the_run_goes_on(triton, tmp_path, photo_png):
+    (tmp_path / "in.png").write_bytes(photo_png)
+    good = json.dumps({"image": "in.png", "prompt": "waves", "num_frames": 8, "num_inference_steps": 10})
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("\n".join(["[1, 2]", '{"image": 5}', "not json", good, '{"image": "in.png", "fps": 99}']) + "\n")
+    run = i2v("generate", "--url", triton.endpoints.grpc_url, "--batch", str(jobs), "--prompt", "waves",
+              "--output-dir", str(tmp_path / "out"))  # fmt: skip
+    assert run.returncode == EXIT_FAILED and "Traceback" not in run.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())["items"]
+    assert [item["status"] for item in manifest] == ["failed", "failed", "failed", "ok", "failed"]
+    assert manifest[0]["error"].startswith(f"{jobs}:1: expected a JSON object")
+    assert manifest[1]["error"].startswith(f"{jobs}:2: 'image' must be the path of an image file, got 5")
+    assert manifest[2]["error"].startswith(f"{jobs}:3: not JSON")
+    assert manifest[4]["name"] == "0005-in" and manifest[4]["error"] == "fps must be between 4 and 24, got 99"
+    assert {item["error_type"] for item in manifest if item["status"] == "failed"} == {"InvalidInputError"}
+    assert f"failed: 0003: {jobs}:3: not JSON" in run.stderr
 
 
 def test_batch_from_jsonl_sets_parameters_per_line(triton, tmp_path, photo_png):

@@ -17,11 +17,15 @@ from i2v.client import (
     GenerationResult,
     GenerationTimeoutError,
     I2VClient,
+    I2VError,
+    InvalidInputError,
     OverloadedError,
     Progress,
     ServerUnavailableError,
     UnauthorizedError,
+    UnknownModelError,
 )
+from i2v.client.command import EXIT_INVALID, EXIT_UNAUTHORIZED
 
 PROMPT = "a lighthouse"
 
@@ -125,9 +129,77 @@ def test_server_errors_are_classified_by_grpc_status_before_their_words():
     assert classify("invalid input: num_frames must be between 8 and 32", "StatusCode.INVALID_ARGUMENT") is (
         InvalidInputError
     )
-    assert classify("Request for unknown model", "StatusCode.UNAVAILABLE") is ServerUnavailableError
     assert classify("Exceeds maximum queue size", "StatusCode.UNAVAILABLE") is OverloadedError
     assert classify("failed to connect to all addresses", None) is ServerUnavailableError
+    # Triton's words for a name it does not know (a typo: not retryable), and for a model it knows but has not
+    # loaded (it may be loading: retryable)
+    assert classify("Request for unknown model: 'nope' is not found", "StatusCode.NOT_FOUND") is UnknownModelError
+    assert classify("Request for unknown model: 'nope' is not found", None) is UnknownModelError  # the stream's
+    assert classify("Request for unknown model: 'unet' has no available versions", "StatusCode.NOT_FOUND") is (
+        ServerUnavailableError
+    )
+
+
+def test_an_unknown_model_name_is_an_invalid_input_not_retryable(triton, photo_png):
+    url = triton.endpoints.grpc_url
+    with I2VClient(url, model_name="nope") as client:
+        with pytest.raises(UnknownModelError, match=f"the server at {url} has no model 'nope'") as refused:
+            client.wait_until_ready()
+        assert isinstance(refused.value, InvalidInputError) and not refused.value.retryable
+        with pytest.raises(UnknownModelError, match="has no model 'nope'"):
+            client.generate(small(photo_png))
+
+    async def generate():
+        async with AsyncI2VClient(url, model_name="nope") as client:
+            with pytest.raises(UnknownModelError, match="has no model 'nope'"):
+                await client.wait_until_ready()
+            await client.generate(small(photo_png))
+
+    with pytest.raises(UnknownModelError, match="has no model 'nope'"):
+        asyncio.run(generate())
+
+
+def test_async_client_raises_the_sync_client_s_typed_errors(triton, photo_png):
+    """gRPC's own errors of the asyncio stream (AioRpcError) go through the same mapping as the sync client's."""
+
+    async def generate(url: str, request: GenerationRequest) -> None:
+        async with AsyncI2VClient(url, timeout_s=0.3) as client:
+            await client.generate(request)
+
+    long = small(photo_png, num_inference_steps=100, num_frames=16, width=96)
+    for url, request, error in (
+        ("127.0.0.1:1", small(photo_png), ServerUnavailableError),
+        (triton.endpoints.grpc_url, long, GenerationTimeoutError),
+    ):
+        with pytest.raises(error) as async_error:
+            asyncio.run(generate(url, request))
+        with I2VClient(url, timeout_s=0.3) as client, pytest.raises(error):
+            client.generate(request)
+        if error is ServerUnavailableError:
+            assert str(async_error.value).startswith("cannot connect to the server at 127.0.0.1:1")
+
+
+def test_client_side_checks_raise_invalid_input_naming_the_parameter_before_contacting_the_server(photo_png):
+    too_long = "num_frames must be between 8 and 32, got 40"
+    with I2VClient("127.0.0.1:1") as client, pytest.raises(InvalidInputError, match=too_long) as refused:
+        client.generate(GenerationRequest(photo_png, "x", num_frames=40))  # no server: the check comes first
+    assert isinstance(refused.value, I2VError) and not refused.value.retryable
+    with pytest.raises(InvalidInputError, match="unknown parameter 'num_frame'"):
+        GenerationRequest(photo_png, "x", num_frame=16)
+
+    async def generate():
+        async with AsyncI2VClient("127.0.0.1:1") as client:
+            await client.generate(GenerationRequest(photo_png, "x", num_frames=40))
+
+    with pytest.raises(InvalidInputError, match=too_long):
+        asyncio.run(generate())
+
+
+def test_the_size_step_is_the_served_model_s_not_a_client_guess(client, photo_png):
+    """The client does not know the served model's size step (16 for the tiny model): the server checks it."""
+    assert small(photo_png, height=100).validate().height == 100
+    with pytest.raises(InvalidInputError, match="height must be a multiple of 16, got 100"):
+        client.generate(small(photo_png, height=100))
 
 
 def test_served_model_defaults_are_read_from_the_server(client):
@@ -170,11 +242,13 @@ def test_overloaded_server_refuses_the_excess_at_once_and_serves_the_rest(triton
     assert outcomes.count("ok") >= 4  # a full queue
 
 
-def test_unreachable_server_raises_unavailable():
+def test_unreachable_server_raises_unavailable_saying_it_cannot_connect():
+    plain = r"^cannot connect to the server at 127.0.0.1:1: is it running, and is the address right\? \(gRPC: "
     with I2VClient("127.0.0.1:1") as client:
-        with pytest.raises(ServerUnavailableError, match="unreachable"):
+        with pytest.raises(ServerUnavailableError, match=plain) as refused:
             client.wait_until_ready()
-        with pytest.raises(ServerUnavailableError):
+        assert "Connection refused" in str(refused.value) and refused.value.retryable
+        with pytest.raises(ServerUnavailableError, match=plain):
             client.generate(GenerationRequest(image=b"x", prompt=PROMPT))
 
 
@@ -187,7 +261,7 @@ def test_a_missing_ca_file_is_an_invalid_input_not_a_traceback(tmp_path, capsys)
         I2VClient("127.0.0.1:1", ca_file=str(missing))
     with pytest.raises(InvalidInputError, match="cannot be read"):
         AsyncI2VClient("127.0.0.1:1", ca_file=str(missing))
-    assert main(["lora", "list", "--url", "127.0.0.1:1", "--ca-file", str(missing)]) == 1
+    assert main(["lora", "list", "--url", "127.0.0.1:1", "--ca-file", str(missing)]) == EXIT_INVALID
     assert f"CA file {missing} cannot be read" in capsys.readouterr().err
 
 
@@ -231,6 +305,33 @@ def test_missing_or_wrong_key_is_unauthorized(keyed_triton, photo_png, key):
         client.wait_until_ready()  # health stays open
         with pytest.raises(UnauthorizedError, match="restricted"):
             client.generate(small(photo_png))
+
+    async def generate():
+        async with AsyncI2VClient(keyed_triton.endpoints.grpc_url, api_key=key, timeout_s=30) as client:
+            await client.generate(small(photo_png))
+
+    with pytest.raises(UnauthorizedError, match="restricted"):
+        asyncio.run(generate())
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [(None, "needs an API key: pass it with --api-key KEY or"), ("wrong", "refused the API key sent: check --api-key")],
+)
+def test_the_command_line_says_how_to_pass_the_key_with_its_own_exit_code(
+    keyed_triton, photo_png, tmp_path, capsys, monkeypatch, key, says
+):
+    from i2v.cli import main
+
+    monkeypatch.delenv("I2V_API_KEY", raising=False)
+    (tmp_path / "in.png").write_bytes(photo_png)
+    url = keyed_triton.endpoints.grpc_url
+    keyed = ["--url", url] + (["--api-key", key] if key else [])
+    generate = ["generate", "--image", str(tmp_path / "in.png"), "--prompt", "x", "-o", str(tmp_path / "o.mp4")]
+    for argv in (generate, ["models", "list"], ["lora", "list"]):
+        assert main([*argv, *keyed]) == EXIT_UNAUTHORIZED, argv
+        error = capsys.readouterr().err
+        assert f"error: the server at {url} {says}" in error and "I2V_API_KEY" in error
 
 
 def test_right_key_is_served(keyed_triton, photo_png):

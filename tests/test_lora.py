@@ -16,6 +16,7 @@ from diffusers_reference import NEGATIVE, PROMPT, diffusers_frames
 from safetensors.torch import save_file
 
 from i2v.cli import main
+from i2v.client.command import EXIT_UNAVAILABLE
 from i2v.client.errors import InvalidInputError
 from i2v.client.grpc_client import I2VClient
 from i2v.client.types import GenerationRequest
@@ -193,7 +194,7 @@ def test_lora_commands_register_list_and_remove(registry, loras, capsys, monkeyp
     assert "already registered" in capsys.readouterr().err
     assert main(["lora", "remove", "style-a", "--model-repository", str(registry)]) == 0
     assert main(["lora", "remove", "style-a", "--model-repository", str(registry)]) == 2
-    assert "lora 'style-a' is not registered; registered: none are registered" in capsys.readouterr().err
+    assert "lora 'style-a' is not registered; no LoRA adapters are (add one: i2v lora add" in capsys.readouterr().err
 
 
 def test_a_lora_for_another_architecture_is_refused_naming_the_first_keys(registry, tmp_path, capsys, loras):
@@ -305,8 +306,8 @@ def test_the_server_lists_its_adapters_to_the_client_and_the_cli(registry, clien
     assert "style-b" in listed and "rank 2-6" in listed and "by-hand" in listed and "unchecked" in listed
     lora_registry.remove(registry, "style-b")
     assert [a.name for a in client.lora_adapters()] == ["by-hand"]
-    assert main(["lora", "list", "--url", "127.0.0.1:1"]) == 1  # no server there: said, not a traceback
-    assert "cannot list the LoRA adapters of 127.0.0.1:1" in capsys.readouterr().err
+    assert main(["lora", "list", "--url", "127.0.0.1:1"]) == EXIT_UNAVAILABLE  # no server there: said, no traceback
+    assert "cannot connect to the server at 127.0.0.1:1" in capsys.readouterr().err
 
 
 def test_a_unet_that_takes_no_lora_refuses_lora_requests_naming_the_export_option(

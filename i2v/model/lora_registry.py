@@ -72,8 +72,11 @@ def resolve(folder: Path, name: str) -> Path:
     """The file of a registered adapter; an unknown name is a `LoraRegistryError` listing the registered ones."""
     adapters = registered(folder)
     if name not in adapters:
-        known = ", ".join(adapters) or "none are registered"
-        raise LoraRegistryError(f"lora {name!r} is not registered; registered: {known}")
+        if not adapters:
+            raise LoraRegistryError(
+                f"lora {name!r} is not registered; no LoRA adapters are (add one: i2v lora add NAME FILE.safetensors)"
+            )
+        raise LoraRegistryError(f"lora {name!r} is not registered; registered: {', '.join(adapters)}")
     return adapters[name]
 
 
