@@ -28,6 +28,17 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("text_encoder", "image_encoder", "vae_encoder", "unet", "vae_decoder", "i2vgen_xl", "i2vgen_xl_loras")
 
 
+def health_get(port: int, path: str) -> tuple[int, str]:
+    """A supervisor's health endpoint on loopback: (HTTP status, body); (0, "") where nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError:
+        return 0, ""
+
+
 class ServeProcess:
     """`i2v serve` in its own process, as `make demo`'s users and the container run it."""
 
@@ -49,13 +60,7 @@ class ServeProcess:
         return f"127.0.0.1:{self.grpc}"
 
     def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health}{path}", timeout=5) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
-        except OSError:
-            return 0, ""
+        return health_get(self.health, path)
 
     def tritonserver(self) -> int:
         children = [p for p in _processes() if p["ppid"] == self.process.pid and p["comm"] == "tritonserver"]
@@ -327,13 +332,7 @@ class Sidecar:
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health}{path}", timeout=5) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
-        except OSError:
-            return 0, ""
+        return health_get(self.health, path)
 
     def wait_for(self, path: str, status: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
