@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 from i2v.export.options import ALLOCATIONS, DEFAULT_MAX_QUEUE_SIZE, DEVICES, ENGINE_CHECKS
 from i2v.model.info import DEFAULT_REPOSITORY, RUNTIMES, TORCH_COMPILE_MODES, SupportedShapes, request_frame_range
-from i2v.params import RESOLUTION_PRESETS
+from i2v.params import RESOLUTION_PRESETS, parameter
 
 
 def add_export_command(commands, formatter_class: type[argparse.HelpFormatter]) -> None:
@@ -27,7 +28,7 @@ def add_export_command(commands, formatter_class: type[argparse.HelpFormatter]) 
     )
     export.add_argument(
         "--max-queue-size",
-        type=int,
+        type=_at_least_one,
         default=DEFAULT_MAX_QUEUE_SIZE,
         help="requests that may wait while one generates; more are refused at once",
     )
@@ -74,13 +75,15 @@ def add_export_command(commands, formatter_class: type[argparse.HelpFormatter]) 
     )
     export.add_argument(
         "--max-frames",
-        type=int,
+        type=_max_frames,
         default=None,
-        help="tensorrt: the most frames the engines cover (default: the parameter table's maximum)",
+        help="tensorrt: the most frames the engines cover, {}-{} (default: the parameter table's maximum)".format(
+            *request_frame_range()
+        ),
     )
     export.add_argument(
         "--gpu-memory-budget",
-        type=float,
+        type=_positive_gib,
         default=None,
         help="tensorrt: GiB the loaded engines may hold; a bigger plan fails the export (default: 90%% of this GPU)",
     )
@@ -101,9 +104,13 @@ def add_export_command(commands, formatter_class: type[argparse.HelpFormatter]) 
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from i2v.export.memory_plan import GpuMemoryBudgetError
     from i2v.export.pipeline import export_model_repository
-    from i2v.export.tensorrt_engines import TensorRTUnavailableError
+    from i2v.export.tensorrt_engines import EngineCheckError, TensorRTUnavailableError
     from i2v.export.trt_ops import UnsupportedOperatorError
+    from i2v.export.validate import ExportCheckError
+
+    refused = (TensorRTUnavailableError, UnsupportedOperatorError, ExportCheckError, GpuMemoryBudgetError)
 
     try:
         export_model_repository(
@@ -121,7 +128,7 @@ def run_export(args: argparse.Namespace) -> int:
             context_allocation=args.context_allocation,
             tensorrt_lora=args.tensorrt_lora,
         )
-    except (TensorRTUnavailableError, UnsupportedOperatorError, ValueError) as exc:
+    except (*refused, EngineCheckError, ValueError) as exc:  # each names what to change; no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"model repository ({args.runtime}) written to {args.output}")
@@ -137,15 +144,57 @@ def _resolutions(text: str) -> tuple[tuple[int, int], ...]:
         raise wrong from None
     if not pairs or any(len(p) != 2 for p in pairs):
         raise wrong
+    for height, width in pairs:  # the parameter table's ranges; the model's size step is checked once it is loaded
+        for name, value in (("height", height), ("width", width)):
+            low, high = parameter(name).range
+            if not low <= value <= high:
+                raise argparse.ArgumentTypeError(f"{height}x{width}: {name} must be between {low} and {high}")
     return pairs
 
 
+def _at_least_one(text: str) -> int:
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _max_frames(text: str) -> int:
+    value, (low, high) = _integer(text), request_frame_range()
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be between {low} and {high} (a request's frames), got {value}")
+    return value
+
+
+def _positive_gib(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected GiB as a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 GiB, got {text}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
 def _supported_shapes(args: argparse.Namespace) -> SupportedShapes | None:
-    """The TensorRT shape table the options ask for; None: the model's default table."""
+    """The TensorRT shape table the options ask for: the model's own table with what they change; None: that
+    table as it is."""
+    from i2v.export.profiles import supported_shapes_for
+
     if args.resolutions is None and args.max_frames is None:
         return None
     if args.runtime != "tensorrt":
         raise ValueError("--resolutions and --max-frames choose the TensorRT engines' shapes: use --runtime tensorrt")
-    low, high = request_frame_range()
-    resolutions = args.resolutions or tuple(RESOLUTION_PRESETS.values())
-    return SupportedShapes(resolutions=resolutions, num_frames=(low, args.max_frames or high))
+    table = supported_shapes_for(args.model)
+    return dataclasses.replace(
+        table,
+        resolutions=args.resolutions or table.resolutions,
+        num_frames=(table.num_frames[0], args.max_frames or table.num_frames[1]),
+    )

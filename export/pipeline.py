@@ -22,7 +22,7 @@ from i2v.export.memory_plan import plan as plan_memory
 from i2v.export.onnx_export import export_all
 from i2v.export.options import ALLOCATIONS, DEFAULT_MAX_QUEUE_SIZE, DEVICES, ENGINE_CHECKS
 from i2v.export.profiles import OptimizationProfile, part_profiles, supported_shapes_for
-from i2v.export.repository import write_model_repository
+from i2v.export.repository import model_info_for, write_model_repository
 from i2v.export.sample_inputs import part_inputs
 from i2v.export.sources import load_pipeline
 from i2v.export.trt_ops import TENSORRT_VERSION, UnsupportedOperatorError, check_graph, format_reports
@@ -77,12 +77,17 @@ def export_model_repository(
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
     if engine_check not in ENGINE_CHECKS:
         raise ValueError(f"engine_check must be one of {', '.join(ENGINE_CHECKS)}, got {engine_check!r}")
+    repository = Path(repository)
+    if repository.exists() and not repository.is_dir():
+        raise ValueError(f"--output {repository} is a file: name a folder for the model repository")
     if runtime == "tensorrt":
         from i2v.export.tensorrt_engines import require_tensorrt
 
         require_tensorrt()  # before minutes of export, not after
     pipe = load_pipeline(source)
-    repository = Path(repository)
+    if runtime == "tensorrt":  # the table against the model (its size step, its default request), before the work
+        supported_shapes = supported_shapes or supported_shapes_for(str(source))
+        model_info_for(pipe, str(source), runtime="tensorrt", supported_shapes=supported_shapes)
     if runtime == "torch":
         return write_model_repository(
             pipe,
@@ -105,7 +110,7 @@ def export_model_repository(
             check_all(pipe, paths, progress=progress, shapes=check_shapes(size_multiple(pipe)))
         if runtime == "onnxruntime":
             return write_model_repository(pipe, paths, repository, source=str(source), max_queue_size=max_queue_size)
-        shapes = supported_shapes or supported_shapes_for(str(source))
+        shapes = supported_shapes
         build_tensorrt_engines(
             pipe,
             paths,
@@ -172,8 +177,11 @@ def build_tensorrt_engines(
     cache = timing_cache or default_timing_cache(trt.__version__)
     build_engines(onnx_paths, plans, profiles, timing_cache=cache, progress=progress, refittable=refittable)
     budget = gpu_memory_budget_gib if gpu_memory_budget_gib is not None else default_gpu_memory_budget_gib()
+    # Triton's TensorRT backend opens one context per profile; a refittable part's Python runner one context, sized
+    # for the profile in use (i2v.serving.tensorrt_part)
+    contexts = {name: 1 if name in refittable else len(profiles[name]) for name in onnx_paths}
     memory = plan_memory(
-        [engine_memory(plans[name], name, contexts=len(profiles[name])) for name in onnx_paths],
+        [engine_memory(plans[name], name, contexts=contexts[name]) for name in onnx_paths],
         allocation=context_allocation,
         budget_gib=budget,
     )

@@ -72,7 +72,11 @@ def model_info_for(
         try:  # the defaults must be servable, or a request that sets nothing would be refused
             supported_shapes.check(GenerationParams(prompt="-", **defaults))
         except ValueError as exc:
-            raise ValueError(f"the model's default request is outside its supported shapes: {exc}") from exc
+            raise ValueError(
+                f"the model's default request ({defaults['height']}x{defaults['width']}, {defaults['num_frames']} "
+                f"frames) is outside the engines' shapes, so a request that sets nothing would be refused: {exc}. "
+                "Include it (--resolutions, --max-frames)"
+            ) from exc
     return info
 
 

@@ -63,7 +63,34 @@ def load_pipeline(source: str | Path, *, cache_dir: Path = DEFAULT_TINY_DIR) -> 
         source = cache_dir
     elif str(source) == FULL_SIZE_RANDOM:
         return build_full_size_pipeline()
-    return I2VGenXLPipeline.from_pretrained(source, dtype=torch.float32)
+    else:
+        check_source(source)
+    try:
+        return I2VGenXLPipeline.from_pretrained(source, dtype=torch.float32)
+    except OSError as exc:  # the Hub's words (no such repository, no network, gated): the first line says which
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelSourceError(f"cannot load model {str(source)!r}: {reason}") from exc
+
+
+class ModelSourceError(ValueError):
+    """`--model` names nothing loadable: a missing folder, a folder not in diffusers layout, an unknown hub id."""
+
+
+def check_source(source: str | Path) -> None:
+    """A local folder must hold a diffusers pipeline; a name that looks like a path is not sent to the Hub."""
+    path = Path(source)
+    looks_local = path.exists() or str(source).startswith((".", "/", "~")) or str(source).count("/") > 1
+    if not looks_local:
+        return  # a hub id: `from_pretrained` asks the Hub (or its cache)
+    if not path.is_dir():
+        raise ModelSourceError(
+            f"--model {str(source)!r}: no such folder (give a diffusers folder or a hub id such as ali-vilab/i2vgen-xl)"
+        )
+    if not (path / "model_index.json").is_file():
+        raise ModelSourceError(
+            f"--model {str(source)!r} is not a diffusers pipeline folder (no model_index.json): "
+            "save one with I2VGenXLPipeline.save_pretrained, or give a hub id"
+        )
 
 
 def save_tiny_pipeline(path: Path, seed: int = 0) -> Path:
