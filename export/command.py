@@ -57,14 +57,14 @@ def add_export_command(commands, formatter_class: type[argparse.HelpFormatter]) 
         "--timing-cache",
         type=Path,
         default=None,
-        help="TensorRT timing cache (default: ~/.cache/i2v/tensorrt-<version>.timing-cache)",
+        help="tensorrt: the timing cache (default: ~/.cache/i2v/tensorrt-<version>.timing-cache)",
     )
     export.add_argument(
         "--engine-check",
         choices=ENGINE_CHECKS,
-        default=ENGINE_CHECKS[0],
-        help="compare TensorRT engines with the fp32 PyTorch parts at every profile's opt shape, the smallest "
-        "profile's, or none",
+        default=None,
+        help=f"tensorrt: compare the engines with the fp32 PyTorch parts at every profile's opt shape, the smallest "
+        f"profile's, or none (default: {ENGINE_CHECKS[0]})",
     )
     export.add_argument(
         "--resolutions",
@@ -90,9 +90,9 @@ def add_export_command(commands, formatter_class: type[argparse.HelpFormatter]) 
     export.add_argument(
         "--context-allocation",
         choices=ALLOCATIONS,
-        default=ALLOCATIONS[0],
+        default=None,
         help="tensorrt: how the serving Triton sizes execution contexts: static (24.10: every context at the "
-        "largest profile) or on-profile-change (25.05+: each at its own, when used)",
+        "largest profile; the default) or on-profile-change (25.05+: each at its own, when used)",
     )
     export.add_argument(
         "--tensorrt-lora",
@@ -111,6 +111,11 @@ def run_export(args: argparse.Namespace) -> int:
     from i2v.export.validate import ExportCheckError
 
     refused = (TensorRTUnavailableError, UnsupportedOperatorError, ExportCheckError, GpuMemoryBudgetError)
+    given = [f"--{name.replace('_', '-')}" for name in TENSORRT_OPTIONS if getattr(args, name) is not None]
+    if given and args.runtime != "tensorrt":
+        are = "is an option" if len(given) == 1 else "are options"
+        print(f"error: {' and '.join(given)} {are} of the tensorrt runtime, not of {args.runtime}", file=sys.stderr)
+        return 1
 
     try:
         export_model_repository(
@@ -121,11 +126,11 @@ def run_export(args: argparse.Namespace) -> int:
             runtime=args.runtime,
             device=args.device,
             timing_cache=args.timing_cache,
-            engine_check=args.engine_check,
+            engine_check=args.engine_check or ENGINE_CHECKS[0],
             torch_compile=args.torch_compile,
             supported_shapes=_supported_shapes(args),
             gpu_memory_budget_gib=args.gpu_memory_budget,
-            context_allocation=args.context_allocation,
+            context_allocation=args.context_allocation or ALLOCATIONS[0],
             tensorrt_lora=args.tensorrt_lora,
         )
     except (*refused, EngineCheckError, ValueError) as exc:  # each names what to change; no traceback
@@ -133,6 +138,11 @@ def run_export(args: argparse.Namespace) -> int:
         return 1
     print(f"model repository ({args.runtime}) written to {args.output}")
     return 0
+
+
+# What only the TensorRT export reads (None unless given); --resolutions, --max-frames and --tensorrt-lora say
+# so themselves.
+TENSORRT_OPTIONS = ("timing_cache", "engine_check", "gpu_memory_budget", "context_allocation")
 
 
 def _resolutions(text: str) -> tuple[tuple[int, int], ...]:

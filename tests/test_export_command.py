@@ -47,3 +47,12 @@ def test_frames_alone_narrow_the_models_own_tensorrt_table():
     args = build_parser().parse_args(["export", "--runtime", "tensorrt", "--max-frames", "16"])
     shapes = _supported_shapes(args)
     assert shapes.resolutions == TINY_SUPPORTED_SHAPES.resolutions and shapes.num_frames == (8, 16)
+
+
+def test_tensorrt_options_are_refused_for_another_runtime(tmp_path, capsys):
+    """Given with another runtime they would change nothing: said at once, as --torch-compile is for onnxruntime."""
+    options = ["--engine-check", "none", "--context-allocation", "on-profile-change"]
+    assert main(["export", *options, "--output", str(tmp_path / "r")]) == 1
+    error = capsys.readouterr().err
+    assert "--engine-check and --context-allocation are options of the tensorrt runtime, not of onnxruntime" in error
+    assert not (tmp_path / "r").exists()
