@@ -1,6 +1,7 @@
 """gRPC client for the `i2vgen_xl` Triton model: `I2VClient` (blocking) and `AsyncI2VClient` (asyncio)."""
 
 from i2v.client.errors import (
+    ConnectionSettingsError,
     ForbiddenError,
     GenerationCancelledError,
     GenerationError,
@@ -18,6 +19,7 @@ from i2v.client.types import GenerationRequest, GenerationResult, LoraAdapterInf
 
 __all__ = [
     "AsyncI2VClient",
+    "ConnectionSettingsError",
     "ForbiddenError",
     "GenerationCancelledError",
     "GenerationError",

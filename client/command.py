@@ -298,6 +298,7 @@ def fail_request(exc: Exception, args: argparse.Namespace) -> int:
     # (kind, what the message is prefixed with unless its first clause already says so, exit code)
     failures = (
         (errors.InvalidInputError, "invalid input", EXIT_INVALID),
+        (errors.ConnectionSettingsError, "", EXIT_INVALID),
         (errors.ServerUnavailableError, "", EXIT_UNAVAILABLE),  # its messages start "cannot connect", ...
         (errors.OverloadedError, "server overloaded", EXIT_OVERLOADED),
         (errors.RateLimitedError, "", EXIT_RATE_LIMITED),

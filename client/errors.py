@@ -28,6 +28,11 @@ class UnknownModelError(InvalidInputError):
     that is loading or unloaded (`ServerUnavailableError`)."""
 
 
+class ConnectionSettingsError(I2VError):
+    """The client's TLS settings do not fit the server's port (TLS to a plain port, plain to a TLS one, a
+    certificate it does not trust): retrying cannot help, changing --tls / --ca-file does."""
+
+
 class OverloadedError(I2VError):
     """The server's queue is full; try again later."""
 
@@ -115,6 +120,18 @@ def error_from_server(message: str, status: str | None = None, url: str | None =
         return UnauthorizedError(message)
     if "out of memory" in text:
         return OutOfMemoryError(message)
+    where = f"the server at {url or '<unknown address>'}"
+    if "certificate_verify_failed" in text or "certificate verify failed" in text:
+        return ConnectionSettingsError(
+            f"{where} has a TLS certificate this client does not trust: pass its CA with --ca-file (PEM) "
+            f"(gRPC: {message})"
+        )
+    if "http1.x server" in text:  # plain gRPC to nginx's TLS port: it answers HTTP/1.1 400
+        return ConnectionSettingsError(
+            f"{where} did not answer plain gRPC: a TLS port (the gateway's) needs --tls (gRPC: {message})"
+        )
+    if "wrong_version_number" in text or "wrong version number" in text:  # TLS to a plain port
+        return ConnectionSettingsError(f"{where} does not speak TLS: leave out --tls and --ca-file (gRPC: {message})")
     if code in ("", "UNAVAILABLE") and any(words in text for words in CONNECT_FAILURES):
         return ServerUnavailableError(
             f"cannot connect to the server at {url or '<unknown address>'}: is it running, and is the address "

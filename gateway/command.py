@@ -10,10 +10,12 @@ After a change, render again and reload nginx (`nginx -s reload`, or SIGHUP): st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
 from i2v.arguments import add_api_key_argument
+from i2v.gateway.nginx_config import GatewaySettings
 from i2v.params import MODEL_NAME
 
 
@@ -60,7 +62,12 @@ def add_gateway_command(commands, formatter_class: type[argparse.HelpFormatter])
         default="",
         help="host:port where mtail listens (UDP) for the access log and serves per-tenant metrics; '' for none",
     )
-    render.add_argument("--pid-file", default="/tmp/i2v-gateway-nginx.pid", help="nginx's pid file")
+    render.add_argument("--pid-file", default=GatewaySettings.pid_file, help="nginx's pid file")
+    render.add_argument(
+        "--temp-dir",
+        default=GatewaySettings.temp_dir,
+        help="where nginx keeps request bodies; it must exist where nginx runs (render makes it here)",
+    )
     render.set_defaults(run=run_render)
 
 
@@ -96,7 +103,7 @@ def run_remove_tenant(args: argparse.Namespace) -> int:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from i2v.gateway.nginx_config import GatewaySettings, write_config
+    from i2v.gateway.nginx_config import write_config
     from i2v.gateway.tenants import TenantsFileError, load_tenants
 
     try:
@@ -112,8 +119,11 @@ def run_render(args: argparse.Namespace) -> int:
             access_log=args.access_log,
             metrics_address=args.metrics_address,
             pid_file=args.pid_file,
+            temp_dir=args.temp_dir,
         ).check()
         config = write_config(load_tenants(args.tenants), settings, args.output)
+        with contextlib.suppress(OSError):  # nginx may run elsewhere (another container, whose image makes it)
+            Path(args.temp_dir).mkdir(parents=True, exist_ok=True)
     except (TenantsFileError, ValueError) as exc:
         return _fail(str(exc))
     except OSError as exc:  # the output folder: a file, unwritable

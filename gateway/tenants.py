@@ -71,7 +71,8 @@ def key_hash(key: str) -> str:
 
 
 def new_key() -> str:
-    return secrets.token_urlsafe(32)
+    """256 random bits, URL-safe, never beginning with "-": `--api-key "$KEY"` would read such a key as an option."""
+    return "i2v_" + secrets.token_urlsafe(32)
 
 
 def load_tenants(path: Path) -> list[Tenant]:

@@ -23,6 +23,7 @@ import tritonclient.grpc as grpcclient
 from ports import free_port
 
 from i2v.client import (
+    ConnectionSettingsError,
     ForbiddenError,
     GenerationCancelledError,
     GenerationRequest,
@@ -30,12 +31,19 @@ from i2v.client import (
     InvalidInputError,
     Progress,
     RateLimitedError,
-    ServerUnavailableError,
     UnauthorizedError,
 )
 from i2v.gateway.nginx_config import GatewaySettings, render
 from i2v.gateway.nginx_server import GatewayError, NginxGateway, find_nginx
-from i2v.gateway.tenants import Tenant, TenantsFileError, add_tenant, key_hash, load_tenants, remove_tenant
+from i2v.gateway.tenants import (
+    Tenant,
+    TenantsFileError,
+    add_tenant,
+    key_hash,
+    load_tenants,
+    new_key,
+    remove_tenant,
+)
 from i2v.params import MODELS_HEADER, TENANT_HEADER
 from i2v.video import decode_mp4
 
@@ -199,6 +207,8 @@ def test_add_tenant_returns_a_new_key_and_stores_only_its_hash(tmp_path):
     assert key not in path.read_text() and key_hash(key) in path.read_text()
     assert load_tenants(path) == [Tenant("alice", key_hash(key), requests_per_minute=12)]
     assert add_tenant(path, "bob") != key
+    # never read as an option: `i2v generate --api-key "$KEY"` (1 in 64 URL-safe keys began with "-")
+    assert not any(new_key().startswith("-") for _ in range(1000))
     remove_tenant(path, "alice")
     assert [t.name for t in load_tenants(path)] == ["bob"]
 
@@ -264,12 +274,12 @@ def test_cli_adds_a_tenant_and_renders_a_private_config(tmp_path, capsys):
     assert main(["gateway", "add-tenant", "--tenants", str(tenants_file), "dave", "--requests-per-minute", "5"]) == 0
     key = capsys.readouterr().out.splitlines()[-1]
     assert load_tenants(tenants_file)[0].key_sha256 == key_hash(key)
-    output = tmp_path / "rendered"
-    assert (
-        main(["gateway", "render", "--tenants", str(tenants_file), "--output", str(output), "--api-key", TRITON_KEY])
-        == 0
-    )
+    output, bodies = tmp_path / "rendered", tmp_path / "bodies"
+    render = ["gateway", "render", "--tenants", str(tenants_file), "--output", str(output), "--api-key", TRITON_KEY]
+    assert main([*render, "--temp-dir", str(bodies)]) == 0
     assert stat.S_IMODE((output / "nginx.conf").stat().st_mode) == 0o600
+    # nginx refuses to start without its temp folder: render makes it, and the config names it
+    assert bodies.is_dir() and f"{bodies}/client_body" in (output / "nginx.conf").read_text()
     assert main(["gateway", "remove-tenant", "--tenants", str(tenants_file), "erin"]) == 2
     assert "no tenant 'erin'" in capsys.readouterr().err
 
@@ -379,14 +389,19 @@ def test_streams_over_a_tenants_limit_are_refused_while_its_stream_runs(gateway,
 
 
 @needs_nginx
-def test_tls_handshake_needs_the_test_ca(gateway, test_ca, photo_png):
+def test_tls_handshake_needs_the_test_ca_and_a_mismatch_says_which_option(gateway, keyed_triton, test_ca):
+    """A TLS setting that does not fit the port is not "unavailable, retry": the error names the option to change."""
     with client_for(gateway, test_ca) as client:
         client.wait_until_ready()  # the test CA verifies the gateway's certificate
     untrusting = I2VClient(gateway.grpc_url, api_key=KEYS["alice"], tls=True)  # the system's CAs only
-    with untrusting, pytest.raises(ServerUnavailableError):
+    with untrusting, pytest.raises(ConnectionSettingsError, match="does not trust: pass its CA with --ca-file"):
         untrusting.wait_until_ready()
-    with I2VClient(gateway.grpc_url, api_key=KEYS["alice"]) as plaintext, pytest.raises(ServerUnavailableError):
+    plaintext = I2VClient(gateway.grpc_url, api_key=KEYS["alice"])
+    with plaintext, pytest.raises(ConnectionSettingsError, match="a TLS port .* needs --tls"):
         plaintext.wait_until_ready()
+    to_plain = I2VClient(keyed_triton.endpoints.grpc_url, tls=True)
+    with to_plain, pytest.raises(ConnectionSettingsError, match="does not speak TLS: leave out --tls"):
+        to_plain.wait_until_ready()
 
 
 @needs_nginx

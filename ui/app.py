@@ -96,8 +96,17 @@ def _resolution_choices(defaults: dict) -> list[tuple[str, str]]:
     return [(default, MODEL_DEFAULT), *presets, (CUSTOM, CUSTOM)]
 
 
-def build_app(url: str, api_key: str | None = None, concurrency: int = 2, lora_refresh_s: float = 30) -> gr.Blocks:
-    """The page for the server at `url`; `lora_refresh_s` (0: never) is how often the LoRA list is read again."""
+def build_app(
+    url: str,
+    api_key: str | None = None,
+    concurrency: int = 2,
+    lora_refresh_s: float = 30,
+    tls: bool = False,
+    ca_file: str | None = None,
+) -> gr.Blocks:
+    """The page for the server at `url` (`tls`/`ca_file`: a gateway's TLS port); `lora_refresh_s` (0: never) is
+    how often the LoRA list is read again."""
+    connection = {"api_key": api_key, "tls": tls, "ca_file": ca_file}
     table_defaults = model_defaults()
 
     async def generate(*fields, progress=gr.Progress()):  # noqa: B008 (Gradio's own idiom)
@@ -109,7 +118,7 @@ def build_app(url: str, api_key: str | None = None, concurrency: int = 2, lora_r
         progress(0, desc="waiting for the server")
         result = None
         try:
-            async with AsyncI2VClient(url, api_key=api_key) as client:
+            async with AsyncI2VClient(url, **connection) as client:
                 async for event in client.stream(request):
                     if isinstance(event, Progress):
                         progress((event.step, event.total), desc="denoising", unit="steps")
@@ -126,7 +135,7 @@ def build_app(url: str, api_key: str | None = None, concurrency: int = 2, lora_r
         the server's LoRA adapters into their dropdown (the row hidden when there are none)."""
         adapters: list[LoraAdapterInfo] = []
         try:
-            async with AsyncI2VClient(url, api_key=api_key) as client:
+            async with AsyncI2VClient(url, **connection) as client:
                 defaults, note = await client.model_defaults(), ""
                 try:
                     adapters = await client.lora_adapters()
@@ -149,7 +158,7 @@ def build_app(url: str, api_key: str | None = None, concurrency: int = 2, lora_r
         """The server's adapters again: the dropdown and the row change only when the list did, and the chosen
         adapter stays chosen unless it was removed."""
         try:
-            async with AsyncI2VClient(url, api_key=api_key) as client:
+            async with AsyncI2VClient(url, **connection) as client:
                 adapters = await client.lora_adapters()
         except I2VError:  # the server away for a moment: the page keeps what it shows
             return gr.update(), gr.update(), listed

@@ -24,9 +24,12 @@ def add_ui_command(commands, formatter_class: type[argparse.HelpFormatter]) -> N
 
 
 def run_ui(args: argparse.Namespace) -> int:
+    from i2v.client.command import connection_settings
     from i2v.ui.app import build_app
 
-    app = build_app(args.url, api_key=args.api_key, concurrency=args.concurrency, lora_refresh_s=args.lora_refresh)
+    app = build_app(
+        args.url, concurrency=args.concurrency, lora_refresh_s=args.lora_refresh, **connection_settings(args)
+    )
     print(f"UI on http://{args.host}:{args.port} (Triton at {args.url}); Ctrl-C to stop")
     app.launch(server_name=args.host, server_port=args.port, show_error=True)
     return 0
