@@ -1,8 +1,8 @@
 """Gradio page for people: drop a picture, write a prompt, watch the steps, get a video.
 
 It is a thin shell over `AsyncI2VClient`: the server streams progress into Gradio's progress bar, and a
-cancelled event (the Cancel button, a closed tab) cancels the request on the server too, because leaving the
-client's stream cancels it.
+cancelled event (the Cancel button) cancels the request on the server too, because leaving the client's stream
+cancels it. A closed tab does not: Gradio lets the event run to its end (seen with Gradio 5), so the video is made.
 
 The controls are made from the parameter table (`i2v.params`: a parameter with a `ui` kind gets a control
 named after it), and start at the served model's own defaults, read from the server when the page opens, as
