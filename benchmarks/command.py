@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from i2v.arguments import add_api_key_argument
-from i2v.params import MODEL_NAME
+from i2v.params import MODEL_NAME, InvalidParameterError, parameter
 
 # The in-process torch runners and how each runs the UNet (`i2v.model.info.TORCH_COMPILE_MODES`); a served
 # runtime of the same name is the torch runtime exported with that mode, so served/in-process pairs by name.
@@ -25,6 +25,8 @@ FULL_SIZE_DEFAULTS = ("512x512x16,768x768x16,704x1280x16", "25")
 # The GPU proof (`make gpu-proof`): one command on a bare GPU host; with --device cpu, its dry run on the tiny model.
 GPU_SUITE_RUNNERS = ("served", "torch", "torch-synced", "torch-compile", "diffusers")
 SERVED_NEEDS = ("pytriton", "tritonclient", "av")  # the embedded server, its client, the MP4 encoder
+# What `--suite lora` takes: it measures the UNet part's swaps on the CPU with its own sizes and repeats.
+LORA_SUITE_OPTIONS = ("model", "output")
 
 
 def add_bench_command(commands, formatter_class: type[argparse.HelpFormatter]) -> None:
@@ -42,18 +44,21 @@ def add_bench_command(commands, formatter_class: type[argparse.HelpFormatter]) -
         f"{', '.join(SERVED_NEEDS)} are installed), results in benchmarks/results/<gpu>-full-size-<date>/; "
         "with --device cpu a dry run of it on the tiny model; "
         "lora: the UNet part's LoRA swap cost per runtime (first use, switch, back to none) and memory after 50 "
-        "switches (benchmarks/lora_swap.py)",
+        "switches (benchmarks/lora_swap.py), on the CPU: takes --model and --output only",
     )
     bench.add_argument(
         "--grid",
+        type=grid_argument,
         default=None,
-        help=f"HEIGHTxWIDTHxFRAMES points, comma-separated (default: {TINY_DEFAULTS[0]} for the tiny "
-        f"model, {FULL_SIZE_DEFAULTS[0]} otherwise)",
+        help=f"HEIGHTxWIDTHxFRAMES points, comma-separated: {_shape_ranges()}; height and width multiples of "
+        f"the model's size step (default: {TINY_DEFAULTS[0]} for the tiny model, {FULL_SIZE_DEFAULTS[0]} otherwise)",
     )
     bench.add_argument(
         "--steps",
+        type=steps_argument,
         default=None,
-        help=f"denoising steps, comma-separated (default: {TINY_DEFAULTS[1]} tiny, {FULL_SIZE_DEFAULTS[1]} otherwise)",
+        help=f"denoising steps, comma-separated, each {parameter('num_inference_steps').describe_range()} "
+        f"(default: {TINY_DEFAULTS[1]} tiny, {FULL_SIZE_DEFAULTS[1]} otherwise)",
     )
     bench.add_argument(
         "--runners",
@@ -75,9 +80,11 @@ def add_bench_command(commands, formatter_class: type[argparse.HelpFormatter]) -
         "TensorRT engines: --url localhost:8001 --served-runtimes tensorrt names its rows)",
     )
     add_api_key_argument(bench, "key for a --url server that restricts inference")
-    bench.add_argument("--warmup", type=int, default=1, help="untimed runs per point and runner")
-    bench.add_argument("--repeats", type=int, default=3, help="timed runs per point and runner")
-    bench.add_argument("--concurrency", type=int, default=2, help="clients for the served throughput run (0: skip)")
+    bench.add_argument("--warmup", type=at_least(0), default=1, help="untimed runs per point and runner")
+    bench.add_argument("--repeats", type=at_least(1), default=3, help="timed runs per point and runner")
+    bench.add_argument(
+        "--concurrency", type=at_least(0), default=2, help="clients for the served throughput run (0: skip)"
+    )
     bench.add_argument(
         "--device",
         choices=["auto", "cpu", "cuda"],
@@ -91,7 +98,11 @@ def add_bench_command(commands, formatter_class: type[argparse.HelpFormatter]) -
         help="serve this exported repository instead of exporting one per runtime",
     )
     bench.add_argument(
-        "--output", type=Path, default=None, help="results folder (default benchmarks/results/local/<model>-<date>)"
+        "--output",
+        type=Path,
+        default=None,
+        help="results folder: results.json, results.md and plots (default benchmarks/results/local/<model>-<date>; "
+        "--suite lora: <model>-lora-<date>, no plots)",
     )
     bench.add_argument(
         "--append",
@@ -99,7 +110,71 @@ def add_bench_command(commands, formatter_class: type[argparse.HelpFormatter]) -
         help="keep the rows already in OUTPUT/results.json for other grid points (one point per call: the GPU "
         "proof's calls each stay under 10 minutes); --suite gpu appends",
     )
-    bench.set_defaults(run=run_bench)
+    bench.set_defaults(run=run_bench, parser=bench)
+
+
+def _shape_ranges() -> str:
+    """'height and width 64 to 1280, frames 8 to 32': the parameter table's ranges of a grid point."""
+    sizes, frames = parameter("height").describe_range(), parameter("num_frames").describe_range()
+    return f"height and width {sizes}, frames {frames}"
+
+
+def parse_shapes(text: str) -> list[tuple[int, int, int]]:
+    """'64x64x8,64x96x16' -> [(64, 64, 8), (64, 96, 16)], each within the parameter table's ranges; a
+    `ValueError` names the point and what is allowed."""
+    shapes = []
+    for item in (i.strip() for i in text.split(",")):
+        try:
+            height, width, frames = (int(v) for v in item.lower().split("x"))
+        except ValueError:
+            raise ValueError(
+                f"expected HEIGHTxWIDTHxFRAMES points, comma-separated, such as {TINY_DEFAULTS[0]} "
+                f"({_shape_ranges()}), got {item!r}"
+            ) from None
+        for name, value in (("height", height), ("width", width), ("num_frames", frames)):
+            try:
+                parameter(name).check(value, size_multiple=1)  # the size step is the model's: `check_size_step`
+            except InvalidParameterError as exc:
+                raise ValueError(f"{item}: {exc}") from None
+        shapes.append((height, width, frames))
+    return shapes
+
+
+def grid_argument(text: str) -> str:
+    """`--grid`: the points checked against the parameter table, written back in the form the results keep."""
+    try:
+        return ",".join(f"{h}x{w}x{f}" for h, w, f in parse_shapes(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def steps_argument(text: str) -> str:
+    """`--steps`: comma-separated step counts within the parameter table's range."""
+    steps = parameter("num_inference_steps")
+    expected = f"denoising step counts, comma-separated, each {steps.describe_range()}, such as 10,25"
+    try:
+        counts = [int(item) for item in text.split(",")]
+        for count in counts:
+            steps.check(count)
+    except ValueError:  # not a number, or outside the range (InvalidParameterError)
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    return ",".join(str(c) for c in counts)
+
+
+def at_least(low: int):
+    """An argparse type: a whole number of at least `low`."""
+
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {low}, got {text!r}")
+        return value
+
+    whole_number.__name__ = f"whole number >= {low}"  # what argparse's own messages call the type
+    return whole_number
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -107,21 +182,18 @@ def run_bench(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from i2v.benchmarks import measure, report
-    from i2v.benchmarks.harness import parse_grid, run_grid
-    from i2v.benchmarks.runners import DiffusersRunner, InProcessRunner, ServedRunner
+    from i2v.benchmarks.harness import run_grid
+    from i2v.benchmarks.runners import DiffusersRunner, GridPoint, InProcessRunner, ServedRunner
     from i2v.examples import lighthouse_image
     from i2v.export.sources import load_pipeline
     from i2v.model.parts import vae_scale_factor
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if args.suite == "lora":
-        from i2v.benchmarks.lora_swap import measure_lora_swaps
-        from i2v.benchmarks.lora_swap import report as lora_report
-
-        print(lora_report(measure_lora_swaps(load_pipeline(args.model))))
-        return 0
+        return run_lora_suite(args)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if args.suite == "gpu":
         apply_gpu_suite(args, device)
+    check_size_step(args)
     default_runners = "served,torch,diffusers" if device == "cuda" else "served,onnxruntime,torch,diffusers"
     names = [n.strip() for n in (args.runners or default_runners).split(",") if n.strip()]
     unknown = sorted(set(names) - set(RUNNERS))
@@ -130,7 +202,8 @@ def run_bench(args: argparse.Namespace) -> int:
     if "onnxruntime" in names and device == "cuda":
         print("note: the in-process onnxruntime runner runs on the CPU (the CPU onnxruntime package)")
     grid, steps = TINY_DEFAULTS if str(args.model) == "tiny" else FULL_SIZE_DEFAULTS
-    points = parse_grid(args.grid or grid, [int(s) for s in (args.steps or steps).split(",")])
+    step_counts = [int(s) for s in (args.steps or steps).split(",")]
+    points = [GridPoint(h, w, f, s) for h, w, f in parse_shapes(args.grid or grid) for s in step_counts]
     output = args.output or Path("benchmarks/results/local") / f"{Path(str(args.model)).name}-{time.strftime('%Y%m%d')}"
     repositories = served_repositories(args, device, output) if "served" in names and not args.url else []
     pipe = load_pipeline(args.model)
@@ -208,6 +281,89 @@ def run_bench(args: argparse.Namespace) -> int:
     print(report.markdown_table(result))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def run_lora_suite(args: argparse.Namespace) -> int:
+    """`--suite lora`: the swap costs per runtime, printed and written to the results folder (JSON and markdown).
+    The options it would ignore are refused: it runs on the CPU, at the sizes and repeats of its own."""
+    ignored = ("grid", "steps", "runners", "served_runtimes", "url", "model_repository", "warmup", "repeats")
+    ignored += ("concurrency", "append")
+    given = [f"--{d.replace('_', '-')}" for d in ignored if getattr(args, d) != args.parser.get_default(d)]
+    if args.device == "cuda":
+        given.append("--device cuda")
+    if given:
+        takes = " and ".join(f"--{o}" for o in LORA_SUITE_OPTIONS)
+        args.parser.error(
+            f"--suite lora measures the UNet part's LoRA swaps on the CPU at sizes of its own: it takes {takes}, "
+            f"not {', '.join(given)}"
+        )
+    from i2v.benchmarks import lora_swap, measure
+    from i2v.export.sources import load_pipeline
+
+    output = args.output or Path("benchmarks/results/local") / (
+        f"{Path(str(args.model)).name}-lora-{time.strftime('%Y%m%d')}"
+    )
+    results = lora_swap.measure_lora_swaps(load_pipeline(args.model))
+    settings = {"suite": "lora", "model": str(args.model), "device": "cpu", "switches": lora_swap.SWITCHES}
+    result = {"machine": measure.machine_info(), "settings": settings, "runtimes": results}
+    paths = lora_swap.write_results(result, output)
+    print(lora_swap.report(results))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def check_size_step(args: argparse.Namespace) -> None:
+    """Refuse, before anything is exported or loaded, grid sizes that are not multiples of the size step of the
+    model measured or of the repository served, where their configs say it (a --url server checks its own)."""
+    from i2v.model.info import ModelInfo
+
+    steps = {}
+    if args.model_repository is not None:
+        pipeline = args.model_repository / MODEL_NAME / "1" / "pipeline"
+        if (pipeline / "model_info.json").is_file():
+            steps[f"the repository {args.model_repository}"] = ModelInfo.load(pipeline).size_multiple
+    model_step = model_size_step(str(args.model))
+    if model_step is not None:
+        steps[f"model {args.model}"] = model_step
+    grid = args.grid or (TINY_DEFAULTS if str(args.model) == "tiny" else FULL_SIZE_DEFAULTS)[0]
+    for height, width, frames in parse_shapes(grid):
+        for whose, step in steps.items():
+            for name, value in (("height", height), ("width", width)):
+                if value % step:
+                    args.parser.error(
+                        f"argument --grid: {height}x{width}x{frames}: {name} must be a multiple of {step} "
+                        f"(the size step of {whose}), got {value}"
+                    )
+
+
+def model_size_step(model: str) -> int | None:
+    """What `--model`'s height and width must be multiples of, from its UNet and VAE configs alone (no weights
+    loaded); None where they cannot be read (a hub id with no network: loading it fails later, saying so)."""
+    from types import SimpleNamespace
+
+    from diffusers import AutoencoderKL, I2VGenXLUNet
+
+    from i2v.export.sources import DEFAULT_TINY_DIR, FULL_SIZE_RANDOM, TINY, full_size_configs, save_tiny_pipeline
+    from i2v.model.parts import size_multiple
+
+    if model == FULL_SIZE_RANDOM:
+        configs = full_size_configs()
+    else:
+        source = model
+        if model == TINY:  # where `load_pipeline` keeps the tiny model; built there now if it is not yet
+            if not (DEFAULT_TINY_DIR / "model_index.json").exists():
+                save_tiny_pipeline(DEFAULT_TINY_DIR)
+            source = str(DEFAULT_TINY_DIR)
+        try:
+            configs = {
+                "unet": I2VGenXLUNet.load_config(source, subfolder="unet"),
+                "vae": AutoencoderKL.load_config(source, subfolder="vae"),
+            }
+        except (OSError, ValueError):
+            return None
+    # `size_multiple` reads `pipe.<part>.config`: the configs, shaped as a pipeline's, say the same number
+    parts = {name: SimpleNamespace(config=SimpleNamespace(**configs[name])) for name in ("unet", "vae")}
+    return size_multiple(SimpleNamespace(**parts))
 
 
 def apply_gpu_suite(args: argparse.Namespace, device: str) -> None:

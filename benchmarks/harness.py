@@ -35,15 +35,6 @@ class Row:
         return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
 
 
-def parse_grid(spec: str, steps: list[int]) -> list[GridPoint]:
-    """'64x64x8,64x96x16' (height x width x frames) times every steps count."""
-    points = []
-    for item in spec.split(","):
-        height, width, frames = (int(v) for v in item.lower().split("x"))
-        points += [GridPoint(height, width, frames, s) for s in steps]
-    return points
-
-
 def run_grid(
     runners: list[Runner],
     points: list[GridPoint],
@@ -60,6 +51,8 @@ def run_grid(
 
     `on_row` gets the rows so far after every round, so a long GPU run that is stopped still leaves its results.
     """
+    if warmup < 0 or repeats < 1:
+        raise ValueError(f"warmup must be at least 0 and repeats at least 1, got {warmup} and {repeats}")
     rows: list[Row] = []
     with tqdm(total=len(points) * len(runners) * (warmup + repeats), desc="benchmark", unit="run") as bar:
         for point in points:

@@ -11,6 +11,7 @@ first few.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import tempfile
@@ -119,3 +120,21 @@ def report(results: dict[str, dict[str, float]]) -> str:
             f"{r['rss_growth_mb_after_50_switches']} |"
         )
     return "\n".join(rows)
+
+
+def markdown(result: dict) -> str:
+    """results.md: where and on what it was measured, then the table."""
+    machine, settings = result["machine"], result["settings"]
+    head = (
+        f"LoRA swaps in the UNet part, measured {machine['date']} on {machine['cpu']} ({machine['cpu_cores']} cores), "
+        f"model `{settings['model']}`, on the CPU; memory after {settings['switches']} switches over three adapters."
+    )
+    return head + "\n\n" + report(result["runtimes"]) + "\n"
+
+
+def write_results(result: dict, folder: Path) -> list[Path]:
+    """results.json ({machine, settings, runtimes}) and results.md in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    (folder / "results.md").write_text(markdown(result))
+    return [folder / "results.json", folder / "results.md"]

@@ -216,3 +216,49 @@ def test_appended_runs_keep_the_other_points_rows_in_grid_order():
     ]
     assert merged["settings"]["grid"] == "512x512x16,768x768x16"
     assert set(merged["unet_tflops_per_step"]) == {"512x512x16", "768x768x16"}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--grid", "64x64"], "argument --grid: expected HEIGHTxWIDTHxFRAMES points, comma-separated, such as"),
+        (["--grid", "64x6ax8"], "argument --grid: expected HEIGHTxWIDTHxFRAMES .* got '64x6ax8'"),
+        (["--grid", "60x60x8"], "argument --grid: 60x60x8: height must be between 64 and 1280, got 60"),
+        (["--grid", "64x64x4"], "argument --grid: 64x64x4: num_frames must be between 8 and 32, got 4"),
+        (["--steps", "abc"], "argument --steps: expected denoising step counts, comma-separated, each 10 to 100"),
+        (["--repeats", "0"], "argument --repeats: expected a whole number of at least 1, got '0'"),
+        (["--warmup", "-1"], "argument --warmup: expected a whole number of at least 0, got '-1'"),
+        # parsed, then checked against the model's configs before anything is exported or loaded
+        (["--grid", "64x64x8,72x64x8"], r"argument --grid: 72x64x8: height must be a multiple of 16 \(the size step"),
+    ],
+    ids=["two numbers", "not a number", "height below the table", "frames below the table", "steps not a number",
+         "no repeats", "negative warm-up", "not the model's size step"],
+)  # fmt: skip
+def test_bad_arguments_are_refused_naming_the_flag_before_any_work(tiny_dir, tmp_path, capsys, arguments, message):
+    output = tmp_path / "results"
+    with pytest.raises(SystemExit) as refused:
+        main(["bench", "--model", str(tiny_dir), "--device", "cpu", "--output", str(output), *arguments])
+    assert refused.value.code == 2
+    assert re.search(f"i2v bench: error: {message}", capsys.readouterr().err)
+    assert not output.exists()
+
+
+def test_lora_suite_refuses_the_options_it_does_not_take(tmp_path, capsys):
+    args = ["bench", "--suite", "lora", "--grid", "64x64x8", "--runners", "torch", "--device", "cuda"]
+    with pytest.raises(SystemExit) as refused:
+        main([*args, "--output", str(tmp_path / "results")])
+    assert refused.value.code == 2
+    error = capsys.readouterr().err
+    assert "--suite lora measures the UNet part's LoRA swaps on the CPU" in error
+    assert "it takes --model and --output, not --grid, --runners, --device cuda" in error
+    assert not (tmp_path / "results").exists()
+
+
+def test_lora_suite_writes_its_results_to_the_output_folder(tiny_dir, tmp_path):
+    assert main(["bench", "--suite", "lora", "--model", str(tiny_dir), "--output", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert set(result["runtimes"]) == {"onnxruntime", "torch"}
+    assert all(r["step_s"] > 0 for r in result["runtimes"].values())
+    assert result["settings"]["suite"] == "lora" and {"date", "cpu"} <= result["machine"].keys()
+    table = (tmp_path / "results.md").read_text()
+    assert "| onnxruntime |" in table and "| torch |" in table

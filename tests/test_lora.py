@@ -222,6 +222,36 @@ def test_a_lora_for_another_architecture_is_refused_naming_the_first_keys(regist
     assert read_lora(lora_registry.resolve(lora_registry.lora_dir(registry), "kept")).layers
 
 
+def test_a_lora_on_a_layer_the_graph_runtime_cannot_adapt_is_refused_naming_the_torch_runtime(
+    registry, tiny_pipeline, tmp_path, capsys
+):
+    """The tiny UNet's zero-initialised `temp_convs.*.conv4.3` share one graph weight, so the onnxruntime export
+    leaves them out of its adaptable layers (docs/lora.md): the refusal says the layer exists, which runtime
+    cannot adapt it and which can; the same file registers on a torch-runtime repository."""
+    from i2v.export.repository import write_model_repository
+
+    layer = "down_blocks.0.temp_convs.0.conv4.3"
+    conv = MadeLora(tiny_pipeline.unet, tmp_path / "conv43.safetensors", seed=4, targets=[layer])
+    assert main(["lora", "add", "conv", str(conv.path), "--model-repository", str(registry)]) == 2
+    error = capsys.readouterr().err
+    assert f"the UNet has layer {layer}, but this repository's onnxruntime runtime cannot adapt it" in error
+    assert "the torch runtime adapts every linear and convolution layer" in error and "--runtime torch" in error
+    assert "no adaptable layer" not in error
+    torch_repository = write_model_repository(tiny_pipeline, None, tmp_path / "torch", source="tiny", runtime="torch")
+    assert main(["lora", "add", "conv", str(conv.path), "--model-repository", str(torch_repository)]) == 0
+
+
+def test_lora_remove_without_the_repository_says_so_as_add_does(loras, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(lora_registry.LORA_DIR_ENV, raising=False)
+    (tmp_path / "empty").mkdir()
+    for repository, message in ((tmp_path / "missing", "no model repository at"), (tmp_path / "empty", "no UNet")):
+        assert main(["lora", "add", "style-a", str(loras["a"].path), "--model-repository", str(repository)]) == 2
+        added = capsys.readouterr().err
+        assert main(["lora", "remove", "style-a", "--model-repository", str(repository)]) == 2
+        removed = capsys.readouterr().err
+        assert removed == added and f"error: {message}" in removed and "not registered" not in removed
+
+
 def test_graph_weights_are_mapped_to_unet_layers_transposed_for_matmul(model_repository):
     targets = lora_registry.read_targets(model_repository / "unet" / "1")
     to_q = targets["down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,13 +82,21 @@ class LoraAdapter:
             out[f"{module}.lora_B.weight"] = layer.up
         return out
 
-    def check_fits(self, targets: Targets) -> None:
+    def check_fits(self, targets: Targets, left_out: Collection[str] = (), runtime: str = "") -> None:
         """Raise `LoraFileError` naming the first keys that the served UNet has no layer for, or whose shape
-        does not fit that layer's weight (a LoRA for another architecture)."""
-        problems = []
+        does not fit that layer's weight (a LoRA for another architecture). `left_out`: layers the UNet has but
+        the served `runtime` cannot adapt (a graph's folded or shared weights); a LoRA on one is refused saying
+        so, and that the torch runtime adapts every layer."""
+        problems, unadaptable = [], False
         for module, layer in sorted(self.layers.items()):
             shape = targets.get(module)
-            if shape is None:
+            if shape is None and module in left_out:
+                unadaptable = True
+                problems.append(
+                    f"unet.{module}.lora_A.weight (the UNet has layer {module}, but this repository's {runtime} "
+                    "runtime cannot adapt it)"
+                )
+            elif shape is None:
                 problems.append(f"unet.{module}.lora_A.weight (the UNet has no adaptable layer {module})")
             elif not _fits(layer, tuple(shape)):
                 problems.append(
@@ -98,9 +106,16 @@ class LoraAdapter:
         if problems:
             shown = "; ".join(problems[:MISMATCHES_SHOWN])
             more = f" (and {len(problems) - MISMATCHES_SHOWN} more)" if len(problems) > MISMATCHES_SHOWN else ""
+            why = (
+                f". The {runtime} runtime adapts only the layers whose weight its exported graph keeps as a weight "
+                "of their own, not folded into another nor shared (docs/lora.md); the torch runtime adapts every "
+                "linear and convolution layer: serve a repository exported with `i2v export --runtime torch`"
+                if unadaptable
+                else ""
+            )
             raise LoraFileError(
                 f"this LoRA does not fit the served UNet: {len(problems)} of {len(self.layers)} layers do not "
-                f"match, first: {shown}{more}"
+                f"match, first: {shown}{more}{why}"
             )
 
 

@@ -31,6 +31,10 @@ INFO_SUFFIX = ".json"  # beside each adapter: what `describe` lists
 DESCRIPTION_FIELDS = ("ranks", "layers", "target_modules", "size_bytes")  # of that file, besides the name
 LORA_TARGETS_FILE = "lora_targets.json"  # in the UNet part's version folder
 LORA_BASE_FILE = "lora_base.safetensors"  # beside it for the graph runtimes: the adaptable layers' base weights
+GRAPH_FILE, ENGINE_FILE = "model.onnx", "model.plan"  # the graph runtimes' UNet (TensorRT: the engine's graph beside)
+# The torch exporter's node metadata: the module path of every enclosing module, and each one's class.
+SCOPES_KEY, CLASSES_KEY = "pkg.torch.onnx.name_scopes", "pkg.torch.onnx.class_hierarchy"
+UNET_SCOPE = "unet."  # the exported part module (`i2v.model.modules.UNetPart`) holds the UNet as `unet`
 UNET_MODEL = "unet"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -89,6 +93,8 @@ def file_version(path: Path) -> str:
 def unet_version_folder(repository: Path) -> Path:
     """The UNet part's served version folder (the highest number)."""
     model = Path(repository) / UNET_MODEL
+    if not Path(repository).is_dir():
+        raise FileNotFoundError(f"no model repository at {repository} (no such folder): export the model first")
     versions = (
         sorted((p for p in model.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)) if model.is_dir() else []
     )
@@ -140,6 +146,43 @@ def target_shapes(version: Path) -> dict[str, tuple[int, ...]]:
     return {module: tuple(entry["shape"]) for module, entry in read_targets(version).items()}
 
 
+def unet_runtime(version: Path) -> str:
+    """What serves the UNet part, from its version folder (`i2v.export.repository.PART_ARTIFACTS`)."""
+    if (Path(version) / ENGINE_FILE).is_file():
+        return "tensorrt"
+    return "onnxruntime" if (Path(version) / GRAPH_FILE).is_file() else "torch"
+
+
+def graph_layers(version: Path) -> set[str]:
+    """The UNet's adaptable layers (module paths) that the exported graph runs, read from the exporter's node
+    metadata: a layer here that `lora_targets.json` leaves out exists in the UNet, but the graph runtime cannot
+    adapt it (its weight folded, or shared with another layer: `i2v.export.lora_initializers`). Empty where
+    there is no graph, or its exporter wrote no such metadata."""
+    import ast
+
+    import onnx
+
+    from i2v.model.lora import ADAPTABLE_LAYERS
+
+    graph = Path(version) / GRAPH_FILE
+    if not graph.is_file():
+        return set()
+    adaptable = {f"{kind.__module__}.{kind.__qualname__}" for kind in ADAPTABLE_LAYERS}
+    layers = set()
+    for node in onnx.load(str(graph), load_external_data=False).graph.node:
+        metadata = {entry.key: entry.value for entry in node.metadata_props}
+        try:
+            scopes, classes = ast.literal_eval(metadata[SCOPES_KEY]), ast.literal_eval(metadata[CLASSES_KEY])
+        except (KeyError, ValueError, SyntaxError):
+            continue
+        layers.update(
+            scope.removeprefix(UNET_SCOPE)
+            for scope, kind in zip(scopes, classes, strict=False)
+            if kind in adaptable and scope.startswith(UNET_SCOPE)
+        )
+    return layers
+
+
 def add(repository: Path, name: str, source: Path) -> tuple[Path, LoraAdapter]:
     """Check `source` against the served UNet and register it as `name`; nothing registered is touched when
     it is refused. Raises `LoraFileError` or `LoraRegistryError`."""
@@ -150,7 +193,11 @@ def add(repository: Path, name: str, source: Path) -> tuple[Path, LoraAdapter]:
     if name in registered(folder):
         raise LoraRegistryError(f"lora {name!r} is already registered: remove it first (i2v lora remove {name})")
     adapter = read_lora(source)
-    adapter.check_fits(target_shapes(unet_version_folder(repository)))
+    version = unet_version_folder(repository)
+    targets = target_shapes(version)
+    runtime = unet_runtime(version)
+    left_out = graph_layers(version) - set(targets) if set(adapter.layers) - set(targets) else set()
+    adapter.check_fits(targets, left_out, runtime)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -220,8 +267,12 @@ def _is_description(info: object) -> bool:
 
 def remove(repository: Path, name: str) -> None:
     """Unregister `name`: new requests cannot use it; a request already using it finishes with its weights
-    (the servers keep what they loaded)."""
-    path = resolve(lora_dir(repository), check_name(name))
+    (the servers keep what they loaded). A registry inside the repository (no `I2V_LORA_DIR`) needs the
+    repository: without it, that is what the error says, as `add`'s does."""
+    check_name(name)
+    if not os.environ.get(LORA_DIR_ENV):
+        unet_version_folder(repository)
+    path = resolve(lora_dir(repository), name)
     try:
         path.unlink()
         path.with_name(f"{name}{INFO_SUFFIX}").unlink(missing_ok=True)
