@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from i2v.arguments import add_api_key_argument
+from i2v.arguments import add_api_key_argument, at_least
 from i2v.params import MODEL_NAME, InvalidParameterError, parameter
 
 # The in-process torch runners and how each runs the UNet (`i2v.model.info.TORCH_COMPILE_MODES`); a served
@@ -159,22 +159,6 @@ def steps_argument(text: str) -> str:
     except ValueError:  # not a number, or outside the range (InvalidParameterError)
         raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
     return ",".join(str(c) for c in counts)
-
-
-def at_least(low: int):
-    """An argparse type: a whole number of at least `low`."""
-
-    def whole_number(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < low:
-            raise argparse.ArgumentTypeError(f"expected a whole number of at least {low}, got {text!r}")
-        return value
-
-    whole_number.__name__ = f"whole number >= {low}"  # what argparse's own messages call the type
-    return whole_number
 
 
 def run_bench(args: argparse.Namespace) -> int:

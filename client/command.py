@@ -6,13 +6,12 @@ The generation flags are made from the parameter table (`i2v.params`): a paramet
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-from i2v.arguments import API_KEY_ENV, add_api_key_argument
+from i2v.arguments import API_KEY_ENV, add_api_key_argument, positive
 from i2v.params import parameters
 
 URL_ENV = "I2V_TRITON_URL"
@@ -27,17 +26,6 @@ EXIT_OUT_OF_MEMORY = 6
 EXIT_RATE_LIMITED = 7  # the gateway's limit for this key; the message says when to retry
 EXIT_UNAUTHORIZED = 8  # the server needs an API key, or refused the one sent (or the gateway's tenant a model)
 EXIT_TIMEOUT = 9  # the request ran past --timeout and was cancelled
-
-
-def positive_seconds(text: str) -> float:
-    """`--timeout`'s type: a number of seconds above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
-    return value
 
 
 def add_connection_args(parser: argparse.ArgumentParser, *, timeout: bool = True) -> None:
@@ -55,7 +43,7 @@ def add_connection_args(parser: argparse.ArgumentParser, *, timeout: bool = True
     if timeout:
         parser.add_argument(
             "--timeout",
-            type=positive_seconds,
+            type=positive("seconds"),
             default=None,
             metavar="SECONDS",
             help="seconds before the request is cancelled (more than 0)",

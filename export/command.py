@@ -7,6 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from i2v.arguments import at_least, positive
 from i2v.export.options import ALLOCATIONS, DEFAULT_MAX_QUEUE_SIZE, DEVICES, ENGINE_CHECKS
 from i2v.model.info import DEFAULT_REPOSITORY, RUNTIMES, TORCH_COMPILE_MODES, SupportedShapes, request_frame_range
 from i2v.params import RESOLUTION_PRESETS, parameter
@@ -28,7 +29,7 @@ def add_export_command(commands, formatter_class: type[argparse.HelpFormatter]) 
     )
     export.add_argument(
         "--max-queue-size",
-        type=_at_least_one,
+        type=at_least(1),
         default=DEFAULT_MAX_QUEUE_SIZE,
         help="requests that may wait while one generates; more are refused at once",
     )
@@ -83,7 +84,7 @@ def add_export_command(commands, formatter_class: type[argparse.HelpFormatter]) 
     )
     export.add_argument(
         "--gpu-memory-budget",
-        type=_positive_gib,
+        type=positive("GiB"),
         default=None,
         help="tensorrt: GiB the loaded engines may hold; a bigger plan fails the export (default: 90%% of this GPU)",
     )
@@ -162,35 +163,15 @@ def _resolutions(text: str) -> tuple[tuple[int, int], ...]:
     return pairs
 
 
-def _at_least_one(text: str) -> int:
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _max_frames(text: str) -> int:
-    value, (low, high) = _integer(text), request_frame_range()
-    if not low <= value <= high:
-        raise argparse.ArgumentTypeError(f"must be between {low} and {high} (a request's frames), got {value}")
-    return value
-
-
-def _positive_gib(text: str) -> float:
+    low, high = request_frame_range()
     try:
-        value = float(text)
+        value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected GiB as a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 GiB, got {text}")
+        value = None
+    if value is None or not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be between {low} and {high} (a request's frames), got {text!r}")
     return value
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
 def _supported_shapes(args: argparse.Namespace) -> SupportedShapes | None:

@@ -1,8 +1,10 @@
-"""Command-line pieces every `i2v` subcommand shares: the help formatter and the API-key option."""
+"""Command-line pieces every `i2v` subcommand shares: the help formatter, the API-key option and the argparse
+types of counts and amounts."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 API_KEY_ENV = "I2V_API_KEY"
@@ -21,3 +23,35 @@ class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def add_api_key_argument(parser: argparse.ArgumentParser, help: str) -> None:
     """`--api-key`, defaulting to the environment's I2V_API_KEY (so a key need not appear in `ps`)."""
     parser.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), help=f"{help} (env {API_KEY_ENV})")
+
+
+def at_least(low: int):
+    """An argparse type: a whole number of at least `low`."""
+
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {low}, got {text!r}")
+        return value
+
+    whole_number.__name__ = f"whole number >= {low}"  # what argparse's own messages call the type
+    return whole_number
+
+
+def positive(unit: str):
+    """An argparse type: a finite number of `unit` (seconds, GiB) above 0."""
+
+    def amount(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number of {unit}, got {text!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be more than 0 {unit}, got {text}")
+        return value
+
+    amount.__name__ = f"number of {unit}"
+    return amount

@@ -12,7 +12,7 @@ from i2v.export.profiles import TINY_SUPPORTED_SHAPES
 @pytest.mark.parametrize(
     ("options", "words"),
     [
-        (["--max-queue-size", "0"], "--max-queue-size: must be at least 1, got 0"),
+        (["--max-queue-size", "0"], "--max-queue-size: expected a whole number of at least 1, got '0'"),
         (["--max-frames", "4", "--runtime", "tensorrt"], "--max-frames: must be between 8 and 32"),
         (["--max-frames", "100", "--runtime", "tensorrt"], "--max-frames: must be between 8 and 32"),
         (["--gpu-memory-budget", "-5"], "--gpu-memory-budget: must be more than 0 GiB"),
