@@ -327,17 +327,13 @@ def model_size_step(model: str) -> int | None:
 
     from diffusers import AutoencoderKL, I2VGenXLUNet
 
-    from i2v.export.sources import DEFAULT_TINY_DIR, FULL_SIZE_RANDOM, TINY, full_size_configs, save_tiny_pipeline
+    from i2v.export.sources import FULL_SIZE_RANDOM, full_size_configs, tiny_resolved
     from i2v.model.parts import size_multiple
 
     if model == FULL_SIZE_RANDOM:
         configs = full_size_configs()
     else:
-        source = model
-        if model == TINY:  # where `load_pipeline` keeps the tiny model; built there now if it is not yet
-            if not (DEFAULT_TINY_DIR / "model_index.json").exists():
-                save_tiny_pipeline(DEFAULT_TINY_DIR)
-            source = str(DEFAULT_TINY_DIR)
+        source = str(tiny_resolved(model))  # where `load_pipeline` keeps the tiny model
         try:
             configs = {
                 "unet": I2VGenXLUNet.load_config(source, subfolder="unet"),

@@ -55,12 +55,19 @@ def model_id(source: str | Path) -> str:
     return path.resolve().name if path.exists() else str(source)
 
 
+def tiny_resolved(source: str | Path, cache_dir: Path = DEFAULT_TINY_DIR) -> str | Path:
+    """`tiny` as the folder that holds it (built there the first time); any other source as it is."""
+    if str(source) != TINY:
+        return source
+    if not (cache_dir / "model_index.json").exists():
+        save_tiny_pipeline(cache_dir)
+    return cache_dir
+
+
 def load_pipeline(source: str | Path, *, cache_dir: Path = DEFAULT_TINY_DIR) -> I2VGenXLPipeline:
     """Load a pipeline from `tiny`, `full-size-random`, a local diffusers folder or a hub id."""
     if str(source) == TINY:
-        if not (cache_dir / "model_index.json").exists():
-            save_tiny_pipeline(cache_dir)
-        source = cache_dir
+        source = tiny_resolved(source, cache_dir)
     elif str(source) == FULL_SIZE_RANDOM:
         return build_full_size_pipeline()
     else:
