@@ -144,10 +144,9 @@ def compile_cache_use() -> str:
 
     from i2v.model.modules import INDUCTOR_CACHE_ENV
 
-    inductor = counters["inductor"]
-    if not inductor["fxgraph_cache_hit"] + inductor["fxgraph_cache_miss"]:
+    hits, misses = counters["inductor"]["fxgraph_cache_hit"], counters["inductor"]["fxgraph_cache_miss"]
+    if not hits + misses:
         return ""  # nothing went through TorchInductor (CUDA graphs)
-    hits, misses = inductor["fxgraph_cache_hit"], inductor["fxgraph_cache_miss"]
     return f"; compile cache {os.environ.get(INDUCTOR_CACHE_ENV)}: {hits} of {hits + misses} graphs from it"
 
 

@@ -45,7 +45,7 @@ def user_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "i2v"
 
 
-def use_compile_cache() -> Path | None:
+def use_compile_cache() -> None:
     """TorchInductor's caches (graphs, kernels) in `user_cache_dir()/torch-compile` unless TORCHINDUCTOR_CACHE_DIR
     names a folder: a restarted server or another replica then loads the UNet compiled before, in seconds, instead
     of compiling it again. Where that folder cannot be made, Inductor keeps its own default in /tmp."""
@@ -54,9 +54,8 @@ def use_compile_cache() -> Path | None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError:
-            return None
+            return
         os.environ[INDUCTOR_CACHE_ENV] = str(folder)
-    return Path(os.environ[INDUCTOR_CACHE_ENV])
 
 
 class TextEncoderPart(nn.Module):
