@@ -134,17 +134,13 @@ def error_from_server(message: str, status: str | None = None, url: str | None =
         return ConnectionSettingsError(f"{where} does not speak TLS: leave out --tls and --ca-file (gRPC: {message})")
     if code in ("", "UNAVAILABLE") and any(words in text for words in CONNECT_FAILURES):
         return ServerUnavailableError(
-            f"cannot connect to the server at {url or '<unknown address>'}: is it running, and is the address "
-            f"right? (gRPC: {message})"
+            f"cannot connect to {where}: is it running, and is the address right? (gRPC: {message})"
         )
     # Triton's words for a name it has never heard of; a model it knows but has not loaded "has no available
     # versions" (retryable: it may be loading).
     unknown = re.search(r"unknown model: '([^']*)' is not found", message)
     if unknown:
-        return UnknownModelError(
-            f"the server at {url or '<unknown address>'} has no model {unknown[1]!r}: check the model name "
-            f"(Triton: {message})"
-        )
+        return UnknownModelError(f"{where} has no model {unknown[1]!r}: check the model name (Triton: {message})")
     if code == "UNAVAILABLE" and ("stream removed" in text or "socket closed" in text):
         return ServerUnavailableError(
             f"the connection to the server broke during the request ({message}): it may be restarting; retry in a "
