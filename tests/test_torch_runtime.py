@@ -286,7 +286,7 @@ def test_a_restarted_compiled_server_loads_the_unet_from_the_compile_cache(
     )
     first = re.search(compiled, compiled_triton.log_tail(400))
     assert first and first[1] == compile_cache["TORCHINDUCTOR_CACHE_DIR"] and first[2] == "0" and int(first[3]) > 0
-    shape = dict(height=64, width=96, num_frames=8, num_inference_steps=10)
+    shape = dict(height=64, width=96, num_frames=16, num_inference_steps=10)  # the warm-up shapes: no recompiling
     request = GenerationRequest(image=photo_png, prompt=PROMPT, seed=2, return_frames=True, **shape)
     server = EmbeddedTritonServer(
         compiled_triton.model_repository, log_file=tmp_path / "server.log", startup_timeout_s=600, env=compile_cache
