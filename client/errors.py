@@ -109,7 +109,7 @@ def error_from_server(message: str, status: str | None = None, url: str | None =
     text = message.lower()
     if text.startswith("forbidden:"):  # i2v.serving.tenancy: a model the gateway's tenant may not use
         return ForbiddenError(message)
-    if text.startswith("rate limit"):  # the gateway's words (i2v.gateway), with RESOURCE_EXHAUSTED
+    if text.startswith(("rate limit", "streams limit")):  # the gateway's words (i2v.gateway), RESOURCE_EXHAUSTED
         retry = re.search(r"retry after (\d+(?:\.\d+)?) s", text)
         return RateLimitedError(message, float(retry[1]) if retry else None)
     # Triton answers a full queue, and a restricted protocol without the key, with UNAVAILABLE: the

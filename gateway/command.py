@@ -56,6 +56,12 @@ def add_gateway_command(commands, formatter_class: type[argparse.HelpFormatter])
     render.add_argument("--tls-cert", default="", help="PEM certificate: both ports then speak TLS only")
     render.add_argument("--tls-key", default="", help="PEM private key of --tls-cert")
     render.add_argument("--max-body-mb", type=int, default=32, help="larger request bodies are refused")
+    render.add_argument(
+        "--streams-retry-after",
+        type=int,
+        default=GatewaySettings.streams_retry_after_s,
+        help="seconds a tenant whose streams are all open is told to wait (Retry-After): about one video's time",
+    )
     render.add_argument("--access-log", default="/dev/stdout", help="JSON lines per request, with the tenant")
     render.add_argument(
         "--metrics-address",
@@ -116,6 +122,7 @@ def run_render(args: argparse.Namespace) -> int:
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             max_body_mb=args.max_body_mb,
+            streams_retry_after_s=args.streams_retry_after,
             access_log=args.access_log,
             metrics_address=args.metrics_address,
             pid_file=args.pid_file,

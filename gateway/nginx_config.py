@@ -27,7 +27,8 @@ METRICS_PROGRAM = "tenant_metrics.mtail"  # mtail --progs <the rendered folder>
 LOG_FIELDS = (
     '{"time":"$time_iso8601","tenant":"$tenant","protocol":"$protocol","status":$status,'
     '"grpc_status":"$sent_http_grpc_status$sent_trailer_grpc_status","limit_req":"$limit_req_status",'
-    '"limit_conn":"$limit_conn_status","method":"$request_method","uri":"$uri","bytes_in":$request_length,'
+    '"limit_conn":"$limit_conn_status","refusal":"$refusal","method":"$request_method","uri":"$uri",'
+    '"bytes_in":$request_length,'
     '"bytes_out":$bytes_sent,"seconds":$request_time}'
 )
 JS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"  # Debian's libnginx-mod-http-js and nginx's image
@@ -47,6 +48,7 @@ class GatewaySettings:
     tls_cert: str = ""  # PEM certificate (chain) and key: both or neither; with them both ports speak TLS only
     tls_key: str = ""
     max_body_mb: int = 32  # a larger request body is refused at the gateway (413 / INVALID_ARGUMENT)
+    streams_retry_after_s: int = 30  # a tenant's streams all open: when to retry (about one video's time)
     access_log: str = "/dev/stdout"
     metrics_address: str = ""  # host:port of mtail's UDP syslog input ("" : no per-tenant metrics)
     error_log: str = "stderr"
@@ -68,6 +70,8 @@ class GatewaySettings:
                 raise ValueError(f"{name} must be a path without spaces, quotes, braces or ';'")
         if not 1 <= self.max_body_mb <= 4096:
             raise ValueError(f"max_body_mb must be from 1 to 4096, got {self.max_body_mb}")
+        if not 1 <= self.streams_retry_after_s <= 86_400:
+            raise ValueError(f"streams_retry_after_s must be from 1 to 86400, got {self.streams_retry_after_s}")
         return self
 
 
@@ -109,6 +113,7 @@ def render(tenants: list[Tenant], settings: GatewaySettings) -> str:
         "TENANT_KEYS": "\n".join(f'{indent}"{t.key_sha256}" {t.name};' for t in tenants),
         "TENANT_MODELS": "\n".join(f'{indent}"{t.name}/{m}" 1;' for t in tenants for m in t.allowed_models),
         "TENANT_MODEL_LISTS": "\n".join(f'{indent}{t.name} "{",".join(t.allowed_models)}";' for t in tenants),
+        "STREAMS_RETRY": str(settings.streams_retry_after_s),
         "TENANT_RETRY": "\n".join(f"{indent}{t.name} {t.retry_after_s};" for t in tenants),
         "TENANT_LIMITS": "\n".join(
             f'{indent}{t.name} "{t.requests_per_minute} requests per minute (burst {t.burst}) and '

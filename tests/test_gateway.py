@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import stat
 import subprocess
 import threading
@@ -120,6 +121,7 @@ def settings_for(triton, test_ca) -> GatewaySettings:
         http_listen=f"127.0.0.1:{free_port()}",
         tls_cert=str(test_ca[0]),
         tls_key=str(test_ca[1]),
+        streams_retry_after_s=45,
     )
 
 
@@ -151,6 +153,10 @@ def tenant_metrics(gateway):
         except OSError:
             assert process.poll() is None and time.monotonic() < deadline, (gateway.folder / "mtail.log").read_text()
             time.sleep(0.1)
+    # nginx sent lines to the port before mtail listened: the kernel's "connection refused" for them costs the
+    # next line (nginx logs the error); a health check's line, which mtail does not count, pays it
+    ready = ssl.create_default_context(cafile=str(gateway.settings.tls_cert))
+    urllib.request.urlopen(f"{gateway.http_url}/v2/health/ready", timeout=10, context=ready).read()
     yield url
     process.terminate()
     process.wait(10)
@@ -352,7 +358,8 @@ def test_a_burst_over_the_rate_is_refused_with_when_to_retry_while_others_are_se
             bob.generate(small(photo_png))
         assert refused.value.retry_after_s == 60 and refused.value.retryable
         assert alice.generate(small(photo_png)).video  # other tenants are served meanwhile
-    assert [r["limit_req"] for r in access_log(gateway) if r["tenant"] == "bob"][-1] == "REJECTED"
+    bobs = [r for r in access_log(gateway) if r["tenant"] == "bob"]
+    assert (bobs[-1]["limit_req"], bobs[-1]["refusal"]) == ("REJECTED", "rate_limited")
     # the command line says so with its own exit code
     from i2v.cli import main
     from i2v.client.command import EXIT_RATE_LIMITED
@@ -382,8 +389,18 @@ def test_streams_over_a_tenants_limit_are_refused_while_its_stream_runs(gateway,
     runner = threading.Thread(target=long_run)
     runner.start()
     assert started.wait(60)
-    with client_for(gateway, test_ca, "carol") as second, pytest.raises(RateLimitedError, match="1 concurrent streams"):
+    with client_for(gateway, test_ca, "carol") as second, pytest.raises(RateLimitedError) as refused:
         second.generate(small(photo_png))
+    # the streams limit, not the rate: retry when a video may have ended (`streams_retry_after_s`), not in 1 s
+    assert "streams limit: tenant carol may have" in str(refused.value) and "1 concurrent streams" in str(refused.value)
+    assert refused.value.retry_after_s == 45
+    logged(gateway, tenant="carol", refusal="streams_limited", grpc_status="8")
+    if CURL:  # over HTTP too, with the same wait in its Retry-After header
+        run = curl(gateway, test_ca, "/v2/models/i2vgen_xl/generate_stream", "-H", f"api-key: {KEYS['carol']}",
+                   "-D", "-", "--data-binary", "{}")  # fmt: skip
+        answer = run.stdout.decode()
+        assert answer.startswith("HTTP/1.1 429") and re.search(r"(?im)^retry-after: 45\r?$", answer), answer
+        assert "streams limit: tenant carol" in answer
     runner.join(120)
     assert outcome == ["video"]
 
@@ -496,7 +513,7 @@ def test_a_50_mb_grpc_request_is_refused_at_the_gateway(gateway, test_ca):
         pytest.raises(InvalidInputError, match="larger than the gateway's limit"),
     ):
         client.generate(GenerationRequest(image=b"\x89PNG" + bytes(50 * 1024 * 1024), prompt="too big"))
-    logged(gateway, grpc_status="3", tenant="alice")
+    logged(gateway, grpc_status="3", tenant="alice", refusal="too_large")
 
 
 @needs_nginx
@@ -510,6 +527,8 @@ def test_per_tenant_requests_and_refusals_are_prometheus_counters(
         assert carol.generate(small(photo_png)).video
     with client_for(gateway, test_ca, "not-a-key") as stranger, pytest.raises(UnauthorizedError):
         stranger.generate(small(photo_png))
+    ready = ssl.create_default_context(cafile=str(test_ca[0]))
+    urllib.request.urlopen(f"{gateway.http_url}/v2/health/ready", timeout=10, context=ready).read()  # not counted
     with client_for(gateway, test_ca, "bob") as bob:  # 1 request a minute: the second is refused at the latest
         with contextlib.suppress(RateLimitedError):
             bob.generate(small(photo_png))
@@ -540,6 +559,7 @@ def test_per_tenant_requests_and_refusals_are_prometheus_counters(
             break
         time.sleep(0.2)
     assert all(grown[key] >= n for key, n in expected.items()), grown
+    assert grown[("i2v_gateway_refusals_total", (("reason", "unauthenticated"), ("tenant", "-")))] == 1  # no health
     seconds = ("i2v_gateway_request_seconds_total", (("protocol", "grpc"), ("tenant", "carol")))
     assert after[seconds] > before.get(seconds, 0)  # carol's video took time
 
