@@ -19,6 +19,7 @@ from i2v.client.grpc_client import (
     ProgressCallback,
     parse_lora_listing,
     parse_model_defaults,
+    parse_size_step,
     read_response,
     stream_request,
 )
@@ -61,8 +62,14 @@ class AsyncI2VClient(ClientBase):
 
     async def model_defaults(self) -> dict:
         """What the served model uses for each parameter a request leaves out (the seed: a random one)."""
-        config = await self._call(self._client.get_model_config, self.model_name, as_json=True)
-        return parse_model_defaults(config["config"])
+        return parse_model_defaults(await self._model_config())
+
+    async def size_step(self) -> int | None:
+        """As `I2VClient.size_step`."""
+        return parse_size_step(await self._model_config())
+
+    async def _model_config(self) -> dict:
+        return (await self._call(self._client.get_model_config, self.model_name, as_json=True))["config"]
 
     async def lora_adapters(self) -> list[LoraAdapterInfo]:
         """The LoRA adapters registered on the server (what a request's `lora` may name)."""

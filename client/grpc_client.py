@@ -28,9 +28,16 @@ from i2v.client.errors import (
     error_from_server,
 )
 from i2v.client.types import GenerationRequest, GenerationResult, LoraAdapterInfo, Progress
-from i2v.params import API_KEY_HEADER, LORA_LIST_MODEL, MODEL_NAME, parameter, parameters
+from i2v.params import (
+    API_KEY_HEADER,
+    CONFIG_DEFAULT_PREFIX,
+    CONFIG_SIZE_STEP,
+    LORA_LIST_MODEL,
+    MODEL_NAME,
+    parameter,
+    parameters,
+)
 
-DEFAULT_PREFIX = "default."  # the BLS config's parameters that hold the model's defaults
 ProgressCallback = Callable[[int, int], None]  # (step, total)
 
 
@@ -54,9 +61,9 @@ def parse_model_defaults(config: dict) -> dict:
     """The served model's defaults from its config (`get_model_config(..., as_json=True)["config"]`), typed
     by the parameter table; parameters the server does not list keep the table's defaults."""
     listed = {
-        key.removeprefix(DEFAULT_PREFIX): value.get("string_value", "")
+        key.removeprefix(CONFIG_DEFAULT_PREFIX): value.get("string_value", "")
         for key, value in config.get("parameters", {}).items()
-        if key.startswith(DEFAULT_PREFIX)
+        if key.startswith(CONFIG_DEFAULT_PREFIX)
     }
     defaults = {}
     for entry in parameters():
@@ -70,6 +77,13 @@ def parse_model_defaults(config: dict) -> dict:
         else:
             defaults[entry.name] = entry.type(text)
     return defaults
+
+
+def parse_size_step(config: dict) -> int | None:
+    """The served model's size step from its config (height and width must be multiples of it); None from a
+    repository exported before it was published."""
+    text = config.get("parameters", {}).get(CONFIG_SIZE_STEP, {}).get("string_value")
+    return int(text) if text else None
 
 
 def parse_lora_listing(result) -> list[LoraAdapterInfo]:
@@ -206,7 +220,14 @@ class I2VClient(SyncClient):
 
     def model_defaults(self) -> dict:
         """What the served model uses for each parameter a request leaves out (the seed: a random one)."""
-        return parse_model_defaults(self._call(self._client.get_model_config, self.model_name, as_json=True)["config"])
+        return parse_model_defaults(self._model_config())
+
+    def size_step(self) -> int | None:
+        """The multiple that height and width must be, for `request.validate(client.size_step())`."""
+        return parse_size_step(self._model_config())
+
+    def _model_config(self) -> dict:
+        return self._call(self._client.get_model_config, self.model_name, as_json=True)["config"]
 
     def lora_adapters(self) -> list[LoraAdapterInfo]:
         """The LoRA adapters registered on the server (what a request's `lora` may name)."""

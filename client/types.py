@@ -53,9 +53,8 @@ class GenerationRequest:
 
     def validate(self, size_multiple: int | None = None) -> GenerationRequest:
         """The server's checks, run before anything is sent; raises `InvalidInputError` naming the parameter
-        and what it allows. Height and width are checked against `size_multiple` only where given: the served
-        model's size step (16 for the tiny model, 64 for I2VGen-XL) is not in its config, so the server checks it.
-        """
+        and what it allows. Height and width are checked against `size_multiple` only where given (the served
+        model's size step: `client.size_step()`, 16 for the tiny model, 64 for I2VGen-XL)."""
         if not isinstance(self.image, (bytes, bytearray)) or not self.image:
             raise InvalidInputError("image must be the non-empty bytes of an image file")
         for entry in parameters():

@@ -22,7 +22,16 @@ from i2v.model.lora import lora_targets
 from i2v.model.lora_registry import write_targets
 from i2v.model.modules import WEIGHTS_DIR, save_part_weights
 from i2v.model.parts import PartSpec, size_multiple, specs_for_pipeline, vae_scale_factor
-from i2v.params import LORA_LIST_MODEL, MODEL_NAME, TRITON_CONFIG_TYPES, GenerationParams, model_defaults, parameters
+from i2v.params import (
+    CONFIG_DEFAULT_PREFIX,
+    CONFIG_SIZE_STEP,
+    LORA_LIST_MODEL,
+    MODEL_NAME,
+    TRITON_CONFIG_TYPES,
+    GenerationParams,
+    model_defaults,
+    parameters,
+)
 
 TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32"}
 
@@ -151,7 +160,9 @@ def write_model_repository(
 
     version = write_bls_pipeline(pipe, repository, info=info)
     (version / "model.py").write_text(_shim("i2v.serving.bls", "I2VGen-XL BLS: the whole generation loop"))
-    (repository / MODEL_NAME / "config.pbtxt").write_text(bls_config(max_queue_size, instance_kind, info.defaults))
+    (repository / MODEL_NAME / "config.pbtxt").write_text(
+        bls_config(max_queue_size, instance_kind, info.defaults, size_step=info.size_multiple)
+    )
     write_lora_listing(repository)
     return repository
 
@@ -365,12 +376,17 @@ ON_PROFILE_CHANGE = (
 
 
 def bls_config(
-    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE, instance_kind: str = "KIND_CPU", defaults: Mapping | None = None
+    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
+    instance_kind: str = "KIND_CPU",
+    defaults: Mapping | None = None,
+    *,
+    size_step: int,
 ) -> str:
     """config.pbtxt of the BLS: decoupled, so it can stream one progress response per step.
 
     Its inputs are the image and the parameter table's entries (all optional but the required ones); the
-    model's defaults go into `parameters` as `default.<name>`, so a client can read them from the model config.
+    model's defaults and its size step go into `parameters` (`CONFIG_DEFAULT_PREFIX`, `CONFIG_SIZE_STEP`), so
+    a client can read them from the model config and check a request as the server will.
     """
     if max_queue_size < 1:
         raise ValueError(f"max_queue_size must be at least 1, got {max_queue_size}")
@@ -383,8 +399,13 @@ def bls_config(
         inputs.append(f'  {{ name: "{entry.name}", data_type: {dtype}, dims: [ 1 ]{optional} }}  # {entry.help}')
     defaults = model_defaults(dict(defaults or {}))
     entries = [
-        f'  {{ key: "default.{name}", value: {{ string_value: "{_pbtxt_text(v)}" }} }}' for name, v in defaults.items()
+        f'  {{ key: "{CONFIG_DEFAULT_PREFIX}{name}", value: {{ string_value: "{_pbtxt_text(v)}" }} }}'
+        for name, v in defaults.items()
     ]
+    entries.append(
+        f'  {{ key: "{CONFIG_SIZE_STEP}", value: {{ string_value: "{size_step}" }} }}'
+        "  # height and width: multiples of this"
+    )
     return BLS_CONFIG.substitute(
         model_name=MODEL_NAME,
         max_queue_size=max_queue_size,
@@ -424,7 +445,8 @@ instance_group [ { count: 1, kind: KIND_CPU } ]
 BLS_CONFIG = Template("""# I2VGen-XL image-to-video: the whole loop (preprocess, encoders, denoising, VAE decode, MP4).
 # Decoupled: one response per denoising step carries `progress` ([step, total]); the last carries
 # `video` (H.264 MP4 bytes), `metadata` (JSON: parameters used, seed, timings) and, on request, `frames`.
-# Omitted optional inputs take the model's defaults, listed below as parameters `default.<name>`.
+# Omitted optional inputs take the model's defaults, listed below as parameters `default.<name>`, beside the
+# size step that height and width must be multiples of.
 # Written by `i2v export` from the parameter table (i2v/params.py).
 name: "$model_name"
 backend: "python"

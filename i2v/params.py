@@ -21,6 +21,10 @@ MODEL_NAME = "i2vgen_xl"
 API_KEY_HEADER = "triton-grpc-protocol-api-key"
 # The model that lists the LoRA adapters registered with `MODEL_NAME` (for the UI's dropdown, `i2v lora list`).
 LORA_LIST_MODEL = "i2vgen_xl_loras"
+# The `MODEL_NAME` config's `parameters` a client reads: the served model's default of each parameter
+# (`default.<name>`) and its size step (height and width must be multiples of it).
+CONFIG_DEFAULT_PREFIX = "default."
+CONFIG_SIZE_STEP = "size_step"
 # The headers the gateway (`i2v.gateway`) sets on every request it passes (a client's own are replaced): the
 # caller's tenant, which the BLS records in its request log, and the models that tenant may use, which every
 # Python model checks (gRPC carries the model's name inside the message, where nginx cannot read it). Triton
@@ -29,6 +33,9 @@ LORA_LIST_MODEL = "i2vgen_xl_loras"
 TENANT_HEADER = "i2v-tenant"
 MODELS_HEADER = "i2v-models"
 FORWARDED_HEADERS = "i2v-.*"
+
+# The picture formats a request's image may be in (PIL's names; the README's API), whatever else PIL could open.
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
 
 # Named resolutions (height, width): the square and 16:9 shapes the TensorRT profiles cover.
 RESOLUTION_PRESETS: dict[str, tuple[int, int]] = {

@@ -13,10 +13,11 @@ import warnings
 
 from PIL import Image, ImageOps
 
+from i2v.params import IMAGE_FORMATS
+
 # Refuse images beyond this many pixels before decoding them (decompression bombs, accidental 100 MP uploads).
 MAX_IMAGE_PIXELS = 40_000_000
 MIN_IMAGE_SIDE = 8
-IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")  # what the API takes (README); PIL would open dozens more
 
 
 class InvalidImageError(ValueError):

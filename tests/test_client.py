@@ -195,11 +195,21 @@ def test_client_side_checks_raise_invalid_input_naming_the_parameter_before_cont
         asyncio.run(generate())
 
 
-def test_the_size_step_is_the_served_model_s_not_a_client_guess(client, photo_png):
-    """The client does not know the served model's size step (16 for the tiny model): the server checks it."""
-    assert small(photo_png, height=100).validate().height == 100
+def test_the_size_step_is_the_served_model_s_read_from_its_config(triton, client, photo_png):
+    """The served config publishes the size step (16 for the tiny model, not a client's guess): a request checked
+    with it is refused before anything is sent; one sent unchecked, by the server, in the same words."""
+    assert client.size_step() == 16
+    assert asyncio.run(_async_size_step(triton.endpoints.grpc_url)) == 16
+    assert small(photo_png, height=100).validate().height == 100  # no step given: not checked here
+    with pytest.raises(InvalidInputError, match="height must be a multiple of 16, got 100"):
+        small(photo_png, height=100).validate(client.size_step())
     with pytest.raises(InvalidInputError, match="height must be a multiple of 16, got 100"):
         client.generate(small(photo_png, height=100))
+
+
+async def _async_size_step(url: str) -> int | None:
+    async with AsyncI2VClient(url) as client:
+        return await client.size_step()
 
 
 def test_served_model_defaults_are_read_from_the_server(client):

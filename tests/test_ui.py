@@ -67,6 +67,8 @@ def test_page_fields_become_a_request_with_model_defaults_left_out():
     [
         ({"image_path": None}, "add a picture first"),
         ({"prompt": "  "}, "write a prompt"),
+        ({"image_path": __file__}, "the picture could not be read: upload a PNG, JPEG or WebP image"),
+        ({"resolution": CUSTOM, "height": 100, "size_step": 16}, "height must be a multiple of 16, got 100"),
         ({"num_inference_steps": 5}, "num_inference_steps must be between 10 and 100, got 5"),
     ],
 )
@@ -141,6 +143,40 @@ def test_a_mistake_is_shown_in_the_page_and_the_page_still_works(page):
     page.wait_for_function(
         "() => { const v = document.querySelector('#video video'); return v && v.duration > 0; }", timeout=90_000
     )
+
+
+@needs_chromium
+def test_a_file_that_is_no_picture_is_refused_in_plain_words(page, tmp_path):
+    """Gradio's own error would name the upload's temporary path; the page says what to upload instead."""
+    broken = tmp_path / "holiday.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))  # a PNG signature, then nothing an image decoder reads
+    page.locator("#image input[type=file]").set_input_files(str(broken))
+    page.get_by_text("the picture could not be read: upload a PNG, JPEG or WebP image").first.wait_for(timeout=20_000)
+    assert str(tmp_path) not in page.locator("body").inner_text() and "/tmp/" not in page.locator("body").inner_text()
+
+
+@needs_chromium
+def test_numbers_out_of_range_or_off_the_size_step_are_refused_not_changed(page):
+    """The browser does not clamp a typed number: the request preview names the range, or the served model's
+    size step (16 for the tiny model, read from the server), and the field keeps what was typed."""
+    page.locator("#image input[type=file]").set_input_files(str(EXAMPLE))
+    page.locator("#prompt textarea").fill("waves")
+    page.get_by_text("Advanced").click()
+    page.locator("#resolution input").click()
+    page.get_by_role("option", name=CUSTOM, exact=True).click()
+    request = page.locator("#request")
+    for typed, refusal in (
+        ("5000", "height must be between 64 and 1280, got 5000"),
+        ("100", "height must be a multiple of 16"),
+    ):
+        page.locator("#height input").fill(typed)
+        page.locator("#height input").press("Enter")
+        deadline = time.monotonic() + 20
+        while refusal not in request.inner_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert refusal in request.inner_text(), request.inner_text()
+        assert page.locator("#height input").input_value() == typed
+    assert "a multiple of 16" in page.locator("#height").inner_text()  # the field's help names the step
 
 
 @needs_chromium

@@ -19,10 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import PIL.Image
 
 from i2v.client import AsyncI2VClient, GenerationRequest, GenerationResult, I2VError, LoraAdapterInfo, Progress
 from i2v.examples import LIGHTHOUSE_PROMPT, lighthouse_image
-from i2v.params import RESOLUTION_PRESETS, InvalidParameterError, Parameter, model_defaults, parameters
+from i2v.params import (
+    IMAGE_FORMATS,
+    RESOLUTION_PRESETS,
+    InvalidParameterError,
+    Parameter,
+    model_defaults,
+    parameter,
+    parameters,
+)
 
 MODEL_DEFAULT = "model default"
 CUSTOM = "custom"
@@ -31,11 +40,18 @@ LORA = ("lora", "lora_scale")  # a row of their own, shown when the server has a
 NO_LORA = ("none (the base model)", "")
 
 
-def build_request(image_path: str | None, resolution: str, randomize_seed: bool, **values: Any) -> GenerationRequest:
-    """The page's fields (the parameters by name) → a validated request; raises `InvalidParameterError` in
-    plain words. The model-default resolution and a random seed are left out: the server fills them in."""
+def build_request(
+    image_path: str | None, resolution: str, randomize_seed: bool, size_step: int | None = None, **values: Any
+) -> GenerationRequest:
+    """The page's fields (the parameters by name) → a request validated as the server will (with the served
+    model's `size_step` where known); raises `InvalidParameterError` in plain words. The model-default
+    resolution and a random seed are left out: the server fills them in."""
     if not image_path:
         raise InvalidParameterError("add a picture first: drop an image on the left")
+    try:  # the header only: the server decodes the whole picture
+        PIL.Image.open(image_path, formats=IMAGE_FORMATS).close()
+    except (PIL.UnidentifiedImageError, OSError):
+        raise InvalidParameterError("the picture could not be read: upload a PNG, JPEG or WebP image") from None
     if not values.get("prompt") or not values["prompt"].strip():
         raise InvalidParameterError("write a prompt: describe what should happen in the video")
     params = {}
@@ -56,13 +72,15 @@ def build_request(image_path: str | None, resolution: str, randomize_seed: bool,
         params[entry.name] = value
     if not params.get("lora"):
         params.pop("lora_scale", None)  # a scale without an adapter says nothing
-    return GenerationRequest.from_file(image_path, **params).validate()
+    return GenerationRequest.from_file(image_path, **params).validate(size_step)
 
 
-def request_preview(image_path, resolution, randomize_seed, *values) -> dict:
+def request_preview(image_path, resolution, randomize_seed, size_step, *values) -> dict:
     """What Generate would send now (or why it would not)."""
     try:
-        request = build_request(image_path, resolution, randomize_seed, **dict(zip(_names(), values, strict=True)))
+        request = build_request(
+            image_path, resolution, randomize_seed, size_step, **dict(zip(_names(), values, strict=True))
+        )
     except (InvalidParameterError, OSError) as exc:
         return {"not ready": str(exc)}
     return request.parameters()
@@ -82,8 +100,28 @@ def _control(entry: Parameter, value: Any, choices: list | None = None) -> gr.co
         return gr.Dropdown(list(choices or entry.choices or ()), value=value, **common)
     if entry.ui == "slider" and entry.range is not None:
         return gr.Slider(*entry.range, value=value, step=entry.ui_step or 1, **common)
-    bounds = {"minimum": entry.range[0], "maximum": entry.range[1]} if entry.range else {}
-    return gr.Number(value=value, precision=0 if entry.type is int else None, **bounds, **common)
+    # no minimum/maximum: the browser would clamp a number typed outside them without a word; the request
+    # preview and Generate refuse it instead, naming the range (also in the field's info)
+    if entry.range is not None:
+        common["info"] = f"{entry.help} ({entry.describe_range()})"
+    return gr.Number(value=value, precision=0 if entry.type is int else None, **common)
+
+
+def picture_input(**options: Any) -> gr.Image:
+    """The picture upload (a file path). A file Gradio checked in but cannot decode is passed on as it came, so
+    that `build_request` refuses it in plain words, in the request preview too: Gradio's own error names the
+    upload's temporary path. (Not a subclass: Gradio writes a .pyi file beside any module that defines one.)"""
+    image = gr.Image(type="filepath", **options)
+    decode = image.preprocess
+
+    def preprocess(payload):
+        try:
+            return decode(payload)
+        except (PIL.UnidentifiedImageError, OSError, ValueError):
+            return payload.path if payload is not None else None
+
+    image.preprocess = preprocess
+    return image
 
 
 def _lora_choices(adapters: list[LoraAdapterInfo]) -> list[tuple[str, str]]:
@@ -110,9 +148,11 @@ def build_app(
     table_defaults = model_defaults()
 
     async def generate(*fields, progress=gr.Progress()):  # noqa: B008 (Gradio's own idiom)
-        image_path, resolution, randomize_seed, *values = fields
+        image_path, resolution, randomize_seed, size_step, *values = fields
         try:
-            request = build_request(image_path, resolution, randomize_seed, **dict(zip(_names(), values, strict=True)))
+            request = build_request(
+                image_path, resolution, randomize_seed, size_step, **dict(zip(_names(), values, strict=True))
+            )
         except (InvalidParameterError, OSError) as exc:
             raise gr.Error(str(exc)) from exc
         progress(0, desc="waiting for the server")
@@ -131,12 +171,14 @@ def build_app(
         return _save_video(result), result.metadata
 
     async def load_model_defaults():
-        """The served model's defaults into the controls (and the state), the model-default resolution named;
-        the server's LoRA adapters into their dropdown (the row hidden when there are none)."""
+        """The served model's defaults into the controls (and the state), the model-default resolution named,
+        its size step into height's and width's help; the server's LoRA adapters into their dropdown (the row
+        hidden when there are none)."""
         adapters: list[LoraAdapterInfo] = []
+        size_step = None
         try:
             async with AsyncI2VClient(url, **connection) as client:
-                defaults, note = await client.model_defaults(), ""
+                defaults, size_step, note = await client.model_defaults(), await client.size_step(), ""
                 try:
                     adapters = await client.lora_adapters()
                 except I2VError:  # a server without the listing model: no LoRA row
@@ -148,11 +190,16 @@ def build_app(
         for name in _names():
             if name == "lora":
                 updates.append(gr.update(choices=_lora_choices(adapters), value=NO_LORA[1]))
+            elif name in SIZE and size_step:
+                entry = parameter(name)
+                info = f"pixels, a multiple of {size_step} ({entry.describe_range()})"
+                updates.append(gr.update(value=defaults[name], info=info))
             else:
                 updates.append(gr.update(value=defaults[name]) if name in defaults else gr.update())
         lora_row_update = gr.update(visible=bool(adapters))
         listed = [a.name for a in adapters]
-        return [defaults, *updates, lora_row_update, listed, gr.update(value=note, visible=bool(note))]
+        note_update = gr.update(value=note, visible=bool(note))
+        return [defaults, size_step, *updates, lora_row_update, listed, note_update]
 
     async def refresh_loras(chosen: str, listed: list[str]):
         """The server's adapters again: the dropdown and the row change only when the list did, and the chosen
@@ -179,10 +226,11 @@ def build_app(
         gr.Markdown("# I2VGen-XL: image to video\nDrop a picture, describe the motion, get a short video.")
         note = gr.Markdown(visible=False, elem_id="defaults-note")
         served_defaults = gr.State(table_defaults)
+        served_size_step = gr.State(None)  # read from the server when the page opens
         controls: dict[str, gr.components.Component] = {}
         with gr.Row():
             with gr.Column():
-                image = gr.Image(label="Picture", type="filepath", sources=["upload", "clipboard"], elem_id="image")
+                image = picture_input(label="Picture", sources=["upload", "clipboard"], elem_id="image")
                 for entry in parameters():
                     if entry.ui == "textbox":
                         controls[entry.name] = _control(entry, table_defaults.get(entry.name))
@@ -200,8 +248,7 @@ def build_app(
                     )
                     with gr.Row():
                         for name in SIZE:
-                            entry = next(p for p in parameters() if p.name == name)
-                            controls[name] = _control(entry, table_defaults[name])
+                            controls[name] = _control(parameter(name), table_defaults[name])
                             controls[name].interactive = False
                     randomize = None
                     for entry in parameters():
@@ -227,7 +274,7 @@ def build_app(
         with lighthouse_image() as example:
             gr.Examples([[str(example), LIGHTHOUSE_PROMPT]], inputs=[image, controls["prompt"]])
         ordered = [controls[name] for name in _names()]
-        fields = [image, resolution, randomize or gr.State(False), *ordered]
+        fields = [image, resolution, randomize or gr.State(False), served_size_step, *ordered]
         event = run.click(generate, inputs=fields, outputs=[video, metadata], concurrency_limit=concurrency)
         cancel.click(None, cancels=[event])
         size = [controls[name] for name in SIZE]
@@ -239,7 +286,7 @@ def build_app(
         listed_loras = gr.State([])
         app.load(
             load_model_defaults,
-            outputs=[served_defaults, resolution, *ordered, lora_row, listed_loras, note],
+            outputs=[served_defaults, served_size_step, resolution, *ordered, lora_row, listed_loras, note],
             queue=False,
         )
         if lora_refresh_s > 0:
