@@ -146,6 +146,22 @@ def test_a_mistake_is_shown_in_the_page_and_the_page_still_works(page):
 
 
 @needs_chromium
+def test_closing_the_tab_cancels_its_request_on_the_server(page, triton):
+    """Nobody will see the video: the server stops at its next step instead of running to the end."""
+    stops_before = triton.log_tail(4000).count("cancelled before step")
+    page.locator("#image input[type=file]").set_input_files(str(EXAMPLE))
+    page.locator("#prompt textarea").fill("waves")
+    fill_small_settings(page, steps=100)
+    page.locator("#generate").click()
+    page.wait_for_function("() => /\\b[1-9]\\d*\\/100\\b/.test(document.body.innerText)", timeout=60_000)  # running
+    page.close()
+    deadline = time.monotonic() + 60
+    while triton.log_tail(4000).count("cancelled before step") == stops_before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert triton.log_tail(4000).count("cancelled before step") > stops_before, "the request ran on"
+
+
+@needs_chromium
 def test_a_file_that_is_no_picture_is_refused_in_plain_words(page, tmp_path):
     """Gradio's own error would name the upload's temporary path; the page says what to upload instead."""
     broken = tmp_path / "holiday.png"

@@ -2,7 +2,7 @@
 
 It is a thin shell over `AsyncI2VClient`: the server streams progress into Gradio's progress bar, and a
 cancelled event (the Cancel button) cancels the request on the server too, because leaving the client's stream
-cancels it. A closed tab does not: Gradio lets the event run to its end (seen with Gradio 5), so the video is made.
+cancels it. So does closing the tab (Gradio's unload event, when the page's heartbeat connection ends).
 
 The controls are made from the parameter table (`i2v.params`: a parameter with a `ui` kind gets a control
 named after it), and start at the served model's own defaults, read from the server when the page opens, as
@@ -13,6 +13,7 @@ exactly what Generate will send.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 from pathlib import Path
@@ -147,7 +148,23 @@ def build_app(
     connection = {"api_key": api_key, "tls": tls, "ca_file": ca_file}
     table_defaults = model_defaults()
 
-    async def generate(*fields, progress=gr.Progress()):  # noqa: B008 (Gradio's own idiom)
+    generating: dict[str, set[asyncio.Task]] = {}  # a visitor's session → its generations, for `on_tab_closed`
+
+    async def generate(visitor: gr.Request, *fields, progress=gr.Progress()):  # noqa: B008 (Gradio's own idiom)
+        task = asyncio.current_task()
+        generating.setdefault(visitor.session_hash, set()).add(task)
+        try:
+            return await _generate(*fields, progress=progress)
+        finally:
+            generating.get(visitor.session_hash, set()).discard(task)
+
+    async def on_tab_closed(visitor: gr.Request) -> None:
+        """The page left (tab closed, reloaded): its generations are cancelled, and with them their requests on
+        the server, which Gradio would otherwise let run to the end for nobody."""
+        for task in generating.pop(visitor.session_hash, set()):
+            task.cancel()
+
+    async def _generate(*fields, progress: gr.Progress):
         image_path, resolution, randomize_seed, size_step, *values = fields
         try:
             request = build_request(
@@ -277,6 +294,7 @@ def build_app(
         fields = [image, resolution, randomize or gr.State(False), served_size_step, *ordered]
         event = run.click(generate, inputs=fields, outputs=[video, metadata], concurrency_limit=concurrency)
         cancel.click(None, cancels=[event])
+        app.unload(on_tab_closed)
         size = [controls[name] for name in SIZE]
         resolution.change(on_resolution, inputs=[resolution, served_defaults], outputs=size, queue=False)
         for field in fields:
