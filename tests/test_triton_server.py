@@ -98,6 +98,17 @@ class TritonPythonModel:
         time.sleep(60)
 """
 
+# Unloads forever, as tritonserver 2.51 now and then leaves the BLS model unloading at a stop (triton_server.py).
+STUCK_UNLOAD_MODEL = (
+    DOUBLE_MODEL
+    + """
+    def finalize(self):
+        import time
+
+        time.sleep(600)
+"""
+)
+
 
 def write_python_model(repository: Path, name: str, model_py: str, config: str | None = None) -> None:
     (repository / name / "1").mkdir(parents=True)
@@ -279,10 +290,27 @@ def test_stop_ends_server_and_stubs_and_releases_ports(double_repository, tmp_pa
     server.stop()
 
     assert not server.is_running()
-    assert server.returncode == 0, server.log_tail()  # SIGTERM is a graceful shutdown
+    assert server.returncode == 0 and not server.killed_at_stop, server.log_tail()  # SIGTERM: a graceful shutdown
     assert [pid for pid in group if is_alive(pid)] == []
     assert all(port_is_free(port) for port in ports)
     server.stop()  # idempotent
+
+
+def test_an_idle_server_whose_model_never_unloads_is_killed_not_waited_for(tmp_path):
+    """Nothing in flight: Triton only unloads at a stop, so a model stuck unloading costs `UNLOAD_TIMEOUT_S`, not
+    the exit timeout (here 300 s, as `i2v serve`'s grace period), and leaves no process behind."""
+    from i2v.serving.triton_server import UNLOAD_TIMEOUT_S
+
+    repository = tmp_path / "repository"
+    write_python_model(repository, "stuck", STUCK_UNLOAD_MODEL)
+    server = EmbeddedTritonServer(repository, log_file=tmp_path / "server.log", exit_timeout_s=300)
+    server.start()
+    group = process_group_members(server.pid)
+    start = time.monotonic()
+    server.stop()
+    assert time.monotonic() - start < UNLOAD_TIMEOUT_S + 30 < server.exit_timeout_s  # not the exit timeout
+    assert server.killed_at_stop and "Found 1 live models" in (tmp_path / "server.log").read_text()
+    assert [pid for pid in group if is_alive(pid)] == []
 
 
 def test_broken_model_fails_start_with_the_server_reason(tmp_path):
