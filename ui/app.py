@@ -104,8 +104,14 @@ def _control(entry: Parameter, value: Any, choices: list | None = None) -> gr.co
     # no minimum/maximum: the browser would clamp a number typed outside them without a word; the request
     # preview and Generate refuse it instead, naming the range (also in the field's info)
     if entry.range is not None:
-        common["info"] = f"{entry.help} ({entry.describe_range()})"
+        common["info"] = _number_info(entry)
     return gr.Number(value=value, precision=0 if entry.type is int else None, **common)
+
+
+def _number_info(entry: Parameter, size_step: int | None = None) -> str:
+    """A number field's help: the table's, its range, and the served model's size step where known."""
+    step = f", a multiple of {size_step}" if size_step and entry.size_step else ""
+    return f"{entry.help} ({entry.describe_range()}{step})"
 
 
 def picture_input(**options: Any) -> gr.Image:
@@ -208,9 +214,7 @@ def build_app(
             if name == "lora":
                 updates.append(gr.update(choices=_lora_choices(adapters), value=NO_LORA[1]))
             elif name in SIZE and size_step:
-                entry = parameter(name)
-                info = f"pixels, a multiple of {size_step} ({entry.describe_range()})"
-                updates.append(gr.update(value=defaults[name], info=info))
+                updates.append(gr.update(value=defaults[name], info=_number_info(parameter(name), size_step)))
             else:
                 updates.append(gr.update(value=defaults[name]) if name in defaults else gr.update())
         lora_row_update = gr.update(visible=bool(adapters))
