@@ -923,6 +923,14 @@ def test_graceful_shutdown_gives_in_flight_videos_300_s_before_the_kill(compose)
     assert int(kubernetes_env["I2V_DRAIN_TIMEOUT"]) == kubernetes_timeout
 
 
+def test_the_entrypoint_kills_a_drained_server_as_late_as_i2v_serve_does():
+    """Both give a drained tritonserver the same time to unload its models before the kill."""
+    from i2v.serving.triton_server import UNLOAD_TIMEOUT_S
+
+    entrypoint = (ROOT / "docker" / "triton-entrypoint.sh").read_text()
+    assert float(re.search(r"\$\{I2V_UNLOAD_TIMEOUT:-(\d+)\}", entrypoint).group(1)) == UNLOAD_TIMEOUT_S
+
+
 # -- Prometheus ------------------------------------------------------------------------------------------
 
 
