@@ -15,7 +15,7 @@ from i2v.client.errors import (
     UnauthorizedError,
     UnknownModelError,
 )
-from i2v.client.types import GenerationRequest, GenerationResult, LoraAdapterInfo, Progress
+from i2v.client.types import GenerationRequest, GenerationResult, LoraAdapterInfo, Progress, ServedModel
 
 __all__ = [
     "AsyncI2VClient",
@@ -34,6 +34,7 @@ __all__ = [
     "OverloadedError",
     "Progress",
     "RateLimitedError",
+    "ServedModel",
     "ServerUnavailableError",
     "UnauthorizedError",
     "UnknownModelError",

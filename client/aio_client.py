@@ -18,12 +18,11 @@ from i2v.client.grpc_client import (
     ClientBase,
     ProgressCallback,
     parse_lora_listing,
-    parse_model_defaults,
-    parse_size_step,
+    parse_served_model,
     read_response,
     stream_request,
 )
-from i2v.client.types import GenerationRequest, GenerationResult, LoraAdapterInfo, Progress
+from i2v.client.types import GenerationRequest, GenerationResult, LoraAdapterInfo, Progress, ServedModel
 from i2v.params import LORA_LIST_MODEL
 
 
@@ -60,16 +59,18 @@ class AsyncI2VClient(ClientBase):
             raise self._not_ready(exc) from exc
         raise self._not_ready(None)
 
+    async def served_model(self) -> ServedModel:
+        """As `I2VClient.served_model`."""
+        config = (await self._call(self._client.get_model_config, self.model_name, as_json=True))["config"]
+        return parse_served_model(config)
+
     async def model_defaults(self) -> dict:
         """What the served model uses for each parameter a request leaves out (the seed: a random one)."""
-        return parse_model_defaults(await self._model_config())
+        return (await self.served_model()).defaults
 
     async def size_step(self) -> int | None:
         """As `I2VClient.size_step`."""
-        return parse_size_step(await self._model_config())
-
-    async def _model_config(self) -> dict:
-        return (await self._call(self._client.get_model_config, self.model_name, as_json=True))["config"]
+        return (await self.served_model()).size_step
 
     async def lora_adapters(self) -> list[LoraAdapterInfo]:
         """The LoRA adapters registered on the server (what a request's `lora` may name)."""

@@ -27,7 +27,7 @@ from i2v.client.errors import (
     UnknownModelError,
     error_from_server,
 )
-from i2v.client.types import GenerationRequest, GenerationResult, LoraAdapterInfo, Progress
+from i2v.client.types import GenerationRequest, GenerationResult, LoraAdapterInfo, Progress, ServedModel
 from i2v.params import (
     API_KEY_HEADER,
     CONFIG_DEFAULT_PREFIX,
@@ -57,33 +57,23 @@ def build_inputs(request: GenerationRequest) -> list[grpcclient.InferInput]:
     return inputs
 
 
-def parse_model_defaults(config: dict) -> dict:
-    """The served model's defaults from its config (`get_model_config(..., as_json=True)["config"]`), typed
-    by the parameter table; parameters the server does not list keep the table's defaults."""
-    listed = {
-        key.removeprefix(CONFIG_DEFAULT_PREFIX): value.get("string_value", "")
-        for key, value in config.get("parameters", {}).items()
-        if key.startswith(CONFIG_DEFAULT_PREFIX)
-    }
+def parse_served_model(config: dict) -> ServedModel:
+    """The served model's defaults and size step from its config (`get_model_config(..., as_json=True)
+    ["config"]`), typed by the parameter table; parameters the server does not list keep the table's defaults."""
+    published = {key: value.get("string_value", "") for key, value in config.get("parameters", {}).items()}
     defaults = {}
     for entry in parameters():
         if not entry.model_default:
             continue
-        text = listed.get(entry.name)
+        text = published.get(CONFIG_DEFAULT_PREFIX + entry.name)
         if text is None:
             defaults[entry.name] = entry.default
         elif entry.type is bool:
             defaults[entry.name] = text.lower() == "true"
         else:
             defaults[entry.name] = entry.type(text)
-    return defaults
-
-
-def parse_size_step(config: dict) -> int | None:
-    """The served model's size step from its config (height and width must be multiples of it); None from a
-    repository exported before it was published."""
-    text = config.get("parameters", {}).get(CONFIG_SIZE_STEP, {}).get("string_value")
-    return int(text) if text else None
+    size_step = published.get(CONFIG_SIZE_STEP)
+    return ServedModel(defaults, int(size_step) if size_step else None)
 
 
 def parse_lora_listing(result) -> list[LoraAdapterInfo]:
@@ -218,16 +208,18 @@ class I2VClient(SyncClient):
             raise self._not_ready(exc) from exc
         raise self._not_ready(None)
 
+    def served_model(self) -> ServedModel:
+        """The served model's defaults and size step, read in one call."""
+        config = self._call(self._client.get_model_config, self.model_name, as_json=True)["config"]
+        return parse_served_model(config)
+
     def model_defaults(self) -> dict:
         """What the served model uses for each parameter a request leaves out (the seed: a random one)."""
-        return parse_model_defaults(self._model_config())
+        return self.served_model().defaults
 
     def size_step(self) -> int | None:
         """The multiple that height and width must be, for `request.validate(client.size_step())`."""
-        return parse_size_step(self._model_config())
-
-    def _model_config(self) -> dict:
-        return self._call(self._client.get_model_config, self.model_name, as_json=True)["config"]
+        return self.served_model().size_step
 
     def lora_adapters(self) -> list[LoraAdapterInfo]:
         """The LoRA adapters registered on the server (what a request's `lora` may name)."""

@@ -108,6 +108,16 @@ class GenerationResult:
 
 
 @dataclass(frozen=True)
+class ServedModel:
+    """What the served model publishes in its config: the value of each parameter a request leaves out (the
+    seed: a random one), and the multiple that height and width must be (None from a repository exported
+    before it was published)."""
+
+    defaults: dict[str, Any]
+    size_step: int | None
+
+
+@dataclass(frozen=True)
 class LoraAdapterInfo:
     """A LoRA adapter registered on the server: what a request's `lora` may name."""
 

@@ -21,6 +21,7 @@ from i2v.client import (
     InvalidInputError,
     OverloadedError,
     Progress,
+    ServedModel,
     ServerUnavailableError,
     UnauthorizedError,
     UnknownModelError,
@@ -199,7 +200,8 @@ def test_the_size_step_is_the_served_model_s_read_from_its_config(triton, client
     """The served config publishes the size step (16 for the tiny model, not a client's guess): a request checked
     with it is refused before anything is sent; one sent unchecked, by the server, in the same words."""
     assert client.size_step() == 16
-    assert asyncio.run(_async_size_step(triton.endpoints.grpc_url)) == 16
+    served = asyncio.run(_async_served_model(triton.endpoints.grpc_url))  # the UI's one read at page open
+    assert served.size_step == 16 and served.defaults == client.model_defaults()
     assert small(photo_png, height=100).validate().height == 100  # no step given: not checked here
     with pytest.raises(InvalidInputError, match="height must be a multiple of 16, got 100"):
         small(photo_png, height=100).validate(client.size_step())
@@ -207,9 +209,9 @@ def test_the_size_step_is_the_served_model_s_read_from_its_config(triton, client
         client.generate(small(photo_png, height=100))
 
 
-async def _async_size_step(url: str) -> int | None:
+async def _async_served_model(url: str) -> ServedModel:
     async with AsyncI2VClient(url) as client:
-        return await client.size_step()
+        return await client.served_model()
 
 
 def test_served_model_defaults_are_read_from_the_server(client):

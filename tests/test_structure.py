@@ -63,14 +63,14 @@ def test_a_new_parameter_is_read_and_checked_by_the_server(motion_strength):
 
 
 def test_a_new_parameter_is_sent_by_the_client(motion_strength):
-    from i2v.client.grpc_client import build_inputs, parse_model_defaults
+    from i2v.client.grpc_client import build_inputs, parse_served_model
     from i2v.client.types import GenerationRequest
 
     request = GenerationRequest(image=b"png", prompt="waves", motion_strength=0.5).validate()
     tensor = next(t for t in build_inputs(request) if t.name() == "motion_strength")
     assert tensor.datatype() == "FP32" and tensor.shape() == [1]
     config = {"parameters": {"default.motion_strength": {"string_value": "0.25"}}}
-    assert parse_model_defaults(config)["motion_strength"] == 0.25
+    assert parse_served_model(config).defaults["motion_strength"] == 0.25
     with pytest.raises(InvalidParameterError, match="motion_strength must be between 0 and 2"):
         GenerationRequest(image=b"png", prompt="waves", motion_strength=5.0).validate()
 

@@ -201,7 +201,8 @@ def build_app(
         size_step = None
         try:
             async with AsyncI2VClient(url, **connection) as client:
-                defaults, size_step, note = await client.model_defaults(), await client.size_step(), ""
+                served = await client.served_model()
+                defaults, size_step, note = served.defaults, served.size_step, ""
                 try:
                     adapters = await client.lora_adapters()
                 except I2VError:  # a server without the listing model: no LoRA row
