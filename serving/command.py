@@ -102,7 +102,15 @@ def run_serve(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         exit_timeout_s=args.grace_period,
     )
+    _log_supervisor_events()
     return serve_forever(server, health_port=args.health_port, health_host=args.host)
+
+
+def _log_supervisor_events() -> None:
+    """The supervisor's restarts and recoveries, with their times, on stderr."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
 def run_drain(args: argparse.Namespace) -> int:
@@ -120,13 +128,12 @@ def run_supervise(args: argparse.Namespace) -> int:
     """Until SIGTERM/SIGINT: supervise the tritonserver of this PID namespace (a sidecar sharing it). After
     killing a server whose process died it exits (75), so that its container restarts too and joins the new
     server's namespaces (a restarted container gets new ones)."""
-    import logging
     import signal
     import threading
 
     from i2v.serving.supervisor import Supervisor, serve_health
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    _log_supervisor_events()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

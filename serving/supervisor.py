@@ -257,7 +257,13 @@ class Supervisor:
             self.health = Health(reachable=True, failures=0)
             for name in {*self.processes, *self.state.recovering}:
                 self.recovering.labels(model=name).set(0)
-            if self.state.recovering:  # a recovery an earlier process began has ended
+            if self.state.recovering:  # a recovery (begun here or by an earlier process) has ended: how long it took
+                for name, since in sorted(self.state.recovering.items()):
+                    log.info(
+                        "%s recovered: the server is back whole %.0f s after that process died",
+                        name,
+                        time.time() - since,
+                    )
                 self.state.recovering.clear()
                 self.state.save()
             return self.health

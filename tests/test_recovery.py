@@ -390,6 +390,7 @@ def test_the_sidecar_supervisor_kills_a_broken_server_and_the_next_one_goes_on_c
             assert json.loads(state.read_text())["recovering"] == {}
         finally:
             sidecar.stop()
+    assert re.search(r"unet recovered: the server is back whole \d+ s after", sidecar.process.stdout.read())
 
 
 def test_the_sidecar_says_not_live_while_the_server_it_watches_hangs(model_repository, tmp_path):
