@@ -9,7 +9,9 @@
 # Once drained, tritonserver only unloads its models (seconds); 2.51 now and then never finishes unloading the BLS
 # model and would wait out its whole --exit-timeout-secs, so it is killed after I2V_UNLOAD_TIMEOUT seconds (15,
 # as `i2v serve`'s UNLOAD_TIMEOUT_S in i2v/serving/triton_server.py).
+# A drain's marker file stays in a container restarted after it (compose's restart policy): ended first.
 set -u
+i2v drain --end
 "$@" &
 server=$!
 trap 'i2v drain --timeout "${I2V_DRAIN_TIMEOUT:-300}" --metrics-url "${I2V_METRICS_URL:-http://localhost:8002/metrics}"; kill -TERM "$server"; (sleep "${I2V_UNLOAD_TIMEOUT:-15}"; kill -KILL "$server" 2>/dev/null) &' TERM INT

@@ -83,6 +83,12 @@ def add_serve_command(commands, formatter_class: type[argparse.HelpFormatter]) -
     )
     drain.add_argument("--metrics-url", default="http://localhost:8002/metrics", help="Triton's metrics")
     drain.add_argument("--timeout", type=float, default=300, help="the longest wait, in seconds")
+    drain.add_argument(
+        "--end",
+        action="store_true",
+        help="end an earlier drain instead: take requests again (the entrypoint runs it at start, as a restarted "
+        "container keeps its /tmp)",
+    )
     drain.set_defaults(run=run_drain)
 
 
@@ -115,7 +121,11 @@ def _log_supervisor_events() -> None:
 
 def run_drain(args: argparse.Namespace) -> int:
     """Exit 0 once nothing is in flight, 1 if the timeout came first (the stop then goes ahead anyway)."""
-    from i2v.serving.drain import begin_drain, wait_until_idle
+    from i2v.serving.drain import begin_drain, end_drain, wait_until_idle
+
+    if args.end:
+        print(f"not draining: requests are taken ({end_drain()} removed)", flush=True)
+        return 0
 
     path = begin_drain()
     print(f"draining: new requests are refused ({path}); waiting up to {args.timeout:g} s", flush=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 DRAIN_FILE_ENV = "I2V_DRAIN_FILE"
 DEFAULT_DRAIN_FILE = "/tmp/i2v-draining"
+IN_FLIGHT_METRIC = "i2v_requests_in_flight"  # the BLS's gauge (`i2v.serving.metrics`): what a drain waits for
 
 
 def drain_file() -> Path:
@@ -42,8 +43,15 @@ def begin_drain() -> Path:
     return path
 
 
+def end_drain() -> Path:
+    """Take requests again: a container restarted after a drain keeps its /tmp, and with it the marker."""
+    path = drain_file()
+    path.unlink(missing_ok=True)
+    return path
+
+
 def requests_in_flight(metrics_url: str) -> float | None:
-    """Requests being generated or waiting in the queue (the BLS's `i2v_requests_in_flight` and Triton's
+    """Requests being generated or waiting in the queue (the BLS's `IN_FLIGHT_METRIC` and Triton's
     pending count of the BLS model), from Triton's metrics port; None when it does not answer."""
     try:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
@@ -53,7 +61,7 @@ def requests_in_flight(metrics_url: str) -> float | None:
         return None
     total = 0.0
     for line in text.splitlines():
-        if line.startswith("i2v_requests_in_flight{") or line.startswith("nv_inference_pending_request_count{"):
+        if line.startswith(IN_FLIGHT_METRIC + "{") or line.startswith("nv_inference_pending_request_count{"):
             total += float(line.rsplit(" ", 1)[1])
     return total
 

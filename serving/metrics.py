@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import triton_python_backend_utils as pb_utils
 
+from i2v.serving.drain import IN_FLIGHT_METRIC
+
 STAGES = ("text_encoder", "image_encoder", "vae_encoder", "unet", "vae_decoder", "mp4_encode")
 # unavailable: a part's process died during the request (the supervisor restarts it; the client may retry)
 # out_of_memory: an allocation failed although the request passed the memory estimate
@@ -26,7 +28,7 @@ class BlsMetrics:
             return self.families[-1]
 
         counter, gauge = pb_utils.MetricFamily.COUNTER, pb_utils.MetricFamily.GAUGE
-        self.in_flight = family("i2v_requests_in_flight", "Requests being generated now", gauge).Metric(labels)
+        self.in_flight = family(IN_FLIGHT_METRIC, "Requests being generated now", gauge).Metric(labels)
         self.steps = family("i2v_denoise_steps_total", "Denoising steps completed", counter).Metric(labels)
         stage_seconds = family("i2v_stage_seconds", "Seconds spent per pipeline stage", counter)
         self.stage_seconds = {s: stage_seconds.Metric({**labels, "stage": s}) for s in STAGES}

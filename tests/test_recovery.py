@@ -271,8 +271,8 @@ def compose_triton_command(key: str, repository: Path, binary: Path) -> tuple[li
 def test_composes_triton_command_serves_with_the_key_and_drains_before_stopping(model_repository, tmp_path, photo_png):
     """docker-compose.yml's own Triton command line (the draining entrypoint around tritonserver, every argument
     as written there) on a real tritonserver 2.51, the release of the image's NGC 24.10: a video needs the key and
-    arrives; then SIGTERM mid-video: the video arrives, a new request is refused retryably meanwhile, and the
-    server exits 0. (Started where the image starts it, among the package's sources: test_packaging.py, with the
+    arrives, also after a restart that found an earlier drain's marker; then SIGTERM mid-video: the video arrives,
+    a new request is refused retryably meanwhile, and the server exits 0. (Started where the image starts it, among the package's sources: test_packaging.py, with the
     installed wheel; this environment's editable install would not show that fault.)"""
     from i2v.serving.triton_install import find_tritonserver, prepare_backend_dir, server_env
 
@@ -284,6 +284,7 @@ def test_composes_triton_command_serves_with_the_key_and_drains_before_stopping(
     command += [f"--backend-directory={backends}", f"--grpc-port={grpc}", f"--http-port={http}"]
     command += [f"--metrics-port={metrics}"]
     drain_file = tmp_path / "draining"
+    drain_file.touch()  # left by the drain before a restart: the restarted container keeps its /tmp
     env = {**server_env(install), **compose_env, "I2V_DRAIN_FILE": str(drain_file)}
     env["I2V_METRICS_URL"] = f"http://127.0.0.1:{metrics}/metrics"
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `i2v drain` from this environment
