@@ -170,8 +170,14 @@ def promtool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 
 def bls_metric_names() -> set[str]:
-    """The metric families serving/metrics.py registers (read from the source: it imports pb_utils)."""
-    names = set(re.findall(r'"(i2v_[a-z0-9_]+)"', BLS_METRICS_SOURCE.read_text()))
+    """The metric families serving/metrics.py registers (read from the source: it imports pb_utils); the in-flight
+    gauge by its constant, shared with the drain that waits on it."""
+    from i2v.serving.drain import IN_FLIGHT_METRIC
+
+    source = BLS_METRICS_SOURCE.read_text()
+    names = set(re.findall(r'"(i2v_[a-z0-9_]+)"', source))
+    if re.search(r"family\(IN_FLIGHT_METRIC,", source):
+        names.add(IN_FLIGHT_METRIC)
     assert {"i2v_requests_in_flight", "i2v_denoise_steps_total", "i2v_stage_seconds"} <= names
     return names
 

@@ -272,8 +272,9 @@ def test_composes_triton_command_serves_with_the_key_and_drains_before_stopping(
     """docker-compose.yml's own Triton command line (the draining entrypoint around tritonserver, every argument
     as written there) on a real tritonserver 2.51, the release of the image's NGC 24.10: a video needs the key and
     arrives, also after a restart that found an earlier drain's marker; then SIGTERM mid-video: the video arrives,
-    a new request is refused retryably meanwhile, and the server exits 0. (Started where the image starts it, among the package's sources: test_packaging.py, with the
-    installed wheel; this environment's editable install would not show that fault.)"""
+    a new request is refused retryably meanwhile, and the server exits 0. (Started where the image starts it,
+    among the package's sources: test_packaging.py, with the installed wheel; this environment's editable install
+    would not show that fault.)"""
     from i2v.serving.triton_install import find_tritonserver, prepare_backend_dir, server_env
 
     key = "compose-key-" + "k" * 20
