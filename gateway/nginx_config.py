@@ -121,11 +121,11 @@ def render(tenants: list[Tenant], settings: GatewaySettings) -> str:
             for t in tenants
         ),
         "TENANT_ZONES": "\n".join(_zones(t) for t in tenants),
-        "TENANT_LIMIT_RULES": "\n".join(
-            f"{' ' * 12}limit_req zone=rate_{t.name}{f' burst={t.burst}' if t.burst else ''} nodelay;\n"
-            f"{' ' * 12}limit_conn streams_{t.name} {t.max_streams};"
-            for t in tenants
+        # every inference location: the tenant's rate; the generations' locations also: its streams
+        "TENANT_RATE_RULES": "\n".join(
+            f"{' ' * 12}limit_req zone=rate_{t.name}{f' burst={t.burst}' if t.burst else ''} nodelay;" for t in tenants
         ),
+        "TENANT_STREAMS_RULES": "\n".join(f"{' ' * 12}limit_conn streams_{t.name} {t.max_streams};" for t in tenants),
     }
     text = _PLACEHOLDER.sub(lambda m: values[m.group(0).strip("@")], template)
     return text

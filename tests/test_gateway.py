@@ -371,13 +371,14 @@ def test_a_burst_over_the_rate_is_refused_with_when_to_retry_while_others_are_se
     assert main(argv) == EXIT_RATE_LIMITED
 
 
-@needs_nginx
-def test_streams_over_a_tenants_limit_are_refused_while_its_stream_runs(gateway, test_ca, photo_png):
+@contextlib.contextmanager
+def stream_running(gateway, test_ca, photo_png, tenant: str):
+    """One long generation of `tenant` in flight (its first step done) for the block; it must end with its video."""
     started = threading.Event()
     outcome: list[object] = []
 
     def long_run():
-        with client_for(gateway, test_ca, "carol") as client:
+        with client_for(gateway, test_ca, tenant) as client:
             try:
                 client.generate(
                     small(photo_png, num_inference_steps=60, num_frames=16), on_progress=lambda s, t: started.set()
@@ -388,21 +389,51 @@ def test_streams_over_a_tenants_limit_are_refused_while_its_stream_runs(gateway,
 
     runner = threading.Thread(target=long_run)
     runner.start()
-    assert started.wait(60)
-    with client_for(gateway, test_ca, "carol") as second, pytest.raises(RateLimitedError) as refused:
-        second.generate(small(photo_png))
-    # the streams limit, not the rate: retry when a video may have ended (`streams_retry_after_s`), not in 1 s
-    assert "streams limit: tenant carol may have" in str(refused.value) and "1 concurrent streams" in str(refused.value)
-    assert refused.value.retry_after_s == 45
-    logged(gateway, tenant="carol", refusal="streams_limited", grpc_status="8")
-    if CURL:  # over HTTP too, with the same wait in its Retry-After header
-        run = curl(gateway, test_ca, "/v2/models/i2vgen_xl/generate_stream", "-H", f"api-key: {KEYS['carol']}",
-                   "-D", "-", "--data-binary", "{}")  # fmt: skip
-        answer = run.stdout.decode()
-        assert answer.startswith("HTTP/1.1 429") and re.search(r"(?im)^retry-after: 45\r?$", answer), answer
-        assert "streams limit: tenant carol" in answer
-    runner.join(120)
+    try:
+        assert started.wait(60)
+        yield
+    finally:
+        runner.join(120)  # a later test of `tenant` finds its streams free
     assert outcome == ["video"]
+
+
+def refused_as_over_streams(gateway, test_ca, photo_png, tenant: str) -> RateLimitedError:
+    """A second generation of `tenant` while its one stream is open: the streams limit's refusal."""
+    with client_for(gateway, test_ca, tenant) as second, pytest.raises(RateLimitedError) as refused:
+        second.generate(small(photo_png))
+    assert f"streams limit: tenant {tenant} may have" in str(refused.value)
+    assert "1 concurrent streams" in str(refused.value)
+    return refused.value
+
+
+@needs_nginx
+def test_streams_over_a_tenants_limit_are_refused_while_its_stream_runs(gateway, test_ca, photo_png):
+    with stream_running(gateway, test_ca, photo_png, "carol"):
+        refused = refused_as_over_streams(gateway, test_ca, photo_png, "carol")
+        # the streams limit, not the rate: retry when a video may have ended (`streams_retry_after_s`), not in 1 s
+        assert refused.retry_after_s == 45
+        logged(gateway, tenant="carol", refusal="streams_limited", grpc_status="8")
+        if CURL:  # over HTTP too, with the same wait in its Retry-After header
+            run = curl(gateway, test_ca, "/v2/models/i2vgen_xl/generate_stream", "-H", f"api-key: {KEYS['carol']}",
+                       "-D", "-", "--data-binary", "{}")  # fmt: skip
+            answer = run.stdout.decode()
+            assert answer.startswith("HTTP/1.1 429") and re.search(r"(?im)^retry-after: 45\r?$", answer), answer
+            assert "streams limit: tenant carol" in answer
+
+
+@needs_nginx
+def test_a_tenant_lists_its_lora_adapters_while_its_streams_are_all_open(gateway, test_ca, photo_png):
+    """A unary inference call (the LoRA list, which the UI reads while a video runs) counts against the tenant's
+    rate, never its streams: those are the generations in flight."""
+    with stream_running(gateway, test_ca, photo_png, "carol"):
+        with client_for(gateway, test_ca, "carol") as client:
+            assert isinstance(client.lora_adapters(), list)
+        logged(gateway, tenant="carol", status=200, refusal="", uri="/inference.GRPCInferenceService/ModelInfer")
+        if CURL:  # and over HTTP, Triton's unary `infer`
+            run = curl(gateway, test_ca, "/v2/models/i2vgen_xl_loras/infer", "-H", f"api-key: {KEYS['carol']}",
+                       "-w", "%{http_code}", "--data-binary", '{"inputs": []}')  # fmt: skip
+            assert run.stdout.decode().endswith("200"), run.stdout
+        refused_as_over_streams(gateway, test_ca, photo_png, "carol")  # its second generation is still refused
 
 
 @needs_nginx
