@@ -128,6 +128,8 @@ def run_generate(args: argparse.Namespace) -> int:
         result = generate_with_progress(args, args.url)
     except I2VError as exc:
         return fail_request(exc, args)
+    except KeyboardInterrupt:
+        return fail("cancelled (Ctrl-C): the server stops the request at its next step", EXIT_CANCELLED)
     except ValueError as exc:  # a batch's input
         return fail(f"invalid input: {exc}", EXIT_INVALID)
     except OSError as exc:  # an input that cannot be read, a batch's folder
@@ -188,6 +190,7 @@ def generate_with_progress(args: argparse.Namespace, url: str):
     check_writable(args.output, "-o")
     with I2VClient(url, timeout_s=getattr(args, "timeout", None), **connection_settings(args)) as client:
         client.wait_until_ready()
+        request.validate(client.size_step())  # the served model's size step: refused here, before any work
         with tqdm(total=None, desc="denoising", unit="step") as bar:
 
             def on_progress(step: int, total: int) -> None:

@@ -242,6 +242,7 @@ class I2VClient(SyncClient):
             headers=self.headers,
         )
         progress: list[Progress] = []
+        answered = False  # the server ended the request: its stream can close; otherwise the request is cancelled
         try:
             try:
                 self._client.async_stream_infer(self.model_name, **call)
@@ -256,6 +257,7 @@ class I2VClient(SyncClient):
                 if self._cancelled.is_set():
                     raise GenerationCancelledError("the request was cancelled")
                 if error is not None:
+                    answered = True
                     raise self._error(error)
                 event = read_response(result)
                 if isinstance(event, Progress):
@@ -263,7 +265,10 @@ class I2VClient(SyncClient):
                     if on_progress is not None:
                         on_progress(event.step, event.total)
                 elif isinstance(event, GenerationResult):
+                    answered = True
                     event.progress = progress
                     return event
         finally:
-            self._client.stop_stream()
+            # Left early (Ctrl-C, an exception in `on_progress`): the server stops the request at its next step,
+            # rather than finishing a video nobody reads while the stream is waited for.
+            self._client.stop_stream(cancel_requests=not answered)

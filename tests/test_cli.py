@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from i2v.client.command import EXIT_FAILED, EXIT_INVALID, EXIT_TIMEOUT, EXIT_UNAVAILABLE
+from i2v.client.command import EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_TIMEOUT, EXIT_UNAVAILABLE
 from i2v.video import decode_mp4
 
 
@@ -217,3 +222,36 @@ def test_batch_from_jsonl_sets_parameters_per_line(triton, tmp_path, photo_png):
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())["items"]
     assert [item["metadata"]["parameters"]["num_frames"] for item in manifest] == [8, 16]
     assert [item["metadata"]["parameters"]["prompt"] for item in manifest] == ["waves", "storm"]
+
+
+def test_ctrl_c_cancels_the_request_on_the_server_and_exits_with_the_cancelled_code(triton, tmp_path, photo_png):
+    """Ctrl-C during the progress bar: the server stops the request at its next step (not after the whole video),
+    and the command says so with exit code 5, without a traceback."""
+    image = tmp_path / "in.png"
+    image.write_bytes(photo_png)
+    stops_before = triton.log_tail(2000).count("cancelled before step")
+    command = [sys.executable, "-m", "i2v.cli", "generate", "--url", triton.endpoints.grpc_url, "--image", str(image),
+               "--prompt", "waves", "--steps", "100", "--num-frames", "16", "-o", str(tmp_path / "x.mp4")]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.PIPE)
+    seen = bytearray()
+
+    def read_stderr() -> None:
+        for chunk in iter(lambda: os.read(process.stderr.fileno(), 1024), b""):
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=read_stderr)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while not re.search(rb"\b[2-9]/100\b", bytes(seen)):  # the progress bar at step 2 or later
+        assert process.poll() is None and time.monotonic() < deadline, bytes(seen).decode()
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == EXIT_CANCELLED
+    reader.join(timeout=10)
+    stderr = bytes(seen).decode()
+    assert "error: cancelled (Ctrl-C): the server stops the request at its next step" in stderr
+    assert "Traceback" not in stderr and not (tmp_path / "x.mp4").exists()
+    deadline = time.monotonic() + 30
+    while triton.log_tail(2000).count("cancelled before step") == stops_before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert triton.log_tail(2000).count("cancelled before step") == stops_before + 1, "the server went on generating"
