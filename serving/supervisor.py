@@ -123,12 +123,21 @@ class SupervisorState:
             return cls(path)
 
     def save(self) -> None:
+        """Written before a kill, which must happen all the same where the file cannot be written: only the
+        count's carrying over to the next supervisor is lost then."""
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(self.path.name + ".partial")
-        partial.write_text(json.dumps({"restarts": self.restarts, "recovering": self.recovering}))
-        os.replace(partial, self.path)  # whole or not at all, should the process die right after
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_name(self.path.name + ".partial")
+            partial.write_text(json.dumps({"restarts": self.restarts, "recovering": self.recovering}))
+            os.replace(partial, self.path)  # whole or not at all, should the process die right after
+        except OSError as exc:
+            log.warning(
+                "supervisor state %s not written (%s): the next supervisor will not carry on these counts",
+                self.path,
+                exc,
+            )
 
 
 @dataclass
@@ -308,7 +317,10 @@ class Supervisor:
         if self._restart is None:
             self.drain(bls_died=MODEL_NAME in missing)
             if pid is not None:
-                os.kill(pid, signal.SIGKILL)  # the container's restart policy starts it again
+                try:
+                    os.kill(pid, signal.SIGKILL)  # the container's restart policy starts it again
+                except ProcessLookupError:
+                    log.info("tritonserver (pid %d) had already exited", pid)
             self.killed.set()
             return
         self.restarting.set()  # from the decision on: the launcher must not take the server's end for its own
@@ -353,8 +365,13 @@ class Supervisor:
         self.client.close()
 
     def _run(self) -> None:
+        """One failed look (a model unloaded between two calls, a process gone mid-kill) must not end the
+        supervision: nothing would be restarted again, and the probes would keep their last answer."""
         while not self._stop.is_set():
-            self.check_once()
+            try:
+                self.check_once()
+            except Exception:
+                log.exception("supervisor check failed; looking again in %g s", self.interval_s)
             self._stop.wait(self.interval_s)
 
     def unanswered(self) -> bool:

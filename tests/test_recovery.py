@@ -395,6 +395,45 @@ def test_the_sidecar_supervisor_kills_a_broken_server_and_the_next_one_goes_on_c
     assert re.search(r"unet recovered: the server is back whole \d+ s after", sidecar.process.stdout.read())
 
 
+def test_the_sidecar_kills_a_broken_server_though_it_cannot_keep_its_state_or_the_server_is_gone(
+    model_repository, tmp_path
+):
+    """Neither a kill target that has already exited nor a state file that cannot be written ends the
+    supervision: the sidecar still kills a server whose part died, exits 75, and logs why the count is not
+    carried over. (Either used to end its thread silently, leaving /ready at its last answer forever.)"""
+    from i2v.serving.triton_server import EmbeddedTritonServer
+
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    (tmp_path / "afile").write_text("a regular file, not a folder")
+    unwritable = tmp_path / "afile" / "supervisor.json"
+    with EmbeddedTritonServer(model_repository, log_file=tmp_path / "server.log") as server:
+        # told to watch a process that is gone: it has no stubs, so every model looks dead, and the kill finds
+        # no process (the later --pid wins)
+        sidecar = Sidecar(server, tmp_path / "supervisor.json", "--pid", str(exited.pid))
+        try:
+            assert sidecar.process.wait(timeout=60) == 75, sidecar.process.stdout.read()
+            assert f"tritonserver (pid {exited.pid}) had already exited" in sidecar.process.stdout.read()
+        finally:
+            sidecar.stop()
+        assert server.is_running()
+        sidecar = Sidecar(server, unwritable)
+        try:
+            sidecar.wait_for("/ready", 200)
+            stub = next(p for p in _processes() if p["ppid"] == server.pid and "/unet/1/model.py" in p["cmdline"])
+            os.kill(stub["pid"], signal.SIGKILL)
+            assert sidecar.process.wait(timeout=60) == 75, sidecar.process.stdout.read()
+            deadline = time.monotonic() + 10
+            while server.is_running() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not server.is_running()
+        finally:
+            sidecar.stop()
+    output = sidecar.process.stdout.read()
+    assert f"supervisor state {unwritable} not written" in output and "restarting the server" in output, output
+    assert "Traceback" not in output, output
+
+
 def test_the_sidecar_says_not_live_while_the_server_it_watches_hangs(model_repository, tmp_path):
     """Triton stopped (SIGSTOP: it holds its port and answers nothing): after the limit, /live turns 503, for
     the orchestrator to restart it; once it answers again, 200."""
