@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -53,7 +54,12 @@ def add_gateway_command(commands, formatter_class: type[argparse.HelpFormatter])
     add_api_key_argument(render, "Triton's own key, sent upstream by the gateway (never to tenants)")
     render.add_argument("--grpc-listen", default="0.0.0.0:9001", help="the gateway's gRPC port")
     render.add_argument("--http-listen", default="0.0.0.0:9000", help="the gateway's HTTP port")
-    render.add_argument("--tls-cert", default="", help="PEM certificate: both ports then speak TLS only")
+    render.add_argument(
+        "--tls-cert",
+        default="",
+        help="PEM certificate: both ports then speak TLS only (render checks it can read it; a relative path is "
+        "made absolute, as are the other paths)",
+    )
     render.add_argument("--tls-key", default="", help="PEM private key of --tls-cert")
     render.add_argument("--max-body-mb", type=int, default=32, help="larger request bodies are refused")
     render.add_argument(
@@ -127,16 +133,39 @@ def run_render(args: argparse.Namespace) -> int:
             metrics_address=args.metrics_address,
             pid_file=args.pid_file,
             temp_dir=args.temp_dir,
-        ).check()
+        ).absolute()  # nginx reads a relative path against its prefix (-p), not this folder
+        settings.check()
+        _check_tls_files(args, settings)
         config = write_config(load_tenants(args.tenants), settings, args.output)
         with contextlib.suppress(OSError):  # nginx may run elsewhere (another container, whose image makes it)
-            Path(args.temp_dir).mkdir(parents=True, exist_ok=True)
+            Path(settings.temp_dir).mkdir(parents=True, exist_ok=True)
     except (TenantsFileError, ValueError) as exc:
         return _fail(str(exc))
     except OSError as exc:  # the output folder: a file, unwritable
         return _fail(f"cannot write the gateway's configuration into {args.output}: {exc.strerror or exc}")
-    print(f"wrote {config}: run `nginx -p {args.output} -c {config}`, or reload the running nginx")
+    print(
+        f"wrote {config}: run `nginx -p {config.parent.absolute()} -c {config.absolute()}`, or reload the running nginx"
+    )
     return 0
+
+
+def _check_tls_files(args: argparse.Namespace, settings: GatewaySettings) -> None:
+    """Refuse a certificate or key render cannot read, which nginx would refuse at start; one in a folder absent
+    here is left to nginx where it runs (compose and Kubernetes mount the TLS folder in nginx's container only)."""
+    for flag, given, path in (
+        ("--tls-cert", args.tls_cert, settings.tls_cert),
+        ("--tls-key", args.tls_key, settings.tls_key),
+    ):
+        if not path:
+            continue
+        if os.path.isabs(given) and not os.path.lexists(os.path.dirname(path)):
+            print(f"note: {flag} {given} is not on this machine: nginx must find it where it runs", file=sys.stderr)
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ValueError(f"{flag} {given}: cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def _fail(message: str) -> int:

@@ -11,6 +11,7 @@ and the configuration 0600, outside git.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ LOG_FIELDS = (
 JS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"  # Debian's libnginx-mod-http-js and nginx's image
 _PLACEHOLDER = re.compile(r"@[A-Z_]+@")
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_.~+/=-]{1,256}$")  # what may stand inside the configuration's quotes
+# The settings nginx reads as file paths; "stderr" and "syslog:..." are log targets, not files.
+PATH_FIELDS = ("tls_cert", "tls_key", "access_log", "error_log", "pid_file", "temp_dir", "js_module")
+_NOT_FILES = ("stderr", "syslog:")
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,12 @@ class GatewaySettings:
     temp_dir: str = "/tmp/i2v-gateway"
     js_module: str = JS_MODULE
 
+    def absolute(self) -> GatewaySettings:
+        """These settings with their relative paths made absolute against the current folder: nginx would read
+        them against its prefix (`nginx -p`, the rendered folder), not where they were given."""
+        given = {name: getattr(self, name) for name in PATH_FIELDS}
+        return dataclasses.replace(self, **{name: os.path.abspath(p) for name, p in given.items() if _is_relative(p)})
+
     def check(self) -> GatewaySettings:
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("TLS needs both a certificate and its key (tls_cert and tls_key)")
@@ -65,14 +75,24 @@ class GatewaySettings:
         for name in addresses + (("metrics_address",) if self.metrics_address else ()):
             if not re.match(r"^[A-Za-z0-9_.\-\[\]:]+:\d+$", getattr(self, name)):
                 raise ValueError(f"{name} must be host:port, got {getattr(self, name)!r}")
-        for name in ("tls_cert", "tls_key", "access_log", "error_log", "pid_file", "temp_dir", "js_module"):
+        for name in PATH_FIELDS:
             if re.search(r"[\s;{}'\"]", getattr(self, name)):
                 raise ValueError(f"{name} must be a path without spaces, quotes, braces or ';'")
+            if _is_relative(getattr(self, name)):
+                raise ValueError(
+                    f"{name} must be an absolute path (nginx reads a relative one against its prefix), "
+                    f"got {getattr(self, name)!r}: see GatewaySettings.absolute()"
+                )
         if not 1 <= self.max_body_mb <= 4096:
             raise ValueError(f"max_body_mb must be from 1 to 4096, got {self.max_body_mb}")
         if not 1 <= self.streams_retry_after_s <= 86_400:
             raise ValueError(f"streams_retry_after_s must be from 1 to 86400, got {self.streams_retry_after_s}")
         return self
+
+
+def _is_relative(path: str) -> bool:
+    """A file path that nginx would read against its prefix (not empty, not a log target)."""
+    return bool(path) and not path.startswith(_NOT_FILES) and not os.path.isabs(path)
 
 
 def render(tenants: list[Tenant], settings: GatewaySettings) -> str:

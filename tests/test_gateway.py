@@ -271,6 +271,8 @@ def test_the_rendered_config_holds_key_hashes_not_keys():
     assert "rate=1r/m" in text and "limit_conn streams_bob 1;" in text
     with pytest.raises(ValueError, match="TLS needs both a certificate and its key"):
         render([], GatewaySettings("127.0.0.1:1", "127.0.0.1:2", tls_cert="/x.pem"))
+    with pytest.raises(ValueError, match="access_log must be an absolute path"):  # nginx would read it from its -p
+        render([], GatewaySettings("127.0.0.1:1", "127.0.0.1:2", access_log="access.log"))
 
 
 def test_cli_adds_a_tenant_and_renders_a_private_config(tmp_path, capsys):
@@ -288,6 +290,71 @@ def test_cli_adds_a_tenant_and_renders_a_private_config(tmp_path, capsys):
     assert bodies.is_dir() and f"{bodies}/client_body" in (output / "nginx.conf").read_text()
     assert main(["gateway", "remove-tenant", "--tenants", str(tenants_file), "erin"]) == 2
     assert "no tenant 'erin'" in capsys.readouterr().err
+
+
+@needs_nginx
+def test_render_makes_relative_paths_absolute_so_nginx_finds_them_from_its_prefix(
+    tmp_path, test_ca, monkeypatch, capsys
+):
+    """nginx reads a relative path against its prefix (`-p`, the rendered folder), not where render ran."""
+    from i2v.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tls").mkdir()
+    shutil.copy(test_ca[0], "tls/tls.crt")
+    shutil.copy(test_ca[1], "tls/tls.key")
+    add_tenant(tmp_path / "tenants.json", "erin")
+    argv = ["gateway", "render", "--tenants", "tenants.json", "--output", "gw", "--tls-cert", "tls/tls.crt",
+            "--tls-key", "tls/tls.key", "--access-log", "access.log", "--pid-file", "nginx.pid", "--temp-dir", "bodies",
+            "--grpc-listen", f"127.0.0.1:{free_port()}", "--http-listen", f"127.0.0.1:{free_port()}"]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    text = (tmp_path / "gw" / "nginx.conf").read_text()
+    for line in (f"ssl_certificate {tmp_path}/tls/tls.crt;", f"ssl_certificate_key {tmp_path}/tls/tls.key;",
+                 f"access_log {tmp_path}/access.log tenants;", f"pid {tmp_path}/nginx.pid;",
+                 f"client_body_temp_path {tmp_path}/bodies/client_body;"):  # fmt: skip
+        assert line in text
+    monkeypatch.chdir("/")  # nginx runs from anywhere: it reads the certificate and writes its logs where render meant
+    nginx, _ = find_nginx()
+    tested = subprocess.run([nginx, "-t", "-p", str(tmp_path / "gw"), "-c", str(tmp_path / "gw" / "nginx.conf"),
+                             "-e", "stderr"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert tested.returncode == 0, tested.stderr
+    assert (tmp_path / "bodies").is_dir() and (tmp_path / "access.log").is_file()
+
+
+@pytest.mark.parametrize(
+    ("cert", "key", "message"),
+    [
+        ("tls/missing.crt", "tls/tls.key", "--tls-cert tls/missing.crt: cannot read {tmp}/tls/missing.crt"),
+        ("tls/tls.crt", "{tmp}/tls/missing.key", "--tls-key {tmp}/tls/missing.key: cannot read {tmp}/tls/missing.key"),
+        ("tls", "tls/tls.key", "--tls-cert tls: cannot read {tmp}/tls: Is a directory"),
+    ],
+)  # fmt: skip
+def test_render_refuses_a_tls_file_it_cannot_read_naming_the_flag(tmp_path, monkeypatch, capsys, cert, key, message):
+    from i2v.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tls").mkdir()
+    (tmp_path / "tls" / "tls.crt").write_text("certificate")
+    (tmp_path / "tls" / "tls.key").write_text("key")
+    add_tenant(tmp_path / "tenants.json", "erin")
+    tls = ["--tls-cert", cert.format(tmp=tmp_path), "--tls-key", key.format(tmp=tmp_path)]
+    assert main(["gateway", "render", "--tenants", "tenants.json", "--output", "gw", *tls]) == 2
+    assert message.format(tmp=tmp_path) in capsys.readouterr().err
+    assert not (tmp_path / "gw").exists()
+
+
+def test_render_leaves_a_tls_folder_absent_here_to_the_container_that_mounts_it(tmp_path, capsys):
+    """Compose and Kubernetes render in one container and mount the TLS folder in nginx's only: render says it
+    cannot check the files, and writes their paths as given."""
+    from i2v.cli import main
+
+    add_tenant(tmp_path / "tenants.json", "erin")
+    elsewhere = "/nonexistent-i2v-gateway-tls"
+    tls = ["--tls-cert", f"{elsewhere}/tls.crt", "--tls-key", f"{elsewhere}/tls.key"]
+    assert main(["gateway", "render", "--tenants", str(tmp_path / "tenants.json"), "--output", str(tmp_path / "gw"),
+                 "--temp-dir", str(tmp_path / "bodies"), *tls]) == 0  # fmt: skip
+    assert f"--tls-cert {elsewhere}/tls.crt is not on this machine" in capsys.readouterr().err
+    assert f"ssl_certificate {elsewhere}/tls.crt;" in (tmp_path / "gw" / "nginx.conf").read_text()
 
 
 # -- through the real nginx ----------------------------------------------------------------------------------
