@@ -316,6 +316,8 @@ class Supervisor:
         self.instances.clear()
         if self._restart is None:
             self.drain(bls_died=MODEL_NAME in missing)
+            if self._stop.is_set():  # this supervisor is stopping: the server's own stop is its container's
+                return
             if pid is not None:
                 try:
                     os.kill(pid, signal.SIGKILL)  # the container's restart policy starts it again
@@ -328,10 +330,15 @@ class Supervisor:
             if SERVER not in missing:  # a dead server has nothing left to drain
                 self.drain(bls_died=MODEL_NAME in missing)
             for attempt in range(self.max_failures):  # 2, 4, 8 s apart: a model that cannot load will not soon
+                if self._stop.is_set():  # a shutdown came meanwhile: the launcher stops the server, not restarts it
+                    log.info("stopping: the server is not restarted")
+                    return
                 try:
                     self._restart()
                     return
                 except Exception as exc:
+                    if self._stop.is_set():  # its start-up cut short by the shutdown: not a failed restart
+                        return
                     self.health = Health(reachable=False, missing=missing, failures=attempt + 1)
                     log.error("restart %d of %d failed: %s", attempt + 1, self.max_failures, exc)
                     if attempt + 1 < self.max_failures and self._stop.wait(2.0 ** (attempt + 1)):

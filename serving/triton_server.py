@@ -142,7 +142,8 @@ class EmbeddedTritonServer:
         self._log_handle: IO[bytes] | None = None
         self._backend_dir: Path | None = None
         self._returncode: int | None = None
-        self._interrupt = threading.Event()  # set by serve_forever's signal handler to abandon start-up
+        # set by serve_forever's signal handler to abandon start-up, a restart's included: start() leaves it set
+        self._interrupt = threading.Event()
         # this server's drain marker (`i2v.serving.drain`): present, its BLS refuses new requests
         self.drain_file = Path(tempfile.gettempdir()) / f"i2v-draining-{os.getpid()}-{self.grpc_port}"
         self.env.setdefault(DRAIN_FILE_ENV, str(self.drain_file))
@@ -161,7 +162,6 @@ class EmbeddedTritonServer:
         check_numpy(self.stub_site)
         install = find_tritonserver()
         Path(self.env[DRAIN_FILE_ENV]).unlink(missing_ok=True)  # a new server takes requests
-        self._interrupt.clear()
         try:
             self._launch(install)
             self._wait_until_ready()
@@ -485,6 +485,7 @@ def serve_forever(
         requested.append(signum)
         server._interrupt.set()
 
+    server._interrupt.clear()  # from here on, a signal is this run's
     previous = {}
     if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -238,6 +238,25 @@ def test_a_killed_tritonserver_is_started_again_by_i2v_serve(served, photo_png):
     assert served.get("/live")[0] == 200
 
 
+def test_a_stop_during_a_recovery_does_not_start_the_server_again(model_repository, tmp_path):
+    """SIGTERM while the supervisor waits to restart (the BLS's process died: it gives the request's error 3 s to
+    reach the client): `i2v serve` stops and exits 0 without starting a new server first."""
+    server = ServeProcess(model_repository, tmp_path / "server.log")
+    try:
+        os.kill(server.stub_of("i2vgen_xl"), signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while server.get("/ready")[0] != 503:  # the supervisor saw the death: the restart waits its 3 s
+            assert time.monotonic() < deadline, "the supervisor did not see the death"
+            time.sleep(0.05)
+        code = server.stop()
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+    output = server.process.stdout.read()
+    assert code == 0 and "restarting the server" in output, output
+    assert server.log.read_text().count("Started GRPCInferenceService") == 1  # the first server only
+
+
 def test_sigterm_lets_the_video_in_flight_finish_then_exits_0(model_repository, tmp_path, photo_png):
     server = ServeProcess(model_repository, tmp_path / "server.log", "--grace-period", "60")
     video = Background(server.url, request(photo_png, 60), at_step=2)
