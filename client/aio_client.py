@@ -85,7 +85,10 @@ class AsyncI2VClient(ClientBase):
 
         responses = self._client.stream_infer(one_request(), stream_timeout=self.timeout_s, headers=self.headers)
         progress: list[Progress] = []
+        video: GenerationResult | None = None
         try:
+            # Read to the stream's end (the final flag, the status) before handing the video over: a stream reset
+            # right after the video can outlive it in a proxy (the gateway's concurrent-streams count for the key).
             async for result, error in responses:
                 if error is not None:
                     raise self._error(error)
@@ -95,14 +98,15 @@ class AsyncI2VClient(ClientBase):
                     yield event
                 elif isinstance(event, GenerationResult):
                     event.progress = progress
-                    yield event
-                    return
+                    video = event
         except SERVER_ERRORS as exc:  # gRPC's own (AioRpcError) where the stream itself fails
             raise await self._stream_error(exc) from exc
         finally:
             # No-op once the stream has ended; otherwise (the task was cancelled, the caller left the loop) the
             # server sees the cancellation and stops at its next step. asyncio.CancelledError propagates as is.
             responses.cancel()
+        if video is not None:
+            yield video
 
     async def _stream_error(self, exc: Exception) -> I2VError:
         """The typed error of a stream that failed. A server that refuses the stream before reading the request

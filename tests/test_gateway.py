@@ -4,6 +4,7 @@ proxy with typed errors, a reload changes tenants without dropping a stream."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -24,6 +25,7 @@ import tritonclient.grpc as grpcclient
 from ports import free_port
 
 from i2v.client import (
+    AsyncI2VClient,
     ConnectionSettingsError,
     ForbiddenError,
     GenerationCancelledError,
@@ -486,6 +488,20 @@ def test_streams_over_a_tenants_limit_are_refused_while_its_stream_runs(gateway,
             answer = run.stdout.decode()
             assert answer.startswith("HTTP/1.1 429") and re.search(r"(?im)^retry-after: 45\r?$", answer), answer
             assert "streams limit: tenant carol" in answer
+
+
+@needs_nginx
+def test_a_tenant_with_one_stream_generates_back_to_back_with_the_asyncio_client(gateway, test_ca, photo_png):
+    """Each video's stream has ended at the gateway when `AsyncI2VClient` hands the video over, so the next
+    request of a tenant limited to one stream is never refused as over it (it was, now and then, when the client
+    reset the stream right after the video)."""
+
+    async def back_to_back() -> list[int]:
+        settings = {"api_key": KEYS["carol"], "ca_file": str(test_ca[0])}
+        async with AsyncI2VClient(gateway.grpc_url, **settings) as client:
+            return [len((await client.generate(small(photo_png))).video) for _ in range(6)]
+
+    assert all(asyncio.run(back_to_back()))
 
 
 @needs_nginx
