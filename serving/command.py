@@ -155,13 +155,12 @@ def run_supervise(args: argparse.Namespace) -> int:
         drain_timeout_s=args.drain_timeout,
         state_file=args.state_file,
         unanswered_limit_s=args.unanswered_limit,
+        on_kill=stop.set,  # the kill ends this process too: its restart joins the new server's namespaces
     )
-    supervisor.killed = stop  # the kill ends this process too: its restart joins the new server's namespaces
     supervisor.start()
     health = serve_health(supervisor, args.host, args.health_port)
     print(f"supervising Triton at {args.url}; health on http://{args.host}:{args.health_port}", flush=True)
     stop.wait()
-    killed = supervisor.health.missing
     supervisor.stop()
     health.shutdown()
-    return 75 if killed else 0
+    return 75 if supervisor.killed.is_set() else 0  # a SIGTERM, even during a recovery: 0

@@ -160,7 +160,8 @@ class Supervisor:
     `server_pid` names the tritonserver process (the launcher knows it; a callable is asked each time); None
     finds the one process of that name in /proc (the sidecar, sharing Triton's PID namespace). `restart` starts
     the server again (the launcher's); None kills it and leaves the start to the container's restart policy,
-    and `state_file` carries the metrics over to the supervisor that starts with it.
+    calls `on_kill` after the kill (the sidecar ends there: its restart joins the new server's namespaces), and
+    `state_file` carries the metrics over to the supervisor that starts with it.
     """
 
     def __init__(
@@ -170,6 +171,7 @@ class Supervisor:
         api_key: str | None = None,
         server_pid: int | Callable[[], int | None] | None = None,
         restart: Callable[[], object] | None = None,
+        on_kill: Callable[[], object] | None = None,
         metrics_url: str | None = None,
         interval_s: float = 1.0,
         max_failures: int = 3,
@@ -185,6 +187,7 @@ class Supervisor:
         self.client = grpcclient.InferenceServerClient(url)
         self._server_pid = server_pid
         self._restart = restart
+        self._on_kill = on_kill
         self.interval_s = interval_s
         self.max_failures = max_failures
         self.metrics_url = metrics_url  # Triton's metrics: the BLS's requests in flight, drained before a restart
@@ -192,7 +195,7 @@ class Supervisor:
         self.drain_timeout_s = drain_timeout_s
         self.killed = threading.Event()  # set where the server was killed for the orchestrator to restart
         self.restarting = threading.Event()  # set while it restarts the server (and waits between attempts)
-        self.processes: dict[str, int] = {}  # model -> live stubs when it was last seen healthy
+        self.seen_healthy: set[str] = set()  # models seen with all their processes since the last restart
         self.instances: dict[tuple[str, str], int] = {}  # (model, version) -> the stubs its config asks for
         self.health = Health()
         self.registry = CollectorRegistry()
@@ -256,15 +259,15 @@ class Supervisor:
                 continue
             count = live.get(name, 0)
             if count >= expected:  # more for a moment while a new version replaces the old one
-                if name not in self.processes:  # the series exist from the start, so increase() sees the first
+                if name not in self.seen_healthy:  # the series exist from the start, so increase() sees the first
                     self.restarts.labels(model=name)
                     self.recovering.labels(model=name).set(0)
-                self.processes[name] = count  # healthy: remember how many processes it has
+                self.seen_healthy.add(name)
             else:
                 missing.append(name)
         if not missing:
             self.health = Health(reachable=True, failures=0)
-            for name in {*self.processes, *self.state.recovering}:
+            for name in {*self.seen_healthy, *self.state.recovering}:
                 self.recovering.labels(model=name).set(0)
             if self.state.recovering:  # a recovery (begun here or by an earlier process) has ended: how long it took
                 for name, since in sorted(self.state.recovering.items()):
@@ -312,7 +315,7 @@ class Supervisor:
 
     def restart_server(self, pid: int | None, missing: list[str]) -> None:
         log.warning("the process of %s died: restarting the server", ", ".join(missing))
-        self.processes.clear()
+        self.seen_healthy.clear()
         self.instances.clear()
         if self._restart is None:
             self.drain(bls_died=MODEL_NAME in missing)
@@ -324,6 +327,8 @@ class Supervisor:
                 except ProcessLookupError:
                     log.info("tritonserver (pid %d) had already exited", pid)
             self.killed.set()
+            if self._on_kill is not None:
+                self._on_kill()
             return
         self.restarting.set()  # from the decision on: the launcher must not take the server's end for its own
         try:

@@ -453,6 +453,26 @@ def test_the_sidecar_kills_a_broken_server_though_it_cannot_keep_its_state_or_th
     assert "Traceback" not in output, output
 
 
+def test_a_sidecar_stopped_during_a_recovery_exits_0_and_leaves_the_server_to_its_container(model_repository, tmp_path):
+    """SIGTERM while the sidecar waits to kill a server whose BLS process died (3 s for the request's error to
+    reach the client): it exits 0, not 75 (that code says it killed the server), and kills nothing."""
+    from i2v.serving.triton_server import EmbeddedTritonServer
+
+    with EmbeddedTritonServer(model_repository, log_file=tmp_path / "server.log") as server:
+        sidecar = Sidecar(server, tmp_path / "supervisor.json")
+        try:
+            sidecar.wait_for("/ready", 200)
+            stub = next(p for p in _processes() if p["ppid"] == server.pid and "/i2vgen_xl/1/model.py" in p["cmdline"])
+            os.kill(stub["pid"], signal.SIGKILL)
+            sidecar.wait_for("/ready", 503, timeout=10)
+            sidecar.process.send_signal(signal.SIGTERM)
+            assert sidecar.process.wait(timeout=30) == 0, sidecar.process.stdout.read()
+            time.sleep(1)
+            assert server.is_running()
+        finally:
+            sidecar.stop()
+
+
 def test_the_sidecar_says_not_live_while_the_server_it_watches_hangs(model_repository, tmp_path):
     """Triton stopped (SIGSTOP: it holds its port and answers nothing): after the limit, /live turns 503, for
     the orchestrator to restart it; once it answers again, 200."""
