@@ -141,7 +141,7 @@ def run_supervise(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from i2v.serving.supervisor import Supervisor, serve_health
+    from i2v.serving.supervisor import HealthPortError, Supervisor, serve_health
 
     _log_supervisor_events()
     stop = threading.Event()
@@ -157,8 +157,13 @@ def run_supervise(args: argparse.Namespace) -> int:
         unanswered_limit_s=args.unanswered_limit,
         on_kill=stop.set,  # the kill ends this process too: its restart joins the new server's namespaces
     )
+    try:
+        health = serve_health(supervisor, args.host, args.health_port)
+    except HealthPortError as exc:
+        supervisor.stop()
+        print(f"error: {exc}: choose another with --health-port", file=sys.stderr)
+        return 2
     supervisor.start()
-    health = serve_health(supervisor, args.host, args.health_port)
     print(f"supervising Triton at {args.url}; health on http://{args.host}:{args.health_port}", flush=True)
     stop.wait()
     supervisor.stop()

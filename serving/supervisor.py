@@ -37,6 +37,7 @@ container's restart policy does.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -60,6 +61,10 @@ PART_RESTARTS = "i2v_part_restarts_total"
 PART_RECOVERING = "i2v_part_recovering"
 SERVER = "tritonserver"  # the `model` label of a restart after tritonserver itself died
 log = logging.getLogger("i2v.supervisor")
+
+
+class HealthPortError(RuntimeError):
+    """The health port cannot be listened on: said before anything starts, not as a traceback after."""
 
 
 @dataclass(frozen=True)
@@ -407,7 +412,8 @@ class Supervisor:
 
 
 def serve_health(supervisor: Supervisor, host: str, port: int) -> ThreadingHTTPServer:
-    """/ready, /live and /metrics on `port`, in a background thread; `.shutdown()` stops it."""
+    """/ready, /live and /metrics on `port`, in a background thread; `.shutdown()` stops it. Raises
+    `HealthPortError` when the port cannot be listened on."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
@@ -428,6 +434,10 @@ def serve_health(supervisor: Supervisor, host: str, port: int) -> ThreadingHTTPS
         def log_message(self, *args) -> None:  # probes every few seconds: not worth a log line each
             pass
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as exc:
+        problem = "is in use" if exc.errno == errno.EADDRINUSE else "cannot be listened on"
+        raise HealthPortError(f"the health port {port} on {host} {problem} ({exc.strerror or exc})") from exc
     threading.Thread(target=server.serve_forever, name="i2v-health", daemon=True).start()
     return server

@@ -471,8 +471,9 @@ def serve_forever(
 
     SIGTERM is a graceful stop: Triton refuses new requests and lets those in flight finish for up to the
     server's `exit_timeout_s`. With `health_port`, a supervisor (`i2v.serving.supervisor`) restarts the server
-    when a model's process or tritonserver itself dies, and answers /ready, /live and /metrics there; it stops
-    first, so a shutdown's unloads are not taken for crashes.
+    when a model's process or tritonserver itself dies, and answers /ready, /live and /metrics there (from before
+    Triton starts, so a taken port is said at once); it stops first, so a shutdown's unloads are not taken for
+    crashes.
 
     Returns 0 when stopped by a signal (also during start-up), 1 when it could not start, otherwise the
     server's own exit status (128 + N when it was killed by signal N).
@@ -485,29 +486,36 @@ def serve_forever(
         requested.append(signum)
         server._interrupt.set()
 
+    supervisor = health = None
+    if health_port:  # listened on before Triton starts: a taken port costs no model load (not ready meanwhile)
+        from i2v.serving.supervisor import HealthPortError, Supervisor, serve_health
+
+        supervisor = Supervisor(
+            server.endpoints.grpc_url,
+            api_key=server.api_key,
+            server_pid=lambda: server.pid,
+            restart=server.restart,
+            metrics_url=server.endpoints.metrics_url,
+            drain_timeout_s=server.exit_timeout_s,
+        )
+        try:
+            health = serve_health(supervisor, health_host, health_port)
+        except HealthPortError as exc:
+            supervisor.stop()
+            print(f"error: {exc}: choose another with --health-port, or 0 for none", file=sys.stderr)
+            return 1
     server._interrupt.clear()  # from here on, a signal is this run's
     previous = {}
     if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    supervisor = health = None
     try:
         endpoints = server.start()
         print(f"Triton ready (pid {server.pid}), model repository {server.model_repository}")
         print(f"  gRPC     {endpoints.grpc_url}")
         print(f"  HTTP     {endpoints.http_url}")
         print(f"  metrics  {endpoints.metrics_url}")
-        if health_port:
-            from i2v.serving.supervisor import Supervisor, serve_health
-
-            supervisor = Supervisor(
-                endpoints.grpc_url,
-                api_key=server.api_key,
-                server_pid=lambda: server.pid,
-                restart=server.restart,
-                metrics_url=endpoints.metrics_url,
-                drain_timeout_s=server.exit_timeout_s,
-            ).start()
-            health = serve_health(supervisor, health_host, health_port)
+        if supervisor is not None:
+            supervisor.start()
             print(f"  health   http://{_client_host(health_host)}:{health_port}/ready, /live, /metrics")
         print(f"  log      {server.log_path}")
         print("Press Ctrl-C to stop.", flush=True)

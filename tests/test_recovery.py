@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -236,6 +237,31 @@ def test_a_killed_tritonserver_is_started_again_by_i2v_serve(served, photo_png):
     assert served.tritonserver() != victim
     assert served.restarts()["tritonserver"] == before.get("tritonserver", 0) + 1
     assert served.get("/live")[0] == 200
+
+
+def test_a_taken_health_port_is_refused_in_plain_words_before_triton_starts(model_repository, tmp_path):
+    """`i2v serve` exits 1 (could not start) and `i2v supervise` 2, each naming the port and the flag, with no
+    traceback and no model loaded first; no tritonserver is left behind."""
+    grpc, http, metrics = free_ports(3)
+    cli = [sys.executable, "-m", "i2v.cli"]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        serve = [*cli, "serve", "--model-repository", str(model_repository), "--grpc-port", str(grpc)]
+        serve += ["--http-port", str(http), "--metrics-port", str(metrics), "--health-port", str(port)]
+        served = subprocess.run(serve, capture_output=True, text=True, timeout=120)
+        supervise = [*cli, "supervise", "--url", f"127.0.0.1:{grpc}", "--health-port", str(port)]
+        supervise += ["--state-file", str(tmp_path / "supervisor.json")]
+        supervised = subprocess.run(supervise, capture_output=True, text=True, timeout=60)
+    in_use = f"error: the health port {port} on 127.0.0.1 is in use ("
+    assert served.returncode == 1, served.stdout + served.stderr
+    assert in_use in served.stderr and "choose another with --health-port, or 0 for none" in served.stderr
+    assert "Traceback" not in served.stderr and "Triton ready" not in served.stdout, served.stdout + served.stderr
+    assert not [p for p in _processes() if f"--grpc-port={grpc}" in p["cmdline"]]
+    assert supervised.returncode == 2, supervised.stdout + supervised.stderr
+    assert in_use in supervised.stderr and "choose another with --health-port" in supervised.stderr
+    assert "Traceback" not in supervised.stderr
 
 
 def test_a_stop_during_a_recovery_does_not_start_the_server_again(model_repository, tmp_path):
