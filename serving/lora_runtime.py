@@ -146,6 +146,13 @@ class OnnxLoraSessions:
         self.sessions[choice] = (session, values)
         return session
 
+    def close(self, choice: LoraChoice) -> None:
+        """Give back this adapter's session (its allocation failed): the next request with it opens a new one."""
+        self.sessions.pop(choice, None)
+
+
+_UNKNOWN = LoraChoice("", "", 0.0)  # what a TensorRT engine holds after a failed refit: equal to no request's choice
+
 
 class EngineRefits:
     """One TensorRT engine (built refittable) holding the weights of one adapter, or of none, at a time."""
@@ -165,6 +172,9 @@ class EngineRefits:
         merged = self.weights.merged(self.files.get(choice), choice.scale) if choice is not None else {}
         update = {**self.weights.base(self.changed - merged.keys()), **merged}
         if update:
+            # A refit that fails part way leaves the engine's weights unknown: until one succeeds, no choice
+            # counts as held, and every initializer either adapter touched is set again.
+            self.current, self.changed = _UNKNOWN, self.changed | merged.keys()
             self.refit(update)
         self.changed, self.current = set(merged), choice
 

@@ -56,6 +56,8 @@ class OnnxRuntimePart:
 
         names = [t.name() for t in inputs]
         arrays = [np.ascontiguousarray(t.as_numpy()) for t in inputs]
+        if self.session is None:  # given back after an allocation failed; opened again for this request
+            self.session = open_session(self.path)
         session = self.session if lora is None else self.loras.session(lora)
         try:
             results = in_chunks(
@@ -67,8 +69,12 @@ class OnnxRuntimePart:
         except Exception as exc:  # ONNX Runtime raises one type for every failure; its words say which
             if "Failed to allocate memory" not in str(exc):
                 raise
-            self.session = None  # a new session: the old one's memory arena goes back to the system
-            self.session = open_session(self.path)
+            # The failed session's memory arena goes back to the system; the next request opens a new one
+            if lora is None:
+                self.session = None
+            else:
+                self.loras.close(lora)
+            del session
             raise MemoryError(f"{OUT_OF_MEMORY}: ONNX Runtime could not allocate this request's buffers") from None
         return [pb_utils.Tensor(n, r) for n, r in zip(self.output_names, results, strict=True)]
 

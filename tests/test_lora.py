@@ -364,7 +364,8 @@ def test_a_tensorrt_engine_is_refitted_to_each_adapter_and_gets_the_previous_one
 ):
     """What a LoRA-ready TensorRT UNet is set to per request (`EngineRefits`; TensorRT's own refit is tested on a
     GPU): the adapter's merged weights, the graph's own weights for the layers the previous adapter changed and
-    this one does not, and nothing when the engine holds the choice already."""
+    this one does not, and nothing when the engine holds the choice already; after a refit that failed part way,
+    every layer either adapter touched."""
     import onnx
     from onnx import numpy_helper
 
@@ -405,6 +406,17 @@ def test_a_tensorrt_engine_is_refitted_to_each_adapter_and_gets_the_previous_one
     assert_set_to(refits[-1], {n: graph[n] for n in merged_a})
     engine.select(None)
     assert len(refits) == 3
+
+    def refused(update: dict) -> None:  # TensorRT refused part way: the engine holds some of b's weights
+        raise RuntimeError("refit failed")
+
+    engine.select(choice["a"])
+    engine.refit = refused
+    with pytest.raises(RuntimeError, match="refit failed"):
+        engine.select(choice["b"])
+    engine.refit = refits.append
+    engine.select(choice["a"])  # not taken as held: a again, and the layers only b adapts back to the graph's
+    assert_set_to(refits[-1], {**{n: graph[n] for n in only_b}, **merged_a})
 
 
 def test_removing_a_lora_in_use_lets_its_request_finish_with_its_weights(
