@@ -151,7 +151,9 @@ class OnnxLoraSessions:
         self.sessions.pop(choice, None)
 
 
-_UNKNOWN = LoraChoice("", "", 0.0)  # what a TensorRT engine holds after a failed refit: equal to no request's choice
+# What is set after a change that may have failed part way (a TensorRT refit) or that touched every layer (PEFT
+# adding or removing an adapter): equal to no choice, so the next select sets every layer concerned.
+_UNKNOWN = object()
 
 
 class EngineRefits:
@@ -177,9 +179,6 @@ class EngineRefits:
             self.current, self.changed = _UNKNOWN, self.changed | merged.keys()
             self.refit(update)
         self.changed, self.current = set(merged), choice
-
-
-_UNKNOWN = object()  # adapters' state after PEFT changed them: the next select sets every layer
 
 
 class PeftAdapters:
@@ -231,13 +230,18 @@ class PeftAdapters:
         name = "lora_" + hashlib.sha1(f"{choice.name}\0{choice.version}".encode()).hexdigest()[:16]
         weight = next(self.unet.parameters())
         try:
-            inject_adapter_in_model(peft_config(adapter), self.unet, adapter_name=name)
-            result = set_peft_model_state_dict(self.unet, adapter.state_dict(), adapter_name=name)
-        finally:  # PEFT changed the layers, even where it then failed
-            self._changed()
-        missing = [k for k in result.missing_keys if f".{name}." in k]
-        if result.unexpected_keys or missing:
-            raise RuntimeError(f"lora {choice.name!r}: PEFT did not take keys {(result.unexpected_keys + missing)[:3]}")
+            try:
+                inject_adapter_in_model(peft_config(adapter), self.unet, adapter_name=name)
+                result = set_peft_model_state_dict(self.unet, adapter.state_dict(), adapter_name=name)
+            finally:  # PEFT changed the layers, even where it then failed
+                self._changed()
+            missing = [k for k in result.missing_keys if f".{name}." in k]
+            if result.unexpected_keys or missing:
+                taken = (result.unexpected_keys + missing)[:3]
+                raise RuntimeError(f"lora {choice.name!r}: PEFT did not take keys {taken}")
+        except Exception:
+            self._delete(name)  # not kept half-injected: the cache would never evict it, and a retry adds another
+            raise
         with torch.no_grad():
             for module_name, parameter in self.unet.named_parameters():
                 if f".{name}." in module_name:

@@ -477,6 +477,30 @@ def test_peft_adapters_set_each_choice_whatever_came_before(tiny_pipeline, loras
     assert served.layers and all(len(layer.lora_A) <= 1 for layer in served.layers)  # the evicted one is gone
 
 
+def test_an_adapter_peft_cannot_load_is_taken_out_again(tiny_pipeline, tmp_path):
+    """A file whose matrices do not fit the UNet (copied into the registry by hand): PEFT injects its layers, then
+    refuses its weights. Nothing of it stays in the UNet: the adapter cache would never evict it."""
+    import copy
+
+    from i2v.model.lora import lora_targets
+    from i2v.serving.lora_runtime import AdapterFiles, LoraChoice, PeftAdapters
+
+    unet = copy.deepcopy(tiny_pipeline.unet)
+    queries = [(m, shape) for m, shape in lora_targets(unet).items() if m.endswith("to_q") and len(shape) == 2]
+    tensors = {}
+    for index, (module, (rows, columns)) in enumerate(queries):
+        tensors[f"unet.{module}.lora_A.weight"] = torch.randn(4, columns + (index == 1))  # one a column too wide
+        tensors[f"unet.{module}.lora_B.weight"] = torch.randn(rows, 4)
+    save_file(tensors, str(tmp_path / "wide.safetensors"))
+    adapters = PeftAdapters(unet, AdapterFiles(tmp_path))
+    choice = LoraChoice("wide", lora_registry.file_version(tmp_path / "wide.safetensors"), 1.0)
+    for _ in range(2):  # a retry the same
+        with pytest.raises(RuntimeError, match="size mismatch"):
+            adapters.select(choice)
+        assert not getattr(unet, "peft_config", {}) and not adapters.injected
+        assert not any(layer.lora_A for layer in adapters.layers)
+
+
 def test_torch_runtime_serves_the_lora_with_peft_equal_to_diffusers(
     torch_triton, loras, tiny_pipeline, photo, photo_png
 ):
