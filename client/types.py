@@ -35,7 +35,11 @@ class GenerationRequest:
 
     @classmethod
     def from_file(cls, image: str | Path, prompt: str, **params: Any) -> GenerationRequest:
-        return cls(image=Path(image).read_bytes(), prompt=prompt, **params)
+        try:
+            data = Path(image).read_bytes()
+        except OSError as exc:
+            raise InvalidInputError(f"the image {image} cannot be read: {exc.strerror or exc}") from None
+        return cls(image=data, prompt=prompt, **params)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

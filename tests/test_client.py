@@ -187,6 +187,8 @@ def test_client_side_checks_raise_invalid_input_naming_the_parameter_before_cont
     assert isinstance(refused.value, I2VError) and not refused.value.retryable
     with pytest.raises(InvalidInputError, match="unknown parameter 'num_frame'"):
         GenerationRequest(photo_png, "x", num_frame=16)
+    with pytest.raises(InvalidInputError, match="the image /nope.png cannot be read: No such file or directory"):
+        GenerationRequest.from_file("/nope.png", "x")
 
     async def generate():
         async with AsyncI2VClient("127.0.0.1:1") as client:
