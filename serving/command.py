@@ -168,4 +168,5 @@ def run_supervise(args: argparse.Namespace) -> int:
     stop.wait()
     supervisor.stop()
     health.shutdown()
+    health.server_close()
     return 75 if supervisor.killed.is_set() else 0  # a SIGTERM, even during a recovery: 0

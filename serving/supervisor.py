@@ -401,10 +401,13 @@ class Supervisor:
         )
 
     def status(self) -> dict:
+        """What the probes get; once stopped (`i2v serve` drains, new requests are refused) not ready, still live."""
         health = self.health
+        stopping = self._stop.is_set()
         return {
-            "ready": health.ready,
+            "ready": health.ready and not stopping,
             "live": health.live(self.max_failures) and not self.unanswered(),
+            "stopping": stopping,
             "reachable": health.reachable,
             "missing": health.missing,
             "failed_restarts": health.failures,
@@ -412,8 +415,9 @@ class Supervisor:
 
 
 def serve_health(supervisor: Supervisor, host: str, port: int) -> ThreadingHTTPServer:
-    """/ready, /live and /metrics on `port`, in a background thread; `.shutdown()` stops it. Raises
-    `HealthPortError` when the port cannot be listened on."""
+    """/ready, /live and /metrics on `port`, in a background thread; `.shutdown()` then `.server_close()` stop it
+    (without the close, the port goes on taking connections that nothing answers). Raises `HealthPortError` when
+    the port cannot be listened on."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)

@@ -527,9 +527,7 @@ def serve_forever(
             return 1
     finally:
         if supervisor is not None:
-            supervisor.stop()
-        if health is not None:
-            health.shutdown()
+            supervisor.stop()  # its probes go on answering through the drain: not ready, live
         if requested:
             print(
                 f"stopping Triton ({signal.Signals(requested[0]).name}): new requests are refused, those in flight "
@@ -541,6 +539,9 @@ def serve_forever(
         server.stop()
         if server.killed_at_stop:
             print("Triton did not stop in time (a model was still unloading): it was killed", flush=True)
+        if health is not None:
+            health.shutdown()
+            health.server_close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if requested:

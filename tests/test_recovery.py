@@ -284,12 +284,16 @@ def test_a_stop_during_a_recovery_does_not_start_the_server_again(model_reposito
 
 
 def test_sigterm_lets_the_video_in_flight_finish_then_exits_0(model_repository, tmp_path, photo_png):
+    """Meanwhile the health port answers: not ready (new requests are refused), live."""
     server = ServeProcess(model_repository, tmp_path / "server.log", "--grace-period", "60")
     video = Background(server.url, request(photo_png, 60), at_step=2)
     server.process.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     with I2VClient(server.url) as client, pytest.raises(ServerUnavailableError, match="shutting down"):
         client.generate(request(photo_png, 10))  # refused, retryably, while the one in flight finishes
+    status, body = server.get("/ready")
+    assert status == 503 and json.loads(body)["stopping"], (status, body)
+    assert server.get("/live")[0] == 200
     outcome = video.join()
     assert server.process.wait(timeout=120) == 0
     assert outcome.get("video"), outcome
