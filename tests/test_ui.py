@@ -110,6 +110,22 @@ def fill_small_settings(page, steps: int) -> None:
 
 
 @needs_chromium
+def test_videos_older_than_a_day_are_deleted_when_a_new_one_is_written(tmp_path, monkeypatch):
+    """A page left running for weeks must not fill the disk: the app's own copies expire (Gradio's cache too:
+    `delete_cache`)."""
+    import os
+
+    from i2v.client.types import GenerationResult
+    from i2v.ui.app import VIDEO_KEPT_S, _save_video
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    old, recent = _save_video(GenerationResult(b"old", {"seed": 1})), _save_video(GenerationResult(b"new", {"seed": 2}))
+    long_ago = time.time() - VIDEO_KEPT_S - 60
+    os.utime(old, (long_ago, long_ago))
+    newest = _save_video(GenerationResult(b"newest", {"seed": 3}))
+    assert not Path(old).exists() and Path(recent).read_bytes() == b"new" and Path(newest).read_bytes() == b"newest"
+
+
 def test_upload_generate_and_a_playable_video_appears_with_progress(page, tmp_path):
     page.locator("#image input[type=file]").set_input_files(str(EXAMPLE))
     page.locator("#prompt textarea").fill("waves rolling in")

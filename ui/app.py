@@ -14,8 +14,10 @@ exactly what Generate will send.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,8 @@ CUSTOM = "custom"
 SIZE = ("height", "width")  # set by the resolution choice: a preset, the model's default, or custom numbers
 LORA = ("lora", "lora_scale")  # a row of their own, shown when the server has adapters; choices from the server
 NO_LORA = ("none (the base model)", "")
+# A generated video stays on disk this long, in this app's folder and in Gradio's cache (the copy it serves)
+VIDEO_KEPT_S = 24 * 3600
 
 
 def build_request(
@@ -244,7 +248,7 @@ def build_app(
         height, width = RESOLUTION_PRESETS.get(resolution, (defaults["height"], defaults["width"]))
         return gr.update(value=height, interactive=False), gr.update(value=width, interactive=False)
 
-    with gr.Blocks(title="I2VGen-XL: image to video") as app:
+    with gr.Blocks(title="I2VGen-XL: image to video", delete_cache=(3600, VIDEO_KEPT_S)) as app:
         gr.Markdown("# I2VGen-XL: image to video\nDrop a picture, describe the motion, get a short video.")
         note = gr.Markdown(visible=False, elem_id="defaults-note")
         served_defaults = gr.State(table_defaults)
@@ -338,9 +342,15 @@ def _plain(exc: I2VError) -> str:
 
 
 def _save_video(result: GenerationResult) -> str:
-    """Gradio serves files: write the MP4 where it can find it."""
+    """Gradio serves files: write the MP4 where it can find it, and delete this folder's videos older than
+    `VIDEO_KEPT_S` (Gradio serves its own copy), so a long-running page does not fill the disk."""
     folder = Path(os.environ.get("GRADIO_TEMP_DIR", tempfile.gettempdir())) / "i2v-ui"
     folder.mkdir(parents=True, exist_ok=True)
+    expired = time.time() - VIDEO_KEPT_S
+    for old in folder.glob("video-*.mp4"):
+        with contextlib.suppress(OSError):  # another process of the app may delete it first
+            if old.stat().st_mtime < expired:
+                old.unlink()
     path = folder / f"video-{result.seed}-{os.getpid()}-{id(result)}.mp4"
     path.write_bytes(result.video)
     return str(path)
