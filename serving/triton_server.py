@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import http.client
 import os
 import re
@@ -161,6 +162,7 @@ class EmbeddedTritonServer:
             raise TritonServerError(f"model repository not found: {self.model_repository}")
         check_numpy(self.stub_site)
         install = find_tritonserver()
+        _check_ports_free(self.host, {"grpc": self.grpc_port, "http": self.http_port, "metrics": self.metrics_port})
         Path(self.env[DRAIN_FILE_ENV]).unlink(missing_ok=True)  # a new server takes requests
         try:
             self._launch(install)
@@ -328,7 +330,8 @@ class EmbeddedTritonServer:
 
     def _wait_until_ready(self) -> None:
         """Ready: every model loaded (HTTP health) and the metrics endpoint up, which Triton starts last, after
-        gRPC and HTTP; a caller scraping metrics right after start-up would otherwise find nothing listening."""
+        gRPC and HTTP; a caller scraping metrics right after start-up would otherwise find nothing listening.
+        And our process still running: what answered must have been this server, not another on its ports."""
         health = f"http://{_client_host(self.host)}:{self.http_port}/v2/health/ready"
         # An http_proxy in the environment must not see loopback health checks.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -338,14 +341,14 @@ class EmbeddedTritonServer:
             if self._has_exited():
                 what = f"tritonserver exited with code {self._peek_returncode()} during start-up"
                 raise TritonServerError(self._failure_message(what))
+            if not pending:
+                return
             if self._interrupt.is_set():
                 raise TritonServerError("start-up interrupted by a signal")
             try:
                 with opener.open(pending[0], timeout=2) as response:
                     if response.status == 200:
                         pending.pop(0)
-                        if not pending:
-                            return
                         continue
             except (OSError, http.client.HTTPException):
                 pass  # not listening yet, or listening but models still loading (HTTP 400)
@@ -433,6 +436,24 @@ def _pick_ports(host: str, wanted: Sequence[int | None]) -> list[int]:
         for sock in held:
             sock.close()
     return [int(port) for port in ports if port is not None]
+
+
+def _check_ports_free(host: str, ports: dict[str, int]) -> None:
+    """Refuse to start on a port something else listens on: Triton would only log that one service failed, and
+    whatever answers there (another Triton, any HTTP server) would be taken for this server. SO_REUSEADDR, as
+    Triton's own sockets: a closed connection's TIME_WAIT (after a restart) is no listener."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for name, port in ports.items():
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host or "0.0.0.0", port))
+            except OSError as exc:
+                problem = "is in use" if exc.errno == errno.EADDRINUSE else "cannot be listened on"
+                raise TritonServerError(
+                    f"port {port} ({name}) on {host} {problem} ({exc.strerror or exc}): another server listens "
+                    "there; stop it or choose another port"
+                ) from exc
 
 
 def _group_members(pgid: int) -> list[int]:

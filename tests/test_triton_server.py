@@ -9,8 +9,10 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -382,15 +384,37 @@ def test_slow_start_times_out_and_leaves_no_process(tmp_path):
     assert our_shm_regions() == regions_before  # a killed stub's region is not left in /dev/shm
 
 
-def test_port_in_use_fails_start_with_the_server_reason(double_repository):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        regions_before = our_shm_regions()
-        server = EmbeddedTritonServer(double_repository, grpc_port=port, startup_timeout_s=60)
-        with pytest.raises(TritonServerError, match=f"Socket '127.0.0.1:{port}' already in use"):
+class AnswersEverything(BaseHTTPRequestHandler):
+    """Another HTTP server, saying 200 to any GET (Triton's health check and metrics included)."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.parametrize("service", ["grpc", "http", "metrics"])
+def test_a_port_another_server_listens_on_fails_start_naming_it(tmp_path, service):
+    """Not "ready" on the other server's answers (Triton only logs that its service failed): refused before
+    launching, naming the port, and nothing is left behind."""
+    repository = tmp_path / "repository"
+    write_python_model(repository, "double", DOUBLE_MODEL)
+    other = ThreadingHTTPServer(("127.0.0.1", 0), AnswersEverything)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    port = other.server_address[1]
+    regions_before = our_shm_regions()
+    server = EmbeddedTritonServer(repository, startup_timeout_s=60, **{f"{service}_port": port})
+    try:
+        with pytest.raises(TritonServerError, match=rf"port {port} \({service}\) on 127.0.0.1 is in use"):
             server.start()
+    finally:
+        server.stop()
+        other.shutdown()
+        other.server_close()
+    assert processes_mentioning(str(repository)) == []
     assert our_shm_regions() == regions_before
 
 
