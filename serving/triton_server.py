@@ -145,9 +145,11 @@ class EmbeddedTritonServer:
         self._returncode: int | None = None
         # set by serve_forever's signal handler to abandon start-up, a restart's included: start() leaves it set
         self._interrupt = threading.Event()
-        # this server's drain marker (`i2v.serving.drain`): present, its BLS refuses new requests
-        self.drain_file = Path(tempfile.gettempdir()) / f"i2v-draining-{os.getpid()}-{self.grpc_port}"
-        self.env.setdefault(DRAIN_FILE_ENV, str(self.drain_file))
+        # this server's drain marker (`i2v.serving.drain`): present, its BLS refuses new requests. Its own unless
+        # the caller's env names one; stop() removes only its own
+        self._own_drain_file = DRAIN_FILE_ENV not in self.env
+        own = Path(tempfile.gettempdir()) / f"i2v-draining-{os.getpid()}-{self.grpc_port}"
+        self.env.setdefault(DRAIN_FILE_ENV, str(own))
         self.restarting = False  # True while restart() replaces the process: not an exit
         self.killed_at_stop = False  # the last stop() had to kill the server (its models not all unloaded)
         self._shm_prefix = ""
@@ -163,7 +165,7 @@ class EmbeddedTritonServer:
         check_numpy(self.stub_site)
         install = find_tritonserver()
         _check_ports_free(self.host, {"grpc": self.grpc_port, "http": self.http_port, "metrics": self.metrics_port})
-        Path(self.env[DRAIN_FILE_ENV]).unlink(missing_ok=True)  # a new server takes requests
+        self.drain_file.unlink(missing_ok=True)  # a new server takes requests
         try:
             self._launch(install)
             self._wait_until_ready()
@@ -208,6 +210,12 @@ class EmbeddedTritonServer:
         if self._backend_dir is not None:
             shutil.rmtree(self._backend_dir, ignore_errors=True)
             self._backend_dir = None
+        if self._own_drain_file:  # named after this process, so never reused: one per server stopped would pile up
+            self.drain_file.unlink(missing_ok=True)
+
+    @property
+    def drain_file(self) -> Path:
+        return Path(self.env[DRAIN_FILE_ENV])
 
     def is_running(self) -> bool:
         return self._process is not None and not self._has_exited()
@@ -223,8 +231,7 @@ class EmbeddedTritonServer:
         exit timeout) has passed (False). Then `stop()` drops nothing that was accepted."""
         from i2v.serving.drain import wait_until_idle
 
-        path = Path(self.env[DRAIN_FILE_ENV])
-        path.touch()
+        self.drain_file.touch()
         timeout_s = self.exit_timeout_s if timeout_s is None else timeout_s
         return wait_until_idle(self.endpoints.metrics_url, timeout_s) if self.is_running() else True
 

@@ -288,6 +288,7 @@ def test_stop_ends_server_and_stubs_and_releases_ports(double_repository, tmp_pa
     stubs = [pid for pid in group if pid != server.pid]
     assert server.pid in group and stubs, "expected the server and one Python-backend stub"
     ports = (server.grpc_port, server.http_port, server.metrics_port)
+    assert server.drain() and server.drain_file.exists()  # nothing in flight: drained at once
 
     server.stop()
 
@@ -295,7 +296,19 @@ def test_stop_ends_server_and_stubs_and_releases_ports(double_repository, tmp_pa
     assert server.returncode == 0 and not server.killed_at_stop, server.log_tail()  # SIGTERM: a graceful shutdown
     assert [pid for pid in group if is_alive(pid)] == []
     assert all(port_is_free(port) for port in ports)
+    assert not server.drain_file.exists()  # its own marker: one per server stopped piled up in /tmp
     server.stop()  # idempotent
+
+
+def test_a_drain_marker_the_caller_names_is_used_and_left_in_place(double_repository, tmp_path):
+    """I2V_DRAIN_FILE given in `env` is the server's marker (the one drain() writes); it is the caller's, so
+    stop() leaves it."""
+    marker = tmp_path / "draining"
+    server = EmbeddedTritonServer(double_repository, env={"I2V_DRAIN_FILE": str(marker)})
+    assert server.drain_file == marker
+    marker.touch()
+    server.stop()
+    assert marker.exists()
 
 
 def test_an_idle_server_whose_model_never_unloads_is_killed_not_waited_for(tmp_path):
