@@ -18,7 +18,8 @@ models (the repository index, through model control) and the live stub processes
 command line names its model's `model.py`). Its HTTP port answers the orchestrator:
 
 - `/ready`: 200 when Triton answers and every loaded Python model has its processes; 503 from the moment one is
-  missing until the server is back (so traffic goes elsewhere meanwhile);
+  missing until the server is back (so traffic goes elsewhere meanwhile), and once the supervisor stops (`i2v
+  serve`'s drain after SIGTERM, when new requests are refused);
 - `/live`: 200 unless restarts keep failing (`max_failures` in a row, inside `i2v serve`), or, beside NVIDIA's
   server, unless Triton stopped answering for `unanswered_limit_s` after it had answered (a hung server, which
   nothing else would restart): then the whole pod or container is the thing to restart, and the orchestrator
