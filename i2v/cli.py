@@ -25,12 +25,19 @@ from pathlib import Path
 from i2v.arguments import DefaultsFormatter
 from i2v.benchmarks.command import add_bench_command
 from i2v.client.command import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
     EXIT_OK,
+    OutputError,
     add_client_commands,
     add_generation_args,
     add_lora_list_command,
+    fail,
+    fail_request,
     generate_with_progress,
+    generation_values,
 )
+from i2v.client.types import GenerationRequest
 from i2v.examples import LIGHTHOUSE_PROMPT, lighthouse_image
 from i2v.export.command import add_export_command
 from i2v.gateway.command import add_gateway_command
@@ -44,7 +51,17 @@ from i2v.ui.command import add_ui_command
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except ModuleNotFoundError as exc:  # a command of an extra this install lacks (a client-only one runs export)
+        if not exc.name or exc.name.split(".")[0] == "i2v":
+            raise
+        print(
+            f"error: this command needs the package {exc.name.split('.')[0]!r}, which this install lacks: "
+            "pip install 'i2v-serving[server]' for export and serving, '[ui]' for the page, '[bench]' for benchmarks",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,21 +94,35 @@ def add_demo_command(commands, formatter_class: type[argparse.HelpFormatter]) ->
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """The README's main job: tiny model → ONNX → Triton → gRPC → MP4, on this machine."""
-    from i2v.serving.triton_server import EmbeddedTritonServer
+    """The README's main job: tiny model → ONNX → Triton → gRPC → MP4, on this machine. A failure is one line
+    with `i2v generate`'s exit code for it (1 for the export's and the server's), not a traceback."""
+    from i2v.client.errors import I2VError
+    from i2v.export.pipeline import export_model_repository
+    from i2v.export.validate import ExportCheckError
+    from i2v.serving.triton_server import EmbeddedTritonServer, TritonServerError
 
-    if not (args.model_repository / MODEL_NAME / "config.pbtxt").exists():
-        from i2v.export.pipeline import export_model_repository
-
-        print(f"exporting the tiny model to {args.model_repository} ...")
-        export_model_repository("tiny", args.model_repository, check=True)
-    print("starting Triton ...")
-    with EmbeddedTritonServer(args.model_repository) as server, lighthouse_image() as bundled:
-        endpoints = server.endpoints
-        print(f"Triton ready: gRPC {endpoints.grpc_url}, HTTP {endpoints.http_url}, metrics {endpoints.metrics_url}")
-        args.image = args.image or bundled
-        args.api_key, args.timeout = None, None
-        result = generate_with_progress(args, endpoints.grpc_url)
+    args.url, args.api_key, args.timeout = None, None, None  # the demo's own server, started below
+    try:
+        with lighthouse_image() as bundled:
+            args.image = args.image or bundled
+            GenerationRequest.from_file(args.image, **generation_values(args)).validate()  # before the export
+            if not (args.model_repository / MODEL_NAME / "config.pbtxt").exists():
+                print(f"exporting the tiny model to {args.model_repository} ...")
+                export_model_repository("tiny", args.model_repository, check=True)
+            print("starting Triton ...")
+            with EmbeddedTritonServer(args.model_repository) as server:
+                endpoints = server.endpoints
+                args.url = endpoints.grpc_url
+                print(f"Triton ready: gRPC {args.url}, HTTP {endpoints.http_url}, metrics {endpoints.metrics_url}")
+                result = generate_with_progress(args, args.url)
+    except I2VError as exc:
+        return fail_request(exc, args)
+    except KeyboardInterrupt:
+        return fail("cancelled (Ctrl-C)", EXIT_CANCELLED)
+    except OutputError as exc:
+        return fail(str(exc), EXIT_FAILED)
+    except (TritonServerError, ExportCheckError, ValueError, OSError) as exc:  # each names what went wrong
+        return fail(str(exc), EXIT_FAILED)
     meta = result.metadata
     print(
         f"wrote {args.output}: {meta['frames']} frames {meta['width']}x{meta['height']}, seed {result.seed}, "

@@ -113,6 +113,23 @@ def test_a_mistake_in_the_request_or_the_output_is_invalid_even_when_the_server_
         assert run.returncode == EXIT_INVALID and "argument --timeout: must be more than 0 seconds" in run.stderr
 
 
+def test_the_demo_checks_its_parameters_before_exporting_or_starting_anything(tmp_path):
+    run = i2v("demo", "--num-frames", "100", "--model-repository", str(tmp_path / "repository"))
+    assert run.returncode == EXIT_INVALID and "Traceback" not in run.stderr
+    assert "error: invalid input: num_frames must be between 8 and 32, got 100" in run.stderr
+    assert not (tmp_path / "repository").exists()
+
+
+@pytest.mark.parametrize("command", [["export", "--output", "repository"], ["demo"]])
+def test_a_server_command_on_a_client_only_install_says_what_to_install(tmp_path, command):
+    """`pip install i2v-serving` has no torch: these commands say which extra to install, not a traceback."""
+    code = f"import sys; sys.modules['torch'] = None; from i2v.cli import main; sys.exit(main({command!r}))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == EXIT_FAILED and "Traceback" not in run.stderr, run.stderr
+    needs = "error: this command needs the package 'torch', which this install lacks: pip install 'i2v-serving[server]'"
+    assert needs in run.stderr
+
+
 def test_a_video_that_cannot_be_saved_is_kept_elsewhere_and_said_so(tmp_path):
     from i2v.client.command import OutputError, save_video
     from i2v.client.types import GenerationResult
