@@ -31,7 +31,7 @@ from i2v.model.lora_registry import (
 from i2v.model.parts import BATCH_CHUNK_PARAMETER, OUTPUT_NAMES
 from i2v.params import GenerationParams, InvalidParameterError, parameters
 from i2v.serving.admission import OUT_OF_MEMORY, HeldMemory, check_memory
-from i2v.serving.drain import draining
+from i2v.serving.drain import DrainGate
 from i2v.serving.generator import GenerationCancelled, VideoGenerator
 from i2v.serving.lora_runtime import LoraChoice
 from i2v.serving.metrics import BlsMetrics
@@ -80,6 +80,7 @@ class TritonPythonModel:
         )
         self.metrics = BlsMetrics(self.model_name)
         self.request_log = RequestLog()
+        self.drain_gate = DrainGate()  # the server is stopping: only requests queued before that are served
         self.repository = Path(args["model_repository"]).parent
         self.lora_folder = lora_dir(self.repository)  # the registry, read per request
         # this request's parameters for a part: the UNet's LoRA, the decoder's chunk
@@ -124,7 +125,7 @@ class TritonPythonModel:
 
     def generate(self, request, sender) -> tuple[pb_utils.InferenceResponse, dict]:
         check_model_allowed(request, self.model_name)
-        if draining():
+        if not self.drain_gate.admits():
             raise ServerDraining("unavailable: the server is shutting down: retry in a few seconds (another replica)")
         start = time.perf_counter()
         image_bytes = _read_bytes(request, "image")

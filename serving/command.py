@@ -127,7 +127,7 @@ def run_drain(args: argparse.Namespace) -> int:
         print(f"not draining: requests are taken ({end_drain()} removed)", flush=True)
         return 0
 
-    path = begin_drain()
+    path = begin_drain(metrics_url=args.metrics_url)
     print(f"draining: new requests are refused ({path}); waiting up to {args.timeout:g} s", flush=True)
     idle = wait_until_idle(args.metrics_url, args.timeout)
     print("no request in flight" if idle else "requests still in flight at the timeout", flush=True)

@@ -227,11 +227,11 @@ class EmbeddedTritonServer:
         return self.is_running() and requests_in_flight(self.endpoints.metrics_url) == 0
 
     def drain(self, timeout_s: float | None = None) -> bool:
-        """Refuse new requests and wait until those in flight have finished (True) or `timeout_s` (default: the
-        exit timeout) has passed (False). Then `stop()` drops nothing that was accepted."""
-        from i2v.serving.drain import wait_until_idle
+        """Refuse new requests and wait until those in flight and queued have finished (True) or `timeout_s`
+        (default: the exit timeout) has passed (False). Then `stop()` drops nothing that was accepted."""
+        from i2v.serving.drain import begin_drain, wait_until_idle
 
-        self.drain_file.touch()
+        begin_drain(self.drain_file, self.endpoints.metrics_url if self.is_running() else None)
         timeout_s = self.exit_timeout_s if timeout_s is None else timeout_s
         return wait_until_idle(self.endpoints.metrics_url, timeout_s) if self.is_running() else True
 

@@ -21,6 +21,7 @@ import pytest
 from ports import free_ports
 
 from i2v.client import GenerationRequest, I2VClient, ServerUnavailableError, UnauthorizedError
+from i2v.serving.drain import queued_requests
 from i2v.serving.processes import PROC, processes
 from i2v.video import decode_mp4
 
@@ -283,20 +284,39 @@ def test_a_stop_during_a_recovery_does_not_start_the_server_again(model_reposito
     assert server.log.read_text().count("Started GRPCInferenceService") == 1  # the first server only
 
 
-def test_sigterm_lets_the_video_in_flight_finish_then_exits_0(model_repository, tmp_path, photo_png):
-    """Meanwhile the health port answers: not ready (new requests are refused), live."""
+def test_sigterm_lets_the_videos_in_flight_and_queued_finish_then_exits_0(model_repository, tmp_path, photo_png):
+    """A request accepted before the SIGTERM, running or waiting in Triton's queue, gets its video; one sent after
+    it is refused retryably. Meanwhile the health port answers: not ready (new requests are refused), live."""
     server = ServeProcess(model_repository, tmp_path / "server.log", "--grace-period", "60")
     video = Background(server.url, request(photo_png, 60), at_step=2)
+    queued: dict = {}
+
+    def wait_in_the_queue() -> None:
+        with I2VClient(server.url) as client:
+            try:
+                queued["video"] = client.generate(request(photo_png, 10)).video
+            except Exception as exc:  # noqa: BLE001 - the test inspects it
+                queued["error"] = exc
+
+    waiting = threading.Thread(target=wait_in_the_queue)
+    waiting.start()
+    metrics = f"http://127.0.0.1:{server.metrics}/metrics"
+    deadline = time.monotonic() + 30
+    while queued_requests(metrics) != 1:  # behind the running one
+        assert time.monotonic() < deadline, "the second request never waited in Triton's queue"
+        time.sleep(0.1)
     server.process.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     with I2VClient(server.url) as client, pytest.raises(ServerUnavailableError, match="shutting down"):
-        client.generate(request(photo_png, 10))  # refused, retryably, while the one in flight finishes
+        client.generate(request(photo_png, 10))  # refused, retryably, while the ones accepted finish
     status, body = server.get("/ready")
     assert status == 503 and json.loads(body)["stopping"], (status, body)
     assert server.get("/live")[0] == 200
     outcome = video.join()
+    waiting.join(timeout=120)
     assert server.process.wait(timeout=120) == 0
     assert outcome.get("video"), outcome
+    assert queued.get("video"), queued
     assert "new requests are refused" in server.process.stdout.read()
 
 
