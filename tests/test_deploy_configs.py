@@ -958,7 +958,7 @@ def test_prometheus_scrapes_triton_and_the_supervisor_loads_the_rules_and_sends_
 @needs_promtool
 def test_promtool_accepts_the_prometheus_config_and_rules():
     promtool("check", "config", str(PROMETHEUS_CONFIG))
-    assert "8 rules found" in promtool("check", "rules", str(ALERTS)).stdout
+    assert "9 rules found" in promtool("check", "rules", str(ALERTS)).stdout
 
 
 def alert_rules() -> dict[str, dict]:
@@ -1136,6 +1136,33 @@ def test_alerts_fire_when_and_only_when_intended(tmp_path):
                         "exp_alerts": [
                             expected_alert("QueueRejectionsRising", {"model": "i2vgen_xl", "instance": INSTANCE})
                         ],
+                    },
+                ],
+            },
+            {
+                "interval": "1m",
+                # From minute 5 every request (3 a minute) is refused as unavailable on triton:8002; another
+                # replica drains from minute 5 for 4 minutes, refusing the few requests it still gets.
+                "input_series": [
+                    series("i2v_requests_total", "0+3x5 15x30", outcome="ok", model="i2vgen_xl", **TARGET),
+                    series("i2v_requests_total", "0x5 3+3x30", outcome="unavailable", model="i2vgen_xl", **TARGET),
+                    series(
+                        "i2v_requests_total", "0+1x5 5x4 5+1x26", outcome="ok", model="i2vgen_xl", instance="other:8002"
+                    ),
+                    series(
+                        "i2v_requests_total",
+                        "0x5 3+3x3 12x27",
+                        outcome="unavailable",
+                        model="i2vgen_xl",
+                        instance="other:8002",
+                    ),
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "12m", "alertname": "I2VRequestsUnavailable", "exp_alerts": []},
+                    {
+                        "eval_time": "25m",
+                        "alertname": "I2VRequestsUnavailable",
+                        "exp_alerts": [expected_alert("I2VRequestsUnavailable", {"instance": INSTANCE})],
                     },
                 ],
             },
