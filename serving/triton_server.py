@@ -287,6 +287,7 @@ class EmbeddedTritonServer:
             f"--http-port={self.http_port}",
             f"--metrics-address={self.host}",
             f"--metrics-port={self.metrics_port}",
+            "--metrics-config=summary_latencies=true",  # p50/p95 request and queue latency, as compose's server
             "--disable-auto-complete-config",
             # Explicit model control: every model loaded at start, then loaded/unloaded on request only.
             "--model-control-mode=explicit",

@@ -75,6 +75,8 @@ def test_bls_metrics_count_requests_steps_stages_and_errors(ops_triton, photo_pn
     assert delta == {"i2v_requests_total": 1, "i2v_denoise_steps_total": 12, "i2v_request_errors_total": 1}
     assert metric_value(after, "i2v_stage_seconds", stage="unet") > 0
     assert metric_value(after, "i2v_requests_in_flight") == 0
+    # the dashboard's p50/p95 latency, as compose's and Kubernetes' servers export it
+    assert metric_value(after, "nv_inference_request_summary_us_count", model="i2vgen_xl") >= 1
 
 
 def test_every_request_is_logged_as_json_and_its_video_stored_under_a_generated_name(ops_triton, photo_png):
