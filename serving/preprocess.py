@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
 import warnings
 
 from PIL import Image, ImageOps
@@ -57,7 +58,10 @@ def decode_image(data: bytes) -> Image.Image:
             f"image is too large: more than {MAX_IMAGE_PIXELS:,} pixels, a possible decompression bomb"
         ) from exc
     except Image.UnidentifiedImageError as exc:
-        raise InvalidImageError("image could not be decoded: it is not a PNG, JPEG or WebP file") from exc
+        message = "image could not be decoded: it is not a PNG, JPEG or WebP file"
+        if _looks_like_base64(data):  # the likeliest mistake over HTTP JSON
+            message += ', but base64 text or a data: URI: send "encoding": "base64" with it'
+        raise InvalidImageError(message) from exc
     except Exception as exc:  # PIL raises many types for corrupt data; their messages hold reprs and offsets
         raise InvalidImageError("image could not be decoded: the file is truncated or corrupt") from exc
     if min(image.size) < MIN_IMAGE_SIDE:
@@ -65,6 +69,11 @@ def decode_image(data: bytes) -> Image.Image:
             f"image is too small: {image.width}x{image.height}, each side must be at least {MIN_IMAGE_SIDE}"
         )
     return ImageOps.exif_transpose(image).convert("RGB")
+
+
+def _looks_like_base64(data: bytes) -> bool:
+    """A data: URI, or 64 bytes or more of nothing but the base64 alphabet (no image file starts so)."""
+    return data[:5].lower() == b"data:" or (len(data) >= 64 and bool(re.fullmatch(rb"[A-Za-z0-9+/=]+", data[:4096])))
 
 
 def center_crop_wide(image: Image.Image, size: tuple[int, int]) -> Image.Image:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import re
 import struct
@@ -121,6 +122,10 @@ BAD_REQUESTS = {
     ),
     "empty image bytes": (lambda png: tensors(image=image_input(b"")), "image is empty"),
     "text instead of an image": (lambda png: tensors(image=image_input(b"hello, world")), "image could not be decoded"),
+    "base64 text without its encoding": (
+        lambda png: tensors(image=image_input(base64.b64encode(png[1][0]))),
+        'not a PNG, JPEG or WebP file, but base64 text or a data: URI: send "encoding": "base64" with it',
+    ),
     "a GIF": (lambda png: tensors(image=image_input(image_bytes("GIF"))), "it is not a PNG, JPEG or WebP file"),
     "a BMP": (lambda png: tensors(image=image_input(image_bytes("BMP"))), "it is not a PNG, JPEG or WebP file"),
     "truncated PNG": (
