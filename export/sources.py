@@ -1,7 +1,9 @@
 """Where an I2VGen-XL comes from: a hub id or local folder, the tiny random model, or the full-size model.
 
-Every source ends in `I2VGenXLPipeline.from_pretrained`, the production loading path: the tiny model is built
-from configs, written with `save_pretrained` and read back, so tests exercise the same code as real weights.
+The tiny model and real weights end in `I2VGenXLPipeline.from_pretrained`, the production loading path: the tiny
+model is built from configs, written with `save_pretrained` and read back, so tests exercise the same code as real
+weights. The full-size random model (GPU benchmarks) is built in memory: written out, its random weights
+would only be read back (about 10 GB in fp32).
 """
 
 from __future__ import annotations
