@@ -20,17 +20,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from i2v.model.info import SupportedShapes, request_frame_range
+from i2v.model.info import SupportedShapes
 from i2v.model.parts import SIZE_FREE_SPECS, PartSpec, TensorSpec
 from i2v.params import RESOLUTION_PRESETS, parameter
 
 # The production table: the resolution presets (512p, 768p, 1024p; square and 16:9 where they fit the
 # 1280-pixel size limit), 8-32 frames, VAE decode chunks up to 8 frames.
-DEFAULT_SUPPORTED_SHAPES = SupportedShapes(
-    resolutions=tuple(RESOLUTION_PRESETS.values()), num_frames=request_frame_range(), max_decode_chunk_size=8
-)
+DEFAULT_SUPPORTED_SHAPES = SupportedShapes(resolutions=tuple(RESOLUTION_PRESETS.values()))
 # The tiny model's own sizes (its default 64x96 and a square), for building its engines on a GPU host.
-TINY_SUPPORTED_SHAPES = SupportedShapes(resolutions=((64, 64), (64, 96)), num_frames=request_frame_range())
+TINY_SUPPORTED_SHAPES = SupportedShapes(resolutions=((64, 64), (64, 96)))
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ PYTHON_BACKEND_RUNTIMES = ("onnxruntime", "torch", "tensorrt")  # what the gener
 TORCH_COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune", "cuda-graphs")
 
 
+MAX_DECODE_CHUNK_SIZE = 8  # the VAE decoder's largest batch by default (frames decoded per call)
+
+
 def request_frame_range() -> tuple[int, int]:
     """The num_frames range a request may ask for (the parameter table's)."""
     low, high = parameter("num_frames").range
@@ -41,7 +44,7 @@ class SupportedShapes:
 
     resolutions: tuple[tuple[int, int], ...]  # (height, width) pixel pairs, each one optimization profile
     num_frames: tuple[int, int] = field(default_factory=request_frame_range)  # every profile's frame axis
-    max_decode_chunk_size: int = 8  # the VAE decoder's largest batch (frames decoded per call)
+    max_decode_chunk_size: int = MAX_DECODE_CHUNK_SIZE
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "resolutions", tuple((int(h), int(w)) for h, w in self.resolutions))
@@ -79,7 +82,7 @@ class SupportedShapes:
         return cls(
             resolutions=tuple(tuple(r) for r in data["resolutions"]),
             num_frames=tuple(data.get("num_frames", request_frame_range())),
-            max_decode_chunk_size=int(data.get("max_decode_chunk_size", 8)),
+            max_decode_chunk_size=int(data.get("max_decode_chunk_size", MAX_DECODE_CHUNK_SIZE)),
         )
 
 
