@@ -17,7 +17,7 @@ from pathlib import Path
 
 from i2v.arguments import add_api_key_argument
 from i2v.gateway.nginx_config import GatewaySettings
-from i2v.params import MODEL_NAME
+from i2v.gateway.tenants import Tenant
 
 
 def add_gateway_command(commands, formatter_class: type[argparse.HelpFormatter]) -> None:
@@ -29,11 +29,16 @@ def add_gateway_command(commands, formatter_class: type[argparse.HelpFormatter])
     add = actions.add_parser("add-tenant", formatter_class=formatter_class, help="add a tenant; prints its new key")
     add.add_argument("name", help="lower case, digits and _ (also in nginx's zone names)")
     add.add_argument("--tenants", type=Path, required=True, help="tenants file (JSON; created if absent)")
-    add.add_argument("--requests-per-minute", type=int, default=30, help="generations per minute")
-    add.add_argument("--burst", type=int, default=5, help="requests over the rate accepted at once")
-    add.add_argument("--max-streams", type=int, default=2, help="generations in flight at once")
     add.add_argument(
-        "--models", nargs="+", default=[MODEL_NAME], help="models the tenant may use (with i2vgen_xl: its LoRA list)"
+        "--requests-per-minute", type=int, default=Tenant.requests_per_minute, help="generations per minute"
+    )
+    add.add_argument("--burst", type=int, default=Tenant.burst, help="requests over the rate accepted at once")
+    add.add_argument("--max-streams", type=int, default=Tenant.max_streams, help="generations in flight at once")
+    add.add_argument(
+        "--models",
+        nargs="+",
+        default=list(Tenant.models),
+        help="models the tenant may use (with i2vgen_xl: its LoRA list)",
     )
     add.set_defaults(run=run_add_tenant)
 
@@ -52,8 +57,8 @@ def add_gateway_command(commands, formatter_class: type[argparse.HelpFormatter])
     render.add_argument("--triton-grpc", default="127.0.0.1:8001", help="Triton's gRPC address")
     render.add_argument("--triton-http", default="127.0.0.1:8000", help="Triton's HTTP address")
     add_api_key_argument(render, "Triton's own key, sent upstream by the gateway (never to tenants)")
-    render.add_argument("--grpc-listen", default="0.0.0.0:9001", help="the gateway's gRPC port")
-    render.add_argument("--http-listen", default="0.0.0.0:9000", help="the gateway's HTTP port")
+    render.add_argument("--grpc-listen", default=GatewaySettings.grpc_listen, help="the gateway's gRPC port")
+    render.add_argument("--http-listen", default=GatewaySettings.http_listen, help="the gateway's HTTP port")
     render.add_argument(
         "--tls-cert",
         default="",
@@ -61,14 +66,18 @@ def add_gateway_command(commands, formatter_class: type[argparse.HelpFormatter])
         "made absolute, as are the other paths)",
     )
     render.add_argument("--tls-key", default="", help="PEM private key of --tls-cert")
-    render.add_argument("--max-body-mb", type=int, default=32, help="larger request bodies are refused")
+    render.add_argument(
+        "--max-body-mb", type=int, default=GatewaySettings.max_body_mb, help="larger request bodies are refused"
+    )
     render.add_argument(
         "--streams-retry-after",
         type=int,
         default=GatewaySettings.streams_retry_after_s,
         help="seconds a tenant whose streams are all open is told to wait (Retry-After): about one video's time",
     )
-    render.add_argument("--access-log", default="/dev/stdout", help="JSON lines per request, with the tenant")
+    render.add_argument(
+        "--access-log", default=GatewaySettings.access_log, help="JSON lines per request, with the tenant"
+    )
     render.add_argument(
         "--metrics-address",
         default="",
