@@ -2,10 +2,14 @@
 
 yuv420p, a browser-safe profile and `+faststart` (the index before the media data) make the file play in a
 `<video>` element as it downloads.
+
+The same frames always give the same bytes: x264's AVX-512 code is off (`_x264_params`).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import io
 import tempfile
 from dataclasses import dataclass
@@ -46,12 +50,35 @@ def _write_mp4(path: Path, frames: np.ndarray, fps: int, crf: int, preset: str) 
         stream = container.add_stream("libx264", rate=Fraction(fps, 1))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = Fraction(1, fps)
-        stream.options = {"crf": str(crf), "preset": preset, "profile": "high"}
+        stream.options = {"crf": str(crf), "preset": preset, "profile": "high", **_x264_params()}
         for index, frame in enumerate(frames):
             video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
             video_frame.pts = index
             container.mux(stream.encode(video_frame))
         container.mux(stream.encode())
+
+
+@functools.cache
+def _x264_params() -> dict[str, str]:
+    """x264's options beyond the rate, preset and profile: on a CPU with AVX-512, its instruction sets up to AVX2.
+
+    x264's AVX-512 functions (core 165, as PyAV's wheels bundle it) read memory that x264 allocated and never
+    wrote, for some frame sizes and contents (noise 160 wide and 192 high; the tiny test model's 64x64 frames):
+    the P frames then depend on what the heap held before. A fresh process holds the same leftovers run after
+    run, a long-lived server (the BLS stub, running torch between videos) does not, so the same frames there
+    gave one of two MP4s. With AVX2 the bytes do not depend on the heap (valgrind, which hides AVX-512 from x264,
+    finds no such read either), the encode is as fast, and where the AVX-512 code reads nothing stale (larger
+    frames) the bytes are the same. Every CPU with AVX-512 has AVX2 and the FMA3, BMI1/2 and LZCNT that x264's
+    "AVX2" level includes; other CPUs keep x264's own choice."""
+    features = {}
+    for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):  # numpy 2, numpy 1
+        try:
+            features = getattr(importlib.import_module(module), "__cpu_features__", {})
+        except ImportError:
+            continue
+        break
+    # x264 uses AVX-512 where F, CD, BW, DQ and VL are there and the OS saves the registers: numpy's AVX512_SKX
+    return {"x264-params": "asm=AVX2"} if features.get("AVX512_SKX") else {}
 
 
 def decode_mp4(data: bytes) -> DecodedVideo:
