@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from i2v.arguments import API_KEY_ENV, add_api_key_argument, positive
-from i2v.params import parameters
+from i2v.params import INVALID_INPUT, parameters
 
 URL_ENV = "I2V_TRITON_URL"
 CA_FILE_ENV = "I2V_CA_FILE"
@@ -131,9 +131,9 @@ def run_generate(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return fail("cancelled (Ctrl-C): the server stops the request at its next step", EXIT_CANCELLED)
     except ValueError as exc:  # a batch's input
-        return fail(f"invalid input: {exc}", EXIT_INVALID)
+        return fail(f"{INVALID_INPUT}: {exc}", EXIT_INVALID)
     except OSError as exc:  # an input that cannot be read, a batch's folder
-        return fail(f"invalid input: {exc.filename or args.batch}: {exc.strerror or exc}", EXIT_INVALID)
+        return fail(f"{INVALID_INPUT}: {exc.filename or args.batch}: {exc.strerror or exc}", EXIT_INVALID)
     except OutputError as exc:
         return fail(str(exc), EXIT_FAILED)
     print(f"wrote {args.output} (seed {result.seed}, {result.timings['total']:.2f} s on the server)")
@@ -288,7 +288,7 @@ def fail_request(exc: Exception, args: argparse.Namespace) -> int:
         return fail(f"the request took {took} and was cancelled; allow it more with --timeout ({exc})", EXIT_TIMEOUT)
     # (kind, what the message is prefixed with unless its first clause already says so, exit code)
     failures = (
-        (errors.InvalidInputError, "invalid input", EXIT_INVALID),
+        (errors.InvalidInputError, INVALID_INPUT, EXIT_INVALID),  # the server's own start with it
         (errors.ConnectionSettingsError, "", EXIT_INVALID),
         (errors.ServerUnavailableError, "", EXIT_UNAVAILABLE),  # its messages start "cannot connect", ...
         (errors.OverloadedError, "server overloaded", EXIT_OVERLOADED),

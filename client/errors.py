@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from i2v.params import InvalidParameterError
+from i2v.params import FORBIDDEN, INVALID_INPUT, OUT_OF_MEMORY, PROCESS_DIED, UNAVAILABLE, InvalidParameterError
 
 
 class I2VError(Exception):
@@ -107,7 +107,7 @@ def error_from_server(message: str, status: str | None = None, url: str | None =
     server's address, goes into the messages that need it (cannot connect, no such model)."""
     code = (status or "").rsplit(".", 1)[-1].upper()
     text = message.lower()
-    if text.startswith("forbidden:"):  # i2v.serving.tenancy: a model the gateway's tenant may not use
+    if text.startswith(f"{FORBIDDEN}:"):  # i2v.serving.tenancy: a model the gateway's tenant may not use
         return ForbiddenError(message)
     if text.startswith(("rate limit", "streams limit")):  # the gateway's words (i2v.gateway), RESOURCE_EXHAUSTED
         retry = re.search(r"retry after (\d+(?:\.\d+)?) s", text)
@@ -118,7 +118,7 @@ def error_from_server(message: str, status: str | None = None, url: str | None =
         return OverloadedError(message)
     if "protocol is restricted" in text or "api-key" in text:
         return UnauthorizedError(message)
-    if "out of memory" in text:
+    if OUT_OF_MEMORY in text:
         return OutOfMemoryError(message)
     where = f"the server at {url or '<unknown address>'}"
     if "certificate_verify_failed" in text or "certificate verify failed" in text:
@@ -146,14 +146,14 @@ def error_from_server(message: str, status: str | None = None, url: str | None =
             f"the connection to the server broke during the request ({message}): it may be restarting; retry in a "
             "few seconds"
         )
-    if "is not healthy" in text:  # Triton's words when the served model's own process has died
+    if PROCESS_DIED in text:  # Triton's words when the served model's own process has died
         return ServerUnavailableError(
             "the server's process for this model stopped during the request; it restarts by itself: retry in a "
             f"few seconds ({message})"
         )
     kind = STATUS_ERRORS.get(code) or _kind_from_message(text)
-    if kind is ServerUnavailableError and not text.startswith("unavailable"):
-        # Every ServerUnavailableError says so in its first words (the server's own begin "unavailable:").
+    if kind is ServerUnavailableError and not text.startswith(UNAVAILABLE):
+        # Every ServerUnavailableError says so in its first words (the server's own begin with `UNAVAILABLE`).
         return ServerUnavailableError(f"server unavailable: {message}")
     return kind(message)
 
@@ -164,10 +164,10 @@ CONNECT_FAILURES = ("failed to connect", "connection refused", "dns resolution f
 
 def _kind_from_message(text: str) -> type[I2VError]:
     """For errors that come without a status code (the stream's own errors)."""
-    if "invalid input" in text or "invalid argument" in text:
+    if INVALID_INPUT in text or "invalid argument" in text:
         return InvalidInputError
     if "deadline" in text:
         return GenerationTimeoutError
-    if any(s in text for s in ("unavailable", "not ready", "unknown model")):
+    if any(s in text for s in (UNAVAILABLE, "not ready", "unknown model")):
         return ServerUnavailableError
     return GenerationError

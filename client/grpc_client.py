@@ -32,8 +32,14 @@ from i2v.params import (
     API_KEY_HEADER,
     CONFIG_DEFAULT_PREFIX,
     CONFIG_SIZE_STEP,
+    FRAMES_OUTPUT,
+    IMAGE_INPUT,
     LORA_LIST_MODEL,
+    LORA_LIST_OUTPUT,
+    METADATA_OUTPUT,
     MODEL_NAME,
+    PROGRESS_OUTPUT,
+    VIDEO_OUTPUT,
     parameter,
     parameters,
 )
@@ -44,7 +50,8 @@ ProgressCallback = Callable[[int, int], None]  # (step, total)
 def build_inputs(request: GenerationRequest) -> list[grpcclient.InferInput]:
     """Request → Triton input tensors, typed by the parameter table; parameters left out are not sent (the
     server's defaults apply)."""
-    tensors: dict[str, tuple[str, np.ndarray]] = {"image": ("BYTES", np.array([bytes(request.image)], np.object_))}
+    image = np.array([bytes(request.image)], np.object_)
+    tensors: dict[str, tuple[str, np.ndarray]] = {IMAGE_INPUT: ("BYTES", image)}
     for name, value in request.parameters().items():
         dtype = parameter(name).triton_dtype
         element = value.encode() if isinstance(value, str) else value
@@ -79,7 +86,7 @@ def parse_served_model(config: dict) -> ServedModel:
 def parse_lora_listing(result) -> list[LoraAdapterInfo]:
     """The listing model's answer (`i2v.serving.lora_listing`) → the registered adapters, by name."""
     try:
-        entries = json.loads(bytes(result.as_numpy("adapters")[0]))
+        entries = json.loads(bytes(result.as_numpy(LORA_LIST_OUTPUT)[0]))
         return [LoraAdapterInfo.from_listing(entry) for entry in entries]
     except (TypeError, ValueError, KeyError, IndexError) as exc:
         raise GenerationError(f"the server's LoRA listing is malformed ({type(exc).__name__}: {exc})") from None
@@ -112,18 +119,18 @@ def client_error(error: Exception, url: str | None = None) -> I2VError:
 
 def read_response(result) -> Progress | GenerationResult | None:
     """One streamed response → a progress event, the final result, or None (nothing to report)."""
-    progress = result.as_numpy("progress")
+    progress = result.as_numpy(PROGRESS_OUTPUT)
     if progress is not None:
         return Progress(int(progress[0]), int(progress[1]))
     if not result.get_response().parameters["triton_final_response"].bool_param:
         return None
-    video = result.as_numpy("video")
+    video = result.as_numpy(VIDEO_OUTPUT)
     if video is None:
         raise GenerationCancelledError("the server ended the request without a video (cancelled)")
     return GenerationResult(
         video=bytes(video[0]),
-        metadata=json.loads(bytes(result.as_numpy("metadata")[0])),
-        frames=result.as_numpy("frames"),
+        metadata=json.loads(bytes(result.as_numpy(METADATA_OUTPUT)[0])),
+        frames=result.as_numpy(FRAMES_OUTPUT),
     )
 
 

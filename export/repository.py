@@ -25,9 +25,15 @@ from i2v.model.parts import PartSpec, size_multiple, specs_for_pipeline, vae_sca
 from i2v.params import (
     CONFIG_DEFAULT_PREFIX,
     CONFIG_SIZE_STEP,
+    FRAMES_OUTPUT,
+    IMAGE_INPUT,
     LORA_LIST_MODEL,
+    LORA_LIST_OUTPUT,
+    METADATA_OUTPUT,
     MODEL_NAME,
+    PROGRESS_OUTPUT,
     TRITON_CONFIG_TYPES,
+    VIDEO_OUTPUT,
     GenerationParams,
     model_defaults,
     parameters,
@@ -172,7 +178,8 @@ def write_lora_listing(repository: Path) -> None:
     version = Path(repository) / LORA_LIST_MODEL / "1"
     version.mkdir(parents=True, exist_ok=True)
     (version / "model.py").write_text(_shim("i2v.serving.lora_listing", "the LoRA adapters registered with the BLS"))
-    (version.parent / "config.pbtxt").write_text(LORA_LIST_CONFIG.substitute(model_name=LORA_LIST_MODEL))
+    config = LORA_LIST_CONFIG.substitute(model_name=LORA_LIST_MODEL, output=LORA_LIST_OUTPUT)
+    (version.parent / "config.pbtxt").write_text(config)
 
 
 def write_lora_targets(pipe, onnx_paths: Mapping[str, Path] | None, version: Path, runtime: str) -> None:
@@ -392,7 +399,7 @@ def bls_config(
         raise ValueError(f"max_queue_size must be at least 1, got {max_queue_size}")
     if instance_kind not in ("KIND_CPU", "KIND_GPU"):
         raise ValueError(f"instance_kind must be KIND_CPU or KIND_GPU, got {instance_kind!r}")
-    inputs = ['  { name: "image", data_type: TYPE_STRING, dims: [ 1 ] }  # encoded PNG / JPEG / WebP bytes']
+    inputs = [f'  {{ name: "{IMAGE_INPUT}", data_type: TYPE_STRING, dims: [ 1 ] }}  # encoded PNG / JPEG / WebP bytes']
     for entry in parameters():
         optional = "" if entry.required else ", optional: true"
         dtype = TRITON_CONFIG_TYPES[entry.triton_dtype]
@@ -408,6 +415,10 @@ def bls_config(
     )
     return BLS_CONFIG.substitute(
         model_name=MODEL_NAME,
+        progress=PROGRESS_OUTPUT,
+        video=VIDEO_OUTPUT,
+        metadata=METADATA_OUTPUT,
+        frames=FRAMES_OUTPUT,
         max_queue_size=max_queue_size,
         instance_kind=instance_kind,
         inputs=_comma_lines(inputs),
@@ -437,14 +448,14 @@ name: "$model_name"
 backend: "python"
 max_batch_size: 0
 output [
-  { name: "adapters", data_type: TYPE_STRING, dims: [ 1 ] }  # JSON list: name, ranks, layers, target_modules, size
+  { name: "$output", data_type: TYPE_STRING, dims: [ 1 ] }  # JSON list: name, ranks, layers, target_modules, size
 ]
 instance_group [ { count: 1, kind: KIND_CPU } ]
 """)
 
 BLS_CONFIG = Template("""# I2VGen-XL image-to-video: the whole loop (preprocess, encoders, denoising, VAE decode, MP4).
-# Decoupled: one response per denoising step carries `progress` ([step, total]); the last carries
-# `video` (H.264 MP4 bytes), `metadata` (JSON: parameters used, seed, timings) and, on request, `frames`.
+# Decoupled: one response per denoising step carries `$progress` ([step, total]); the last carries
+# `$video` (H.264 MP4 bytes), `$metadata` (JSON: parameters used, seed, timings) and, on request, `$frames`.
 # Omitted optional inputs take the model's defaults, listed below as parameters `default.<name>`, beside the
 # size step that height and width must be multiples of.
 # Written by `i2v export` from the parameter table (i2v/params.py).
@@ -461,10 +472,10 @@ input [
 $inputs
 ]
 output [
-  { name: "progress", data_type: TYPE_INT32, dims: [ 2 ] },  # [step, total]
-  { name: "video", data_type: TYPE_STRING, dims: [ 1 ] },  # MP4 bytes (H.264, yuv420p, faststart)
-  { name: "metadata", data_type: TYPE_STRING, dims: [ 1 ] },  # JSON
-  { name: "frames", data_type: TYPE_UINT8, dims: [ -1, -1, -1, 3 ] }  # [frames, height, width, RGB]
+  { name: "$progress", data_type: TYPE_INT32, dims: [ 2 ] },  # [step, total]
+  { name: "$video", data_type: TYPE_STRING, dims: [ 1 ] },  # MP4 bytes (H.264, yuv420p, faststart)
+  { name: "$metadata", data_type: TYPE_STRING, dims: [ 1 ] },  # JSON
+  { name: "$frames", data_type: TYPE_UINT8, dims: [ -1, -1, -1, 3 ] }  # [frames, height, width, RGB]
 ]
 instance_group [ { count: 1, kind: $instance_kind } ]
 parameters [

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from i2v.gateway.tenants import Tenant, check_tenants
-from i2v.params import MODELS_HEADER, TENANT_HEADER
+from i2v.params import FORBIDDEN, MODELS_HEADER, TENANT_HEADER, UNAVAILABLE
 
 CONFIG_NAME = "nginx.conf"
 SCRIPT_NAME = "tenant_key.js"
@@ -120,6 +120,8 @@ def render(tenants: list[Tenant], settings: GatewaySettings) -> str:
         "TRITON_KEY": settings.triton_api_key,
         "TENANT_HEADER": TENANT_HEADER,  # what Triton forwards to the models (--*-header-forward-pattern)
         "MODELS_HEADER": MODELS_HEADER,
+        "FORBIDDEN": FORBIDDEN,  # the words its refusals start with, which the client tells them by
+        "UNAVAILABLE": UNAVAILABLE,
         "LOG_FIELDS": LOG_FIELDS,
         "METRICS_LOG": (
             f"    access_log syslog:server={settings.metrics_address},nohostname,tag=i2v_gateway tenants_line;"

@@ -4,7 +4,8 @@
 help and UI control. The BLS `config.pbtxt` inputs (`i2v.export.repository`), the server's reading and
 validation (`i2v.serving.request`), the client's request tensors (`i2v.client`), the `i2v generate` flags
 (`i2v.client.command`) and the Gradio controls (`i2v.ui`) are all made from it, so a new parameter is one
-entry here. Consumers read the table when they run (`parameters()`), never copy it at import.
+entry here. Consumers read the table when they run (`parameters()`), never copy it at import. Beside it, the
+other names and words server and client must agree on: the models, headers, tensors and error-message words.
 
 Torch-free on purpose: a client-only install imports this module.
 """
@@ -33,6 +34,23 @@ CONFIG_SIZE_STEP = "size_step"
 TENANT_HEADER = "i2v-tenant"
 MODELS_HEADER = "i2v-models"
 FORWARDED_HEADERS = "i2v-.*"
+# The `MODEL_NAME` model's tensors besides the parameters: the image it reads; the `progress` ([step, total])
+# it streams once per denoising step; the `video`, `metadata` (JSON) and, on request, `frames` of its last
+# response. And the one output of `LORA_LIST_MODEL` (JSON).
+IMAGE_INPUT = "image"
+PROGRESS_OUTPUT = "progress"
+VIDEO_OUTPUT = "video"
+METADATA_OUTPUT = "metadata"
+FRAMES_OUTPUT = "frames"
+LORA_LIST_OUTPUT = "adapters"
+# The words an error is told by where no gRPC status code says enough (`i2v.client.errors`; the BLS, its parts'
+# errors): the server's and the gateway's messages start with them ("<words>: ..."); Triton's, when a model's
+# process died, hold `PROCESS_DIED`.
+FORBIDDEN = "forbidden"  # the gateway's tenant may not use that model
+INVALID_INPUT = "invalid input"
+OUT_OF_MEMORY = "out of memory"  # also from a part to the BLS, which passes it on
+UNAVAILABLE = "unavailable"  # retryable: the server is stopping, a part's process died, no Triton behind the gateway
+PROCESS_DIED = "is not healthy"  # Triton's: "Stub process 'unet_0_0' is not healthy."
 
 # The picture formats a request's image may be in (PIL's names; the README's API), whatever else PIL could open.
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")

@@ -39,8 +39,6 @@ from i2v.model.info import ModelInfo
 from i2v.params import GenerationParams, InvalidParameterError, parameter
 
 BUDGET_ENV = "I2V_MEMORY_BUDGET_BYTES"
-# How an allocation failure that still happens is worded, from the part that failed to the client's error type
-OUT_OF_MEMORY = "out of memory"
 SCORES_FACTOR = 3.0  # ONNX Runtime's UNet peak over its attention scores (measured 2.6-4.1 on the tiny model)
 FEATURE_MAPS = 32  # first-level feature maps alive in a UNet step (measured about 31, full-size fp16)
 VAE_FEATURE_MAPS = 8  # full-resolution feature maps alive per decoded frame (estimated)

@@ -29,8 +29,21 @@ from i2v.model.lora_registry import (
     takes_lora,
 )
 from i2v.model.parts import BATCH_CHUNK_PARAMETER, OUTPUT_NAMES
-from i2v.params import GenerationParams, InvalidParameterError, parameters
-from i2v.serving.admission import OUT_OF_MEMORY, HeldMemory, check_memory
+from i2v.params import (
+    FRAMES_OUTPUT,
+    IMAGE_INPUT,
+    INVALID_INPUT,
+    METADATA_OUTPUT,
+    OUT_OF_MEMORY,
+    PROCESS_DIED,
+    PROGRESS_OUTPUT,
+    UNAVAILABLE,
+    VIDEO_OUTPUT,
+    GenerationParams,
+    InvalidParameterError,
+    parameters,
+)
+from i2v.serving.admission import HeldMemory, check_memory
 from i2v.serving.drain import DrainGate
 from i2v.serving.generator import GenerationCancelled, VideoGenerator
 from i2v.serving.lora_runtime import LoraChoice
@@ -56,9 +69,9 @@ class PartError(RuntimeError):
     def __init__(self, part: str, message: str) -> None:
         super().__init__(f"{part}: {message}")
         self.part = part
-        # Triton's words when the part's Python-backend process has died ("Stub process 'unet_0_0' is not
-        # healthy."): the supervisor restarts the server, so the request may be retried
-        self.process_died = "is not healthy" in message
+        # Triton's words when the part's Python-backend process has died: the supervisor restarts the server, so
+        # the request may be retried
+        self.process_died = PROCESS_DIED in message
         self.out_of_memory = OUT_OF_MEMORY in message  # the part runner's words (`i2v.serving.part_runner`)
         # the request's LoRA file could not be used there (copied in by hand and damaged, or for another UNet):
         # the part runner names the error's type before its message
@@ -126,11 +139,13 @@ class TritonPythonModel:
     def generate(self, request, sender) -> tuple[pb_utils.InferenceResponse, dict]:
         check_model_allowed(request, self.model_name)
         if not self.drain_gate.admits():
-            raise ServerDraining("unavailable: the server is shutting down: retry in a few seconds (another replica)")
+            raise ServerDraining(
+                f"{UNAVAILABLE}: the server is shutting down: retry in a few seconds (another replica)"
+            )
         start = time.perf_counter()
-        image_bytes = _read_bytes(request, "image")
+        image_bytes = _read_bytes(request, IMAGE_INPUT)
         if image_bytes is None:
-            raise InvalidImageError("image is required: send the bytes of a PNG, JPEG or WebP file")
+            raise InvalidImageError(f"{IMAGE_INPUT} is required: send the bytes of a PNG, JPEG or WebP file")
         params = self.read_params(request)
         if params.encoding == "base64":
             image_bytes = image_from_base64(image_bytes)
@@ -139,7 +154,7 @@ class TritonPythonModel:
         needed = check_memory(self.generator.info, params, self.device, held)  # before any part runs
 
         def on_step(step: int, total: int) -> None:
-            progress = pb_utils.Tensor("progress", np.array([step, total], dtype=np.int32))
+            progress = pb_utils.Tensor(PROGRESS_OUTPUT, np.array([step, total], dtype=np.int32))
             sender.send(pb_utils.InferenceResponse(output_tensors=[progress]))
             self.metrics.steps.increment(1)
 
@@ -168,11 +183,11 @@ class TritonPythonModel:
         }
         sent = base64.b64encode(mp4) if params.encoding == "base64" else mp4  # JSON over HTTP carries text only
         outputs = [
-            pb_utils.Tensor("video", np.array([sent], dtype=np.object_)),
-            pb_utils.Tensor("metadata", np.array([json.dumps(metadata).encode()], dtype=np.object_)),
+            pb_utils.Tensor(VIDEO_OUTPUT, np.array([sent], dtype=np.object_)),
+            pb_utils.Tensor(METADATA_OUTPUT, np.array([json.dumps(metadata).encode()], dtype=np.object_)),
         ]
         if params.return_frames:
-            outputs.append(pb_utils.Tensor("frames", video.frames))
+            outputs.append(pb_utils.Tensor(FRAMES_OUTPUT, video.frames))
         stored = self.request_log.store(mp4, metadata)
         record = {**metadata, "video_bytes": len(mp4), "stored": str(stored) if stored else None}
         return pb_utils.InferenceResponse(output_tensors=outputs), record
@@ -219,7 +234,7 @@ def failure(exc: Exception, request_id: str) -> tuple[object | None, str, str]:
     if isinstance(exc, GenerationCancelled):
         return None, "cancelled", str(exc)
     if isinstance(exc, (InvalidParameterError, InvalidImageError)):
-        return _error(f"invalid input: {exc}", "INVALID_ARG"), "invalid_input", str(exc)
+        return _error(f"{INVALID_INPUT}: {exc}", "INVALID_ARG"), "invalid_input", str(exc)
     if isinstance(exc, ModelNotAllowedError):
         return _error(str(exc), "INVALID_ARG"), "forbidden", str(exc)
     if isinstance(exc, ServerDraining):
@@ -232,11 +247,11 @@ def failure(exc: Exception, request_id: str) -> tuple[object | None, str, str]:
         )
         return _error(message, "INTERNAL"), "out_of_memory", str(exc)
     if isinstance(exc, PartError) and exc.lora_problem:
-        message = f"invalid input: the requested lora cannot be used: {exc.lora_problem}"
+        message = f"{INVALID_INPUT}: the requested lora cannot be used: {exc.lora_problem}"
         return _error(message, "INVALID_ARG"), "invalid_input", str(exc)
     if isinstance(exc, PartError) and exc.process_died:
         message = (
-            f"unavailable: the {exc.part} part's process stopped during this request (request {request_id}); "
+            f"{UNAVAILABLE}: the {exc.part} part's process stopped during this request (request {request_id}); "
             "the server restarts it by itself: retry in a few seconds"
         )
         return _error(message, "UNAVAILABLE"), "unavailable", str(exc)

@@ -15,9 +15,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from i2v.model.lora_registry import describe, lora_dir
+from i2v.params import LORA_LIST_OUTPUT
 from i2v.serving.tenancy import ModelNotAllowedError, check_model_allowed
-
-OUTPUT = "adapters"  # JSON: [{"name", "ranks", "layers", "target_modules", "size_bytes", "checked"}, ...]
 
 
 class TritonPythonModel:
@@ -31,7 +30,8 @@ class TritonPythonModel:
             try:
                 check_model_allowed(request, self.model_name)
                 listing = json.dumps(describe(self.folder)).encode()
-                output = pb_utils.Tensor(OUTPUT, np.array([listing], dtype=np.object_))
+                # JSON: [{"name", "ranks", "layers", "target_modules", "size_bytes", "checked"}, ...]
+                output = pb_utils.Tensor(LORA_LIST_OUTPUT, np.array([listing], dtype=np.object_))
                 responses.append(pb_utils.InferenceResponse(output_tensors=[output]))
             except ModelNotAllowedError as exc:
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))

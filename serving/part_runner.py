@@ -31,7 +31,7 @@ import triton_python_backend_utils as pb_utils
 from i2v.model.info import PYTHON_BACKEND_RUNTIMES
 from i2v.model.lora_registry import LORA_TARGETS_FILE, lora_dir
 from i2v.model.parts import BATCH_CHUNK_PARAMETER
-from i2v.serving.admission import OUT_OF_MEMORY
+from i2v.params import OUT_OF_MEMORY
 from i2v.serving.stub import use_utf8_text
 from i2v.serving.tenancy import ModelNotAllowedError, check_model_allowed
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from i2v.params import GenerationParams, InvalidParameterError, Parameter, model_defaults, parameters
+from i2v.params import IMAGE_INPUT, GenerationParams, InvalidParameterError, Parameter, model_defaults, parameters
 
 
 def read_parameters(
@@ -38,7 +38,7 @@ def check_no_unknown_fields(request_parameters: Mapping[str, Any]) -> None:
     the headers the gateway forwards (`i2v-*`) and Triton's own (`triton_*`)."""
     unknown = sorted(k for k in request_parameters if not k.startswith(("i2v-", "triton_")))
     if unknown:
-        known = ", ".join(["image", *(entry.name for entry in parameters())])
+        known = ", ".join([IMAGE_INPUT, *(entry.name for entry in parameters())])
         raise InvalidParameterError(
             f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; the fields are: {known}"
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from i2v.params import MODELS_HEADER, TENANT_HEADER
+from i2v.params import FORBIDDEN, MODELS_HEADER, TENANT_HEADER
 
 
 class ModelNotAllowedError(PermissionError):
@@ -34,7 +34,7 @@ def tenant_of(request) -> str | None:
 
 def check_model_allowed(request, model_name: str) -> None:
     """Raise `ModelNotAllowedError` when the request came through the gateway for a tenant that may not use
-    `model_name`. The message starts with "forbidden:", the words the client maps to `ForbiddenError`."""
+    `model_name`. The message starts with `FORBIDDEN`, the word the client maps to `ForbiddenError`."""
     headers = gateway_headers(request)
     if MODELS_HEADER not in headers:
         return
@@ -42,5 +42,5 @@ def check_model_allowed(request, model_name: str) -> None:
     if model_name not in allowed:
         tenant = headers.get(TENANT_HEADER) or "unknown"
         raise ModelNotAllowedError(
-            f"forbidden: tenant {tenant} may not use model {model_name}; its models: {', '.join(allowed) or 'none'}"
+            f"{FORBIDDEN}: tenant {tenant} may not use model {model_name}; its models: {', '.join(allowed) or 'none'}"
         )
