@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 from i2v.params import MODEL_NAME
+from i2v.serving.processes import python_stubs
 
 DRAIN_FILE_ENV = "I2V_DRAIN_FILE"
 DEFAULT_DRAIN_FILE = "/tmp/i2v-draining"
@@ -85,10 +86,14 @@ def end_drain() -> Path:
     return path
 
 
-def requests_in_flight(metrics_url: str) -> float | None:
+def requests_in_flight(metrics_url: str, server_pid: int | None = None) -> float | None:
     """Requests being generated or waiting in the queue (the BLS's `IN_FLIGHT_METRIC` and Triton's
-    pending count), from Triton's metrics port; None when it does not answer."""
-    return _metric_sum(metrics_url, (IN_FLIGHT_METRIC + "{", PENDING_METRIC + "{"))
+    pending count), from Triton's metrics port; None when it does not answer. Given the server's pid, a BLS
+    whose process died counts none in flight: Triton keeps its gauge where the dead process left it."""
+    counted = (IN_FLIGHT_METRIC + "{", PENDING_METRIC + "{")
+    if server_pid is not None and not any(s.alive and s.model == MODEL_NAME for s in python_stubs(server_pid)):
+        counted = (PENDING_METRIC + "{",)
+    return _metric_sum(metrics_url, counted)
 
 
 def queued_requests(metrics_url: str) -> int:
@@ -106,11 +111,11 @@ def _metric_sum(metrics_url: str, prefixes: tuple[str, ...]) -> float | None:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefixes))
 
 
-def wait_until_idle(metrics_url: str, timeout_s: float, poll_s: float = 0.5) -> bool:
+def wait_until_idle(metrics_url: str, timeout_s: float, poll_s: float = 0.5, server_pid: int | None = None) -> bool:
     """Wait until no request is in flight (True) or `timeout_s` passes (False); an unreachable server is idle."""
     deadline = time.monotonic() + timeout_s
     while True:
-        count = requests_in_flight(metrics_url)
+        count = requests_in_flight(metrics_url, server_pid)
         if not count:
             return True
         if time.monotonic() >= deadline:

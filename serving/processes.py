@@ -1,12 +1,15 @@
 """This machine's processes as `/proc/<pid>/stat` shows them: the one reader of that file for the launcher
-(a server's process group), the supervisor (a dead server or stub) and the benchmark's memory sampler. No
-subprocess, so a sampler calling it often costs the measured processes next to nothing."""
+(a server's process group), the supervisor and the drain (a server's Python-backend stubs, dead or alive) and
+the benchmark's memory sampler. No subprocess, so a sampler calling it often costs the measured processes next
+to nothing."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from i2v.serving.triton_install import STUB_NAME
 
 PROC = Path("/proc")
 
@@ -49,3 +52,43 @@ def is_alive(pid: int) -> bool:
 def process_group_members(pgid: int) -> list[int]:
     """Live processes of a process group: a server and its Python-backend stubs."""
     return [p.pid for p in processes() if p.pgid == pgid and p.alive]
+
+
+@dataclass(frozen=True)
+class Stub:
+    pid: int
+    model: str
+    alive: bool  # False for a zombie: dead, not yet reaped by tritonserver
+
+
+def tritonserver_pids() -> list[int]:
+    """Processes named tritonserver in this PID namespace (the sidecar's way to find its server)."""
+    pids = []
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "tritonserver":
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def python_stubs(server_pid: int) -> list[Stub]:
+    """The Python-backend stubs of one server: its children whose command line is the stub with a model.py
+    (`<repository>/<model>/<version>/model.py`); a zombie has lost its command line, so it is known by its
+    state and counted as dead under the model it had when it was seen alive."""
+    stubs = []
+    for process in processes():
+        if process.ppid != server_pid:
+            continue
+        try:
+            command = (PROC / str(process.pid) / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not command or not command[0].decode(errors="replace").endswith(STUB_NAME):
+            continue
+        model_py = Path(command[1].decode(errors="replace")) if len(command) > 1 else None
+        model = model_py.parent.parent.name if model_py is not None else ""
+        stubs.append(Stub(process.pid, model, process.state != "Z"))
+    return stubs

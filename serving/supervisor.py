@@ -55,8 +55,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from i2v.params import API_KEY_HEADER, MODEL_NAME
 from i2v.serving.drain import requests_in_flight
-from i2v.serving.processes import PROC, is_alive, processes
-from i2v.serving.triton_install import STUB_NAME
+from i2v.serving.processes import is_alive, python_stubs, tritonserver_pids
 
 PART_RESTARTS = "i2v_part_restarts_total"
 PART_RECOVERING = "i2v_part_recovering"
@@ -66,46 +65,6 @@ log = logging.getLogger("i2v.supervisor")
 
 class HealthPortError(RuntimeError):
     """The health port cannot be listened on: said before anything starts, not as a traceback after."""
-
-
-@dataclass(frozen=True)
-class Stub:
-    pid: int
-    model: str
-    alive: bool  # False for a zombie: dead, not yet reaped by tritonserver
-
-
-def tritonserver_pids() -> list[int]:
-    """Processes named tritonserver in this PID namespace (the sidecar's way to find its server)."""
-    pids = []
-    for entry in PROC.iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "tritonserver":
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
-def python_stubs(server_pid: int) -> list[Stub]:
-    """The Python-backend stubs of one server: its children whose command line is the stub with a model.py
-    (`<repository>/<model>/<version>/model.py`); a zombie has lost its command line, so it is known by its
-    state and counted as dead under the model it had when it was seen alive."""
-    stubs = []
-    for process in processes():
-        if process.ppid != server_pid:
-            continue
-        try:
-            command = (PROC / str(process.pid) / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if not command or not command[0].decode(errors="replace").endswith(STUB_NAME):
-            continue
-        model_py = Path(command[1].decode(errors="replace")) if len(command) > 1 else None
-        model = model_py.parent.parent.name if model_py is not None else ""
-        stubs.append(Stub(process.pid, model, process.state != "Z"))
-    return stubs
 
 
 @dataclass

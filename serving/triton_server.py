@@ -224,7 +224,7 @@ class EmbeddedTritonServer:
         """Running with no request in flight or queued (the metrics answer and say 0)."""
         from i2v.serving.drain import requests_in_flight
 
-        return self.is_running() and requests_in_flight(self.endpoints.metrics_url) == 0
+        return self.is_running() and requests_in_flight(self.endpoints.metrics_url, self.pid) == 0
 
     def drain(self, timeout_s: float | None = None) -> bool:
         """Refuse new requests and wait until those in flight and queued have finished (True) or `timeout_s`
@@ -233,7 +233,9 @@ class EmbeddedTritonServer:
 
         begin_drain(self.drain_file, self.endpoints.metrics_url if self.is_running() else None)
         timeout_s = self.exit_timeout_s if timeout_s is None else timeout_s
-        return wait_until_idle(self.endpoints.metrics_url, timeout_s) if self.is_running() else True
+        return (
+            wait_until_idle(self.endpoints.metrics_url, timeout_s, server_pid=self.pid) if self.is_running() else True
+        )
 
     def restart(self) -> TritonEndpoints:
         """Kill the server and its stubs at once and start it again on the same ports: the recovery from a dead

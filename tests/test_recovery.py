@@ -21,8 +21,9 @@ import pytest
 from ports import free_ports
 
 from i2v.client import GenerationRequest, I2VClient, ServerUnavailableError, UnauthorizedError
-from i2v.serving.drain import queued_requests
-from i2v.serving.processes import PROC, processes
+from i2v.params import MODEL_NAME
+from i2v.serving.drain import queued_requests, requests_in_flight
+from i2v.serving.processes import PROC, processes, python_stubs
 from i2v.video import decode_mp4
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -318,6 +319,21 @@ def test_sigterm_lets_the_videos_in_flight_and_queued_finish_then_exits_0(model_
     assert outcome.get("video"), outcome
     assert queued.get("video"), queued
     assert "new requests are refused" in server.process.stdout.read()
+
+
+def test_a_bls_whose_process_died_has_nothing_in_flight_for_the_drain(model_repository, tmp_path, photo_png):
+    """Triton keeps the dead BLS's in-flight gauge at the request it died in: a stop then (before a supervisor
+    restarts the server) must not wait out the whole grace period for it."""
+    from i2v.serving.triton_server import EmbeddedTritonServer
+
+    with EmbeddedTritonServer(model_repository, log_file=tmp_path / "server.log", exit_timeout_s=300) as server:
+        video = Background(server.endpoints.grpc_url, request(photo_png, 60), at_step=2)
+        os.kill(next(s.pid for s in python_stubs(server.pid) if s.model == MODEL_NAME), signal.SIGKILL)
+        assert isinstance(video.join().get("error"), ServerUnavailableError)
+        assert requests_in_flight(server.endpoints.metrics_url) == 1  # the dead process's gauge, as it left it
+        start = time.monotonic()
+        assert server.drain(timeout_s=60)
+        assert time.monotonic() - start < 10
 
 
 def compose_triton_command(key: str, repository: Path, binary: Path) -> tuple[list[str], dict[str, str]]:
