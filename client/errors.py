@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import re
 
-from i2v.params import FORBIDDEN, INVALID_INPUT, OUT_OF_MEMORY, PROCESS_DIED, UNAVAILABLE, InvalidParameterError
+from i2v.params import (
+    FORBIDDEN,
+    INVALID_INPUT,
+    OUT_OF_MEMORY,
+    PROCESS_DIED,
+    RATE_LIMITED,
+    STREAMS_LIMITED,
+    UNAVAILABLE,
+    InvalidParameterError,
+)
 
 
 class I2VError(Exception):
@@ -109,7 +118,7 @@ def error_from_server(message: str, status: str | None = None, url: str | None =
     text = message.lower()
     if text.startswith(f"{FORBIDDEN}:"):  # i2v.serving.tenancy: a model the gateway's tenant may not use
         return ForbiddenError(message)
-    if text.startswith(("rate limit", "streams limit")):  # the gateway's words (i2v.gateway), RESOURCE_EXHAUSTED
+    if text.startswith((RATE_LIMITED, STREAMS_LIMITED)):  # the gateway's words (i2v.gateway), RESOURCE_EXHAUSTED
         retry = re.search(r"retry after (\d+(?:\.\d+)?) s", text)
         return RateLimitedError(message, float(retry[1]) if retry else None)
     # Triton answers a full queue, and a restricted protocol without the key, with UNAVAILABLE: the

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from i2v.gateway.tenants import Tenant, check_tenants
-from i2v.params import FORBIDDEN, MODELS_HEADER, TENANT_HEADER, UNAVAILABLE
+from i2v.params import FORBIDDEN, MODELS_HEADER, RATE_LIMITED, STREAMS_LIMITED, TENANT_HEADER, UNAVAILABLE
 
 CONFIG_NAME = "nginx.conf"
 SCRIPT_NAME = "tenant_key.js"
@@ -122,6 +122,8 @@ def render(tenants: list[Tenant], settings: GatewaySettings) -> str:
         "MODELS_HEADER": MODELS_HEADER,
         "FORBIDDEN": FORBIDDEN,  # the words its refusals start with, which the client tells them by
         "UNAVAILABLE": UNAVAILABLE,
+        "RATE_LIMITED": RATE_LIMITED,
+        "STREAMS_LIMITED": STREAMS_LIMITED,
         "LOG_FIELDS": LOG_FIELDS,
         "METRICS_LOG": (
             f"    access_log syslog:server={settings.metrics_address},nohostname,tag=i2v_gateway tenants_line;"

@@ -51,6 +51,8 @@ INVALID_INPUT = "invalid input"
 OUT_OF_MEMORY = "out of memory"  # also from a part to the BLS, which passes it on
 UNAVAILABLE = "unavailable"  # retryable: the server is stopping, a part's process died, no Triton behind the gateway
 PROCESS_DIED = "is not healthy"  # Triton's: "Stub process 'unet_0_0' is not healthy."
+RATE_LIMITED = "rate limit"  # the gateway's: a tenant over its requests per minute
+STREAMS_LIMITED = "streams limit"  # the gateway's: a tenant's concurrent streams all open
 
 # The picture formats a request's image may be in (PIL's names; the README's API), whatever else PIL could open.
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
