@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from i2v.model.info import PYTHON_BACKEND_RUNTIMES
+from i2v.model.info import RUNTIMES
 from i2v.model.lora_registry import LORA_TARGETS_FILE, lora_dir
 from i2v.model.parts import BATCH_CHUNK_PARAMETER
 from i2v.params import OUT_OF_MEMORY
@@ -203,7 +203,7 @@ class TritonPythonModel:
 
             self.part = TensorRTPart(self.model_name, version, output_names, args, lora_files)
         else:
-            choices = ", ".join(PYTHON_BACKEND_RUNTIMES)
+            choices = ", ".join(RUNTIMES)
             raise ValueError(f"{self.model_name}: RUNTIME must be one of {choices}, got {runtime!r}")
 
     def execute(self, requests):

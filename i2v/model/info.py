@@ -20,7 +20,6 @@ DEFAULT_REPOSITORY = Path("model_repository")  # where `i2v export` writes and `
 # What can serve the part models: ONNX Runtime or the PyTorch modules in a Python-backend model (the embedded
 # server has these two), or native TensorRT engines (NVIDIA's Triton image).
 RUNTIMES = ("onnxruntime", "torch", "tensorrt")
-PYTHON_BACKEND_RUNTIMES = ("onnxruntime", "torch", "tensorrt")  # what the generic part runner runs
 # How the torch runtime's compiled parts (the UNet) run: torch.compile modes ("reduce-overhead" adds CUDA graphs,
 # one per input shape, a request keeping its shapes for all its steps; "max-autotune" also tunes kernels, slow
 # to compile), or "cuda-graphs": the eager module replayed from CUDA graphs without TorchInductor (captured in
