@@ -92,7 +92,7 @@ class MemoryCgroup:
     will: what a container's or a pod's memory limit is to the server."""
 
     def __init__(self) -> None:
-        from i2v.serving.admission import CGROUP_V1, memory_cgroups
+        from i2v.serving.host_memory import CGROUP_V1, memory_cgroups
 
         found = memory_cgroups()
         if not found:
@@ -120,7 +120,7 @@ class MemoryCgroup:
 
     def inactive_file(self) -> int:
         """Page cache the kernel gives back first: the admission does not count it as used."""
-        from i2v.serving.admission import inactive_file_bytes
+        from i2v.serving.host_memory import inactive_file_bytes
 
         return inactive_file_bytes(self.folder)
 
@@ -145,7 +145,8 @@ def test_the_memory_the_parts_keep_from_a_request_counts_for_the_next_one(model_
     made of the little the limit leaves plus what the parts hold: the cgroup's, not the machine's."""
     from i2v.model.info import ModelInfo
     from i2v.params import GenerationParams
-    from i2v.serving.admission import GB, cpu_available_bytes, request_bytes
+    from i2v.serving.admission import GB, request_bytes
+    from i2v.serving.host_memory import cpu_available_bytes
 
     cgroup = MemoryCgroup()
     info = ModelInfo.load(model_repository / "i2vgen_xl" / "1" / "pipeline")
