@@ -109,7 +109,6 @@ def fill_small_settings(page, steps: int) -> None:
         page.locator(f"#{name} input[type=number]").press("Enter")
 
 
-@needs_chromium
 def test_videos_older_than_a_day_are_deleted_when_a_new_one_is_written(tmp_path, monkeypatch):
     """A page left running for weeks must not fill the disk: the app's own copies expire (Gradio's cache too:
     `delete_cache`)."""
@@ -126,6 +125,7 @@ def test_videos_older_than_a_day_are_deleted_when_a_new_one_is_written(tmp_path,
     assert not Path(old).exists() and Path(recent).read_bytes() == b"new" and Path(newest).read_bytes() == b"newest"
 
 
+@needs_chromium
 def test_upload_generate_and_a_playable_video_appears_with_progress(page, tmp_path):
     page.locator("#image input[type=file]").set_input_files(str(EXAMPLE))
     page.locator("#prompt textarea").fill("waves rolling in")
