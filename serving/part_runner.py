@@ -56,10 +56,14 @@ class OnnxRuntimePart:
 
         names = [t.name() for t in inputs]
         arrays = [np.ascontiguousarray(t.as_numpy()) for t in inputs]
-        if self.session is None:  # given back after an allocation failed; opened again for this request
-            self.session = open_session(self.path)
-        session = self.session if lora is None else self.loras.session(lora)
+        session = None
         try:
+            if lora is not None:
+                session = self.loras.session(lora)
+            elif self.session is None:  # given back after an allocation failed; opened again for this request
+                session = self.session = open_session(self.path)
+            else:
+                session = self.session
             results = in_chunks(
                 lambda part: session.run(self.output_names, dict(zip(names, part, strict=True))),
                 arrays,
