@@ -122,7 +122,7 @@ def _log_supervisor_events() -> None:
 def run_drain(args: argparse.Namespace) -> int:
     """Exit 0 once nothing is in flight, 1 if the timeout came first (the stop then goes ahead anyway)."""
     from i2v.serving.drain import begin_drain, end_drain, wait_until_idle
-    from i2v.serving.processes import tritonserver_pids
+    from i2v.serving.processes import only_tritonserver_pid
 
     if args.end:
         print(f"not draining: requests are taken ({end_drain()} removed)", flush=True)
@@ -130,8 +130,8 @@ def run_drain(args: argparse.Namespace) -> int:
 
     path = begin_drain(metrics_url=args.metrics_url)
     print(f"draining: new requests are refused ({path}); waiting up to {args.timeout:g} s", flush=True)
-    servers = tritonserver_pids()  # the container's own: a BLS whose process died has nothing in flight
-    idle = wait_until_idle(args.metrics_url, args.timeout, server_pid=servers[0] if len(servers) == 1 else None)
+    # the container's own server: a BLS whose process died has nothing in flight
+    idle = wait_until_idle(args.metrics_url, args.timeout, server_pid=only_tritonserver_pid())
     print("no request in flight" if idle else "requests still in flight at the timeout", flush=True)
     return 0 if idle else 1
 

@@ -91,7 +91,7 @@ def requests_in_flight(metrics_url: str, server_pid: int | None = None) -> float
     pending count), from Triton's metrics port; None when it does not answer. Given the server's pid, a BLS
     whose process died counts none in flight: Triton keeps its gauge where the dead process left it."""
     counted = (IN_FLIGHT_METRIC + "{", PENDING_METRIC + "{")
-    if server_pid is not None and not any(s.alive and s.model == MODEL_NAME for s in python_stubs(server_pid)):
+    if server_pid is not None and not any(s.model == MODEL_NAME for s in python_stubs(server_pid)):
         counted = (PENDING_METRIC + "{",)
     return _metric_sum(metrics_url, counted)
 

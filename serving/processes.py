@@ -58,7 +58,6 @@ def process_group_members(pgid: int) -> list[int]:
 class Stub:
     pid: int
     model: str
-    alive: bool  # False for a zombie: dead, not yet reaped by tritonserver
 
 
 def tritonserver_pids() -> list[int]:
@@ -74,13 +73,18 @@ def tritonserver_pids() -> list[int]:
     return pids
 
 
+def only_tritonserver_pid() -> int | None:
+    """The one tritonserver of this PID namespace (a sidecar's, the container's drain); None if none or several."""
+    pids = tritonserver_pids()
+    return pids[0] if len(pids) == 1 else None
+
+
 def python_stubs(server_pid: int) -> list[Stub]:
-    """The Python-backend stubs of one server: its children whose command line is the stub with a model.py
-    (`<repository>/<model>/<version>/model.py`); a zombie has lost its command line, so it is known by its
-    state and counted as dead under the model it had when it was seen alive."""
+    """The live Python-backend stubs of one server: its children whose command line is the stub with a model.py
+    (`<repository>/<model>/<version>/model.py`). A dead one (a zombie, not yet reaped) is not listed."""
     stubs = []
     for process in processes():
-        if process.ppid != server_pid:
+        if process.ppid != server_pid or not process.alive:
             continue
         try:
             command = (PROC / str(process.pid) / "cmdline").read_bytes().split(b"\0")
@@ -90,5 +94,5 @@ def python_stubs(server_pid: int) -> list[Stub]:
             continue
         model_py = Path(command[1].decode(errors="replace")) if len(command) > 1 else None
         model = model_py.parent.parent.name if model_py is not None else ""
-        stubs.append(Stub(process.pid, model, process.state != "Z"))
+        stubs.append(Stub(process.pid, model))
     return stubs

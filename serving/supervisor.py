@@ -55,7 +55,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from i2v.params import API_KEY_HEADER, MODEL_NAME
 from i2v.serving.drain import requests_in_flight
-from i2v.serving.processes import is_alive, python_stubs, tritonserver_pids
+from i2v.serving.processes import is_alive, only_tritonserver_pid, python_stubs
 
 PART_RESTARTS = "i2v_part_restarts_total"
 PART_RECOVERING = "i2v_part_recovering"
@@ -191,8 +191,7 @@ class Supervisor:
             return self._server_pid()
         if self._server_pid is not None:
             return self._server_pid
-        pids = tritonserver_pids()
-        return pids[0] if len(pids) == 1 else None
+        return only_tritonserver_pid()
 
     def check_once(self) -> Health:
         """Look at every loaded Python model once; restart the server if one lost a process."""
@@ -211,7 +210,7 @@ class Supervisor:
         pid = self.server_pid()
         live: dict[str, int] = {}
         for stub in python_stubs(pid) if pid is not None else []:
-            if stub.alive and stub.model:
+            if stub.model:
                 live[stub.model] = live.get(stub.model, 0) + 1
         missing = []
         for entry in index:

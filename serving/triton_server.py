@@ -341,7 +341,8 @@ class EmbeddedTritonServer:
     def _wait_until_ready(self) -> None:
         """Ready: every model loaded (HTTP health) and the metrics endpoint up, which Triton starts last, after
         gRPC and HTTP; a caller scraping metrics right after start-up would otherwise find nothing listening.
-        And our process still running: what answered must have been this server, not another on its ports."""
+        And our process still running (a port another server listens on is refused before launch,
+        `_check_ports_free`; this catches a Triton that exited after binding)."""
         health = f"http://{_client_host(self.host)}:{self.http_port}/v2/health/ready"
         # An http_proxy in the environment must not see loopback health checks.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
