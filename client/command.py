@@ -125,7 +125,7 @@ def run_generate(args: argparse.Namespace) -> int:
             return run_batch(args)
         if not args.prompt:
             raise InvalidInputError("--prompt is required with --image")
-        result = generate_with_progress(args, args.url)
+        result = generate_with_progress(prepared_request(args), args, args.url)
     except I2VError as exc:
         return fail_request(exc, args)
     except KeyboardInterrupt:
@@ -173,21 +173,22 @@ def run_batch(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def generate_with_progress(args: argparse.Namespace, url: str):
-    """Send one request, draw a progress bar from the streamed steps, save MP4 + metadata JSON.
-
-    The request's parameters and the output's folder are checked first: a mistake in either fails at once,
-    whether the server is up or not, and never after minutes of generation."""
-    from tqdm import tqdm
-
-    from i2v.client.errors import InvalidInputError
-    from i2v.client.grpc_client import I2VClient
+def prepared_request(args: argparse.Namespace):
+    """The command line's request, checked, and its output writable: a mistake in either fails at once, whether
+    the server is up or not, and never after minutes of generation (or, for `i2v demo`, of export)."""
     from i2v.client.types import GenerationRequest
 
-    if not args.image.is_file():
-        raise InvalidInputError(f"image file not found: {args.image}")
     request = GenerationRequest.from_file(args.image, **generation_values(args)).validate()
     check_writable(args.output, "-o")
+    return request
+
+
+def generate_with_progress(request, args: argparse.Namespace, url: str):
+    """Send one request (`prepared_request`), draw a progress bar from the streamed steps, save MP4 + metadata."""
+    from tqdm import tqdm
+
+    from i2v.client.grpc_client import I2VClient
+
     with I2VClient(url, timeout_s=getattr(args, "timeout", None), **connection_settings(args)) as client:
         client.wait_until_ready()
         request.validate(client.size_step())  # the served model's size step: refused here, before any work

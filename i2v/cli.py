@@ -35,9 +35,8 @@ from i2v.client.command import (
     fail,
     fail_request,
     generate_with_progress,
-    generation_values,
+    prepared_request,
 )
-from i2v.client.types import GenerationRequest
 from i2v.examples import LIGHTHOUSE_PROMPT, lighthouse_image
 from i2v.export.command import add_export_command
 from i2v.gateway.command import add_gateway_command
@@ -105,7 +104,7 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         with lighthouse_image() as bundled:
             args.image = args.image or bundled
-            GenerationRequest.from_file(args.image, **generation_values(args)).validate()  # before the export
+            request = prepared_request(args)  # before the export and the server's start
             if not (args.model_repository / MODEL_NAME / "config.pbtxt").exists():
                 print(f"exporting the tiny model to {args.model_repository} ...")
                 export_model_repository("tiny", args.model_repository, check=True)
@@ -114,7 +113,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 endpoints = server.endpoints
                 args.url = endpoints.grpc_url
                 print(f"Triton ready: gRPC {args.url}, HTTP {endpoints.http_url}, metrics {endpoints.metrics_url}")
-                result = generate_with_progress(args, args.url)
+                result = generate_with_progress(request, args, args.url)
     except I2VError as exc:
         return fail_request(exc, args)
     except KeyboardInterrupt:
