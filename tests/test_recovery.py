@@ -22,7 +22,7 @@ from ports import free_ports
 
 from i2v.client import GenerationRequest, I2VClient, ServerUnavailableError, UnauthorizedError
 from i2v.params import MODEL_NAME
-from i2v.serving.drain import queued_requests, requests_in_flight
+from i2v.serving.drain import DrainGate, begin_drain, queued_requests, requests_in_flight
 from i2v.serving.processes import PROC, processes, python_stubs
 from i2v.video import decode_mp4
 
@@ -319,6 +319,22 @@ def test_sigterm_lets_the_videos_in_flight_and_queued_finish_then_exits_0(model_
     assert outcome.get("video"), outcome
     assert queued.get("video"), queued
     assert "new requests are refused" in server.process.stdout.read()
+
+
+def test_the_drain_gate_serves_as_many_as_were_queued_then_refuses_until_the_drain_ends(tmp_path):
+    marker = tmp_path / "draining"
+    gate = DrainGate(marker)
+    assert gate.admits() and gate.admits()  # no drain
+    begin_drain(marker)  # nothing queued (no server to ask)
+    assert not gate.admits()
+    queued = tmp_path / "queued"
+    queued.write_text("2\n")
+    os.replace(queued, marker)  # a drain that found two waiting: counted afresh
+    assert [gate.admits() for _ in range(3)] == [True, True, False]
+    marker.unlink()
+    assert gate.admits()  # the drain ended (`i2v drain --end`)
+    marker.touch()  # a marker made by hand holds no count: refuse
+    assert not gate.admits()
 
 
 def test_a_bls_whose_process_died_has_nothing_in_flight_for_the_drain(model_repository, tmp_path, photo_png):
