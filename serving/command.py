@@ -67,6 +67,13 @@ def add_serve_command(commands, formatter_class: type[argparse.HelpFormatter]) -
         "kill): on a volume that outlives this container's restarts",
     )
     supervise.add_argument(
+        "--keep-watching",
+        action="store_true",
+        help="after killing Triton, watch the next one instead of exiting: Kubernetes (the pod's PID namespace "
+        "outlives the container's restart; exiting would count as a crash); without it, the exit (75) lets "
+        "compose's restarted container join the new one's namespaces",
+    )
+    supervise.add_argument(
         "--unanswered-limit",
         type=float,
         default=60,
@@ -139,7 +146,8 @@ def run_drain(args: argparse.Namespace) -> int:
 def run_supervise(args: argparse.Namespace) -> int:
     """Until SIGTERM/SIGINT: supervise the tritonserver of this PID namespace (a sidecar sharing it). After
     killing a server whose process died it exits (75), so that its container restarts too and joins the new
-    server's namespaces (a restarted container gets new ones)."""
+    server's namespaces (a restarted container gets new ones); with `--keep-watching` it goes on and finds the
+    next server in the same namespace (a Kubernetes pod's)."""
     import signal
     import threading
 
@@ -157,7 +165,8 @@ def run_supervise(args: argparse.Namespace) -> int:
         drain_timeout_s=args.drain_timeout,
         state_file=args.state_file,
         unanswered_limit_s=args.unanswered_limit,
-        on_kill=stop.set,  # the kill ends this process too: its restart joins the new server's namespaces
+        # the kill ends this process too, unless the next server comes up in this same PID namespace
+        on_kill=None if args.keep_watching else stop.set,
     )
     try:
         health = serve_health(supervisor, args.host, args.health_port)
@@ -171,4 +180,4 @@ def run_supervise(args: argparse.Namespace) -> int:
     supervisor.stop()
     health.shutdown()
     health.server_close()
-    return 75 if supervisor.killed.is_set() else 0  # a SIGTERM, even during a recovery: 0
+    return 75 if supervisor.killed.is_set() and not args.keep_watching else 0  # a SIGTERM, even mid-recovery: 0

@@ -61,15 +61,15 @@ class Stub:
 
 
 def tritonserver_pids() -> list[int]:
-    """Processes named tritonserver in this PID namespace (the sidecar's way to find its server)."""
+    """Live processes named tritonserver in this PID namespace (the sidecar's way to find its server; a killed
+    one not yet reaped is not among them)."""
     pids = []
-    for entry in PROC.iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "tritonserver":
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
+    for process in processes():
+        try:
+            if process.alive and (PROC / str(process.pid) / "comm").read_text().strip() == "tritonserver":
+                pids.append(process.pid)
+        except OSError:
+            continue
     return pids
 
 

@@ -291,6 +291,7 @@ class Supervisor:
                 except ProcessLookupError:
                     log.info("tritonserver (pid %d) had already exited", pid)
             self.killed.set()
+            self.answered_at = None  # the next server has not answered yet: its loading is no hang
             if self._on_kill is not None:
                 self._on_kill()
             return

@@ -1610,7 +1610,8 @@ def test_kubernetes_runs_tritonserver_with_composes_command_line(compose):
 
 def test_kubernetes_supervisor_runs_beside_triton_in_its_pid_namespace_and_answers_its_probes():
     """A second container in Triton's pod: it sees Triton's processes (shareProcessNamespace), reaches it on
-    localhost, and Triton's readiness and liveness are its /ready and /live."""
+    localhost, watches the next Triton after a kill (test_recovery.py runs that in a PID namespace of its own),
+    and Triton's readiness and liveness are its /ready and /live."""
     pod = triton_pod()
     assert [container["name"] for container in pod["containers"]] == ["triton", "supervisor"]
     assert pod["shareProcessNamespace"] is True
@@ -1626,8 +1627,9 @@ def test_kubernetes_supervisor_runs_beside_triton_in_its_pid_namespace_and_answe
         "0.0.0.0",
         "--state-file",
         "/var/lib/i2v-supervisor/state.json",
+        "--keep-watching",  # the pod's PID namespace outlives Triton's restart: no exit, no crash back-off
     ]
-    # the state file (restarts, recovery under way) outlives the container, which exits after each kill
+    # the state file (restarts, recovery under way) outlives the container, should it restart
     mounts = {m["mountPath"]: m["name"] for m in supervisor["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes[mounts["/var/lib/i2v-supervisor"]]

@@ -555,6 +555,28 @@ def test_a_sidecar_stopped_during_a_recovery_exits_0_and_leaves_the_server_to_it
             sidecar.stop()
 
 
+def test_a_kubernetes_sidecar_keeps_watching_the_next_server_in_its_pid_namespace(model_repository, tmp_path):
+    """`i2v supervise --keep-watching`, as the Kubernetes Deployment runs it: after killing a server whose part
+    died it does not exit (in a pod that would count as a crash, and its back-off would fail Triton's liveness
+    probe); it finds the next server in the shared PID namespace, and says ready and recovered once it is back.
+    The pod's namespace is a real one of this test's own (`unshare`), with the server found by name in it."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux) for a PID namespace of the test's own")
+    helper = Path(__file__).with_name("pid_namespace_sidecar.py")
+    command = ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, str(helper), str(model_repository)]
+    command += [str(tmp_path), *(str(port) for port in free_ports(4))]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=400)
+    if run.returncode != 0 and "Operation not permitted" in run.stderr:
+        pytest.skip(f"no PID namespace here: {run.stderr.strip()}")
+    assert run.returncode == 0, run.stdout + run.stderr
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen["sidecar_running_after_kill"] and seen["ready_while_down"] == 503, seen
+    assert seen["restarts_unet"] == 1 and seen["recovering_unet"] == 0, seen
+    assert seen["sidecar_exit"] == 0, seen
+    assert "the process of unet died: restarting the server" in seen["sidecar_log"]
+    assert re.search(r"unet recovered: the server is back whole \d+ s after", seen["sidecar_log"]), seen["sidecar_log"]
+
+
 def test_the_sidecar_says_not_live_while_the_server_it_watches_hangs(model_repository, tmp_path):
     """Triton stopped (SIGSTOP: it holds its port and answers nothing): after the limit, /live turns 503, for
     the orchestrator to restart it; once it answers again, 200."""
