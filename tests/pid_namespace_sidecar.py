@@ -17,22 +17,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+from ports import health_get  # this script's folder, tests/, is first on sys.path
 
 from i2v.serving.processes import python_stubs
 from i2v.serving.triton_server import EmbeddedTritonServer
-
-
-def health(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except OSError:
-        return 0, ""
 
 
 def wait_for(condition, timeout_s: float, what: str) -> None:
@@ -44,7 +34,7 @@ def wait_for(condition, timeout_s: float, what: str) -> None:
 
 
 def metric(port: int, name: str, model: str) -> float:
-    found = re.search(rf'^{name}{{model="{model}"}} (\S+)$', health(port, "/metrics")[1], re.MULTILINE)
+    found = re.search(rf'^{name}{{model="{model}"}} (\S+)$', health_get(port, "/metrics")[1], re.MULTILINE)
     return float(found[1]) if found else float("nan")
 
 
@@ -61,15 +51,15 @@ def main() -> int:
     command += ["--state-file", str(workdir / "state.json")]
     sidecar = subprocess.Popen(command, stdout=sidecar_log, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: health(health_port, "/ready")[0] == 200, 60, "the sidecar never said ready")
+        wait_for(lambda: health_get(health_port, "/ready")[0] == 200, 60, "the sidecar never said ready")
         os.kill(next(s.pid for s in python_stubs(server.pid) if s.model == "unet"), signal.SIGKILL)
         wait_for(lambda: not server.is_running(), 60, "the sidecar did not kill the server")
         server.stop()  # reaped and its shared memory removed, as the container's end does
         seen["sidecar_running_after_kill"] = sidecar.poll() is None
-        seen["ready_while_down"] = health(health_port, "/ready")[0]
+        seen["ready_while_down"] = health_get(health_port, "/ready")[0]
         server = EmbeddedTritonServer(repository, log_file=workdir / "second.log", **ports)  # the kubelet's restart
         server.start()
-        wait_for(lambda: health(health_port, "/ready")[0] == 200, 60, "the sidecar never saw the new server")
+        wait_for(lambda: health_get(health_port, "/ready")[0] == 200, 60, "the sidecar never saw the new server")
         seen["restarts_unet"] = metric(health_port, "i2v_part_restarts_total", "unet")
         seen["recovering_unet"] = metric(health_port, "i2v_part_recovering", "unet")
         sidecar.send_signal(signal.SIGTERM)

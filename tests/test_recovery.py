@@ -13,12 +13,10 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from ports import free_ports
+from ports import free_ports, health_get
 
 from i2v.client import GenerationRequest, I2VClient, ServerUnavailableError, UnauthorizedError
 from i2v.params import MODEL_NAME
@@ -29,17 +27,6 @@ from i2v.video import decode_mp4
 ROOT = Path(__file__).resolve().parents[1]
 
 MODELS = ("text_encoder", "image_encoder", "vae_encoder", "unet", "vae_decoder", "i2vgen_xl", "i2vgen_xl_loras")
-
-
-def health_get(port: int, path: str) -> tuple[int, str]:
-    """A supervisor's health endpoint on loopback: (HTTP status, body); (0, "") where nothing answers."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except OSError:
-        return 0, ""
 
 
 class ServeProcess:
