@@ -64,7 +64,7 @@ def add_serve_command(commands, formatter_class: type[argparse.HelpFormatter]) -
         type=Path,
         default=Path("/tmp/i2v-supervisor.json"),
         help="restarts and recoveries under way, for the supervisor that starts after this one (it exits after a "
-        "kill): on a volume that outlives this container's restarts",
+        "kill, unless --keep-watching): on a volume that outlives this container's restarts",
     )
     supervise.add_argument(
         "--keep-watching",
@@ -153,6 +153,9 @@ def run_supervise(args: argparse.Namespace) -> int:
 
     from i2v.serving.supervisor import HealthPortError, Supervisor, serve_health
 
+    if args.keep_watching and args.pid is not None:
+        print("error: --keep-watching finds each next server by name: leave out --pid", file=sys.stderr)
+        return 2
     _log_supervisor_events()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -542,6 +542,15 @@ def test_a_sidecar_stopped_during_a_recovery_exits_0_and_leaves_the_server_to_it
             sidecar.stop()
 
 
+def test_keep_watching_with_a_fixed_pid_is_refused_saying_why():
+    """The next server has another pid: a sidecar told to keep watching one pid would watch a dead process."""
+    command = [sys.executable, "-m", "i2v.cli", "supervise", "--keep-watching", "--pid", "1"]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "error: --keep-watching finds each next server by name: leave out --pid" in (
+        run.stderr
+    )
+
+
 def test_a_kubernetes_sidecar_keeps_watching_the_next_server_in_its_pid_namespace(model_repository, tmp_path):
     """`i2v supervise --keep-watching`, as the Kubernetes Deployment runs it: after killing a server whose part
     died it does not exit (in a pod that would count as a crash, and its back-off would fail Triton's liveness
