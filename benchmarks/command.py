@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from i2v.arguments import add_api_key_argument, at_least
-from i2v.params import MODEL_NAME, InvalidParameterError, parameter
+from i2v.model.repository_layout import GRAPH_FILE, MODEL_VERSION, is_exported, pipeline_dir
+from i2v.params import InvalidParameterError, parameter
 
 # The in-process torch runners and how each runs the UNet (`i2v.model.info.TORCH_COMPILE_MODES`); a served
 # runtime of the same name is the torch runtime exported with that mode, so served/in-process pairs by name.
@@ -299,12 +300,12 @@ def run_lora_suite(args: argparse.Namespace) -> int:
 def check_size_step(args: argparse.Namespace) -> None:
     """Refuse, before anything is exported or loaded, grid sizes that are not multiples of the size step of the
     model measured or of the repository served, where their configs say it (a --url server checks its own)."""
-    from i2v.model.info import ModelInfo
+    from i2v.model.info import MODEL_INFO_FILE, ModelInfo
 
     steps = {}
     if args.model_repository is not None:
-        pipeline = args.model_repository / MODEL_NAME / "1" / "pipeline"
-        if (pipeline / "model_info.json").is_file():
+        pipeline = pipeline_dir(args.model_repository)
+        if (pipeline / MODEL_INFO_FILE).is_file():
             steps[f"the repository {args.model_repository}"] = ModelInfo.load(pipeline).size_multiple
     model_step = model_size_step(str(args.model))
     if model_step is not None:
@@ -396,7 +397,7 @@ def served_repositories(args: argparse.Namespace, device: str, output: Path) -> 
     repositories = []
     for runtime in runtimes:
         repository = output / f"model_repository-{runtime}"
-        if not (repository / MODEL_NAME / "config.pbtxt").exists():
+        if not is_exported(repository):
             export_model_repository(
                 args.model,
                 repository,
@@ -417,13 +418,13 @@ def in_process_repository(runner: str, pipe, model: str, output: Path, served: l
     from i2v.export.repository import write_bls_pipeline
 
     for repository in served:
-        if runner != "onnxruntime" or any(repository.glob("*/1/model.onnx")):
+        if runner != "onnxruntime" or any(repository.glob(f"*/{MODEL_VERSION}/{GRAPH_FILE}")):
             return repository
     if runner != "onnxruntime":
         repository = output / "pipeline-torch"
         write_bls_pipeline(pipe, repository, source=str(model), runtime="torch")
         return repository
     repository = output / "model_repository-onnxruntime"
-    if not (repository / MODEL_NAME / "config.pbtxt").exists():
+    if not is_exported(repository):
         export_model_repository(model, repository, check=False)
     return repository

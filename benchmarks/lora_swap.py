@@ -29,6 +29,7 @@ from i2v.export.sample_inputs import part_inputs, sample_shape
 from i2v.model.lora import lora_targets
 from i2v.model.lora_registry import file_version
 from i2v.model.modules import part_module, run_part_module
+from i2v.model.repository_layout import GRAPH_FILE
 from i2v.serving.lora_runtime import AdapterFiles, LoraChoice, OnnxLoraSessions, PeftAdapters
 from i2v.serving.onnxruntime_session import open_session
 
@@ -53,15 +54,15 @@ def measure_lora_swaps(pipe) -> dict[str, dict[str, float]]:
     results = {}
     with tempfile.TemporaryDirectory(prefix="i2v-lora-bench-") as work:
         work = Path(work)
-        export_part(pipe, "unet", work / "model.onnx")
-        write_lora_files(work / "model.onnx", pipe.unet, work)
+        export_part(pipe, "unet", work / GRAPH_FILE)
+        write_lora_files(work / GRAPH_FILE, pipe.unet, work)
         folder = work / "loras"
         folder.mkdir()
         choices = [
             LoraChoice(n, file_version(random_lora(pipe.unet, folder / f"{n}.safetensors", i)), 1.0)
             for i, n in enumerate(("a", "b", "c"))
         ]
-        base = open_session(work / "model.onnx")
+        base = open_session(work / GRAPH_FILE)
         sessions = OnnxLoraSessions(work, AdapterFiles(folder), open_session, capacity=2)
 
         def onnx_step(choice):

@@ -32,7 +32,8 @@ from PIL import Image
 from i2v.client import GenerationRequest, I2VError
 from i2v.examples import LIGHTHOUSE_PROMPT
 from i2v.model.modules import run_part_module
-from i2v.params import MODEL_NAME, GenerationParams
+from i2v.model.repository_layout import pipeline_dir
+from i2v.params import GenerationParams
 from i2v.serving.generator import VideoGenerator
 
 
@@ -107,7 +108,7 @@ class ServedRunner(Runner):
         self.server = None
         self.pids: list[int] = []
         if url is None:
-            runtime = runtime or ModelInfo.load(Path(model_repository) / MODEL_NAME / "1" / "pipeline").runtime
+            runtime = runtime or ModelInfo.load(pipeline_dir(model_repository)).runtime
             self.server = EmbeddedTritonServer(model_repository)
             self.server.start()
             url = self.server.endpoints.grpc_url
@@ -182,7 +183,7 @@ class InProcessRunner(Runner):
             dtype = half_precision_on_gpu(self.device)
             run_part = TorchParts(pipe, self.device, dtype, compile_mode, synchronize=name == "torch-synced")
         self.run_part = run_part
-        self.generator = VideoGenerator(model_repository / MODEL_NAME / "1" / "pipeline", run_part, self.device)
+        self.generator = VideoGenerator(pipeline_dir(model_repository), run_part, self.device)
 
     def run(self, image, point, seed):
         params = GenerationParams(**point.parameters(seed))

@@ -30,6 +30,7 @@ from i2v.export.validate import CHECK_SHAPES, check_all
 from i2v.model.info import RUNTIMES, TORCH_COMPILE_MODES, SupportedShapes
 from i2v.model.modules import part_module, user_cache_dir
 from i2v.model.parts import size_multiple, specs_for_pipeline, vae_scale_factor
+from i2v.model.repository_layout import ENGINE_FILE, version_dir
 
 
 def default_timing_cache(version: str) -> Path:
@@ -173,7 +174,7 @@ def build_tensorrt_engines(
     trt = require_tensorrt()
     specs = specs_for_pipeline(pipe)
     profiles = {name: part_profiles(specs[name], shapes, vae_scale_factor(pipe)) for name in onnx_paths}
-    plans = {name: Path(repository) / name / "1" / "model.plan" for name in onnx_paths}
+    plans = {name: version_dir(repository, name) / ENGINE_FILE for name in onnx_paths}
     cache = timing_cache or default_timing_cache(trt.__version__)
     build_engines(onnx_paths, plans, profiles, timing_cache=cache, progress=progress, refittable=refittable)
     budget = gpu_memory_budget_gib if gpu_memory_budget_gib is not None else default_gpu_memory_budget_gib()

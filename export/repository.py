@@ -19,9 +19,21 @@ from i2v.export.profiles import DEFAULT_SUPPORTED_SHAPES, OptimizationProfile, c
 from i2v.export.sources import model_id, serving_defaults
 from i2v.model.info import RUNTIMES, ModelInfo, SupportedShapes
 from i2v.model.lora import lora_targets
-from i2v.model.lora_registry import write_targets
-from i2v.model.modules import WEIGHTS_DIR, save_part_weights
+from i2v.model.lora_registry import LORA_BASE_FILE, LORA_TARGETS_FILE, write_targets
+from i2v.model.modules import save_part_weights
 from i2v.model.parts import PartSpec, size_multiple, specs_for_pipeline, vae_scale_factor
+from i2v.model.repository_layout import (
+    CONFIG_FILE,
+    ENGINE_FILE,
+    GRAPH_FILE,
+    IMAGE_PROCESSOR_FOLDER,
+    PYTHON_MODEL_FILE,
+    SCHEDULER_FOLDER,
+    TOKENIZER_FOLDER,
+    WEIGHTS_FOLDER,
+    pipeline_dir,
+    version_dir,
+)
 from i2v.params import (
     CONFIG_DEFAULT_PREFIX,
     CONFIG_SIZE_STEP,
@@ -43,11 +55,11 @@ TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_
 
 # What each runtime puts in a part's version folder; write_model_repository removes the others' leftovers.
 PART_ARTIFACTS = {
-    "onnxruntime": ("model.py", "model.onnx", "lora_targets.json", "lora_base.safetensors"),
-    "torch": ("model.py", "weights", "lora_targets.json"),
-    "tensorrt": ("model.plan",),  # Triton's TensorRT backend: no LoRA adapters
+    "onnxruntime": (PYTHON_MODEL_FILE, GRAPH_FILE, LORA_TARGETS_FILE, LORA_BASE_FILE),
+    "torch": (PYTHON_MODEL_FILE, WEIGHTS_FOLDER, LORA_TARGETS_FILE),
+    "tensorrt": (ENGINE_FILE,),  # Triton's TensorRT backend: no LoRA adapters
     # the UNet that takes LoRA adapters on TensorRT: its refittable engine in the part runner, the graph beside it
-    "tensorrt-lora": ("model.py", "model.plan", "model.onnx", "lora_targets.json", "lora_base.safetensors"),
+    "tensorrt-lora": (PYTHON_MODEL_FILE, ENGINE_FILE, GRAPH_FILE, LORA_TARGETS_FILE, LORA_BASE_FILE),
 }
 
 
@@ -136,37 +148,37 @@ def write_model_repository(
     specs = specs_for_pipeline(pipe)
     info = model_info_for(pipe, source, runtime=runtime, supported_shapes=supported_shapes, torch_compile=torch_compile)
     for name, spec in specs.items():
-        version = repository / name / "1"
+        version = version_dir(repository, name)
         version.mkdir(parents=True, exist_ok=True)
         lora_engine = runtime == "tensorrt" and tensorrt_lora and name == "unet"
         _remove_other_runtimes(version, "tensorrt-lora" if lora_engine else runtime)
         if lora_engine:
-            if not (version / "model.plan").is_file() or not onnx_paths:
-                raise FileNotFoundError(f"unet: the LoRA-ready engine needs {version / 'model.plan'} and its graph")
-            _copy_graph(Path(onnx_paths[name]), version / "model.onnx")  # base weights TensorRT may ask for
-            (version / "model.py").write_text(_shim("i2v.serving.part_runner", "TensorRT runner for unet (LoRA)"))
+            if not (version / ENGINE_FILE).is_file() or not onnx_paths:
+                raise FileNotFoundError(f"unet: the LoRA-ready engine needs {version / ENGINE_FILE} and its graph")
+            _copy_graph(Path(onnx_paths[name]), version / GRAPH_FILE)  # base weights TensorRT may ask for
+            _write_shim(version, "i2v.serving.part_runner", "TensorRT runner for unet (LoRA)")
             config = part_config(spec, "tensorrt", "KIND_GPU")
         elif runtime == "tensorrt":
-            if not (version / "model.plan").is_file():
-                raise FileNotFoundError(f"{name}: no TensorRT engine at {version / 'model.plan'}; build it first")
+            if not (version / ENGINE_FILE).is_file():
+                raise FileNotFoundError(f"{name}: no TensorRT engine at {version / ENGINE_FILE}; build it first")
             profiles = part_profiles(spec, supported_shapes, info.vae_scale_factor)
             config = tensorrt_part_config(spec, profiles, context_allocation)
         else:
             if runtime == "onnxruntime":
-                _copy_graph(Path(onnx_paths[name]), version / "model.onnx")
+                _copy_graph(Path(onnx_paths[name]), version / GRAPH_FILE)
             else:
-                shutil.rmtree(version / WEIGHTS_DIR, ignore_errors=True)
-                save_part_weights(pipe, name, version / WEIGHTS_DIR)
-            (version / "model.py").write_text(_shim("i2v.serving.part_runner", f"{runtime} runner for {name}"))
+                shutil.rmtree(version / WEIGHTS_FOLDER, ignore_errors=True)
+                save_part_weights(pipe, name, version / WEIGHTS_FOLDER)
+            _write_shim(version, "i2v.serving.part_runner", f"{runtime} runner for {name}")
             compile_mode = info.torch_compile if spec.compiled else "none"
             config = part_config(spec, runtime, instance_kind, torch_dtype, compile_mode, default_request_dims(info))
-        (repository / name / "config.pbtxt").write_text(config)
+        (version.parent / CONFIG_FILE).write_text(config)
         if name == "unet" and (runtime != "tensorrt" or lora_engine):
             write_lora_targets(pipe, onnx_paths, version, runtime)
 
     version = write_bls_pipeline(pipe, repository, info=info)
-    (version / "model.py").write_text(_shim("i2v.serving.bls", "I2VGen-XL BLS: the whole generation loop"))
-    (repository / MODEL_NAME / "config.pbtxt").write_text(
+    _write_shim(version, "i2v.serving.bls", "I2VGen-XL BLS: the whole generation loop")
+    (version.parent / CONFIG_FILE).write_text(
         bls_config(max_queue_size, instance_kind, info.defaults, size_step=info.size_multiple)
     )
     write_lora_listing(repository)
@@ -175,11 +187,11 @@ def write_model_repository(
 
 def write_lora_listing(repository: Path) -> None:
     """`i2vgen_xl_loras`: the registered LoRA adapters as JSON (`i2v.serving.lora_listing`), for the UI and CLI."""
-    version = Path(repository) / LORA_LIST_MODEL / "1"
+    version = version_dir(repository, LORA_LIST_MODEL)
     version.mkdir(parents=True, exist_ok=True)
-    (version / "model.py").write_text(_shim("i2v.serving.lora_listing", "the LoRA adapters registered with the BLS"))
+    _write_shim(version, "i2v.serving.lora_listing", "the LoRA adapters registered with the BLS")
     config = LORA_LIST_CONFIG.substitute(model_name=LORA_LIST_MODEL, output=LORA_LIST_OUTPUT)
-    (version.parent / "config.pbtxt").write_text(config)
+    (version.parent / CONFIG_FILE).write_text(config)
 
 
 def write_lora_targets(pipe, onnx_paths: Mapping[str, Path] | None, version: Path, runtime: str) -> None:
@@ -198,14 +210,13 @@ def write_bls_pipeline(
     """`<repository>/i2vgen_xl/1/pipeline/`: what the sampling loop reads besides the parts (tokenizer, CLIP
     processor, scheduler, model_info.json). Returns the version folder."""
     info = info or model_info_for(pipe, source, runtime=runtime)
-    version = Path(repository) / MODEL_NAME / "1"
-    pipeline_dir = version / "pipeline"
-    pipeline_dir.mkdir(parents=True, exist_ok=True)
-    pipe.tokenizer.save_pretrained(pipeline_dir / "tokenizer")
-    pipe.feature_extractor.save_pretrained(pipeline_dir / "feature_extractor")
-    pipe.scheduler.save_pretrained(pipeline_dir / "scheduler")
-    info.save(pipeline_dir)
-    return version
+    assets = pipeline_dir(repository)
+    assets.mkdir(parents=True, exist_ok=True)
+    pipe.tokenizer.save_pretrained(assets / TOKENIZER_FOLDER)
+    pipe.feature_extractor.save_pretrained(assets / IMAGE_PROCESSOR_FOLDER)
+    pipe.scheduler.save_pretrained(assets / SCHEDULER_FOLDER)
+    info.save(assets)
+    return assets.parent
 
 
 def _remove_other_runtimes(version: Path, runtime: str) -> None:
@@ -219,7 +230,7 @@ def _remove_other_runtimes(version: Path, runtime: str) -> None:
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
-            if artifact == "model.onnx":
+            if artifact == GRAPH_FILE:
                 for data in version.glob("*.onnx.data"):
                     data.unlink()
 
@@ -237,11 +248,11 @@ def _copy_graph(source: Path, target: Path) -> None:
         shutil.copyfile(data, target.parent / data.name)
 
 
-def _shim(module: str, what: str) -> str:
+def _write_shim(version: Path, module: str, what: str) -> None:
     """A model's model.py. The Python backend's stub puts its working directory first on sys.path, and the Triton
     image's is /opt/i2v, the sources the package was installed from: their `i2v/` folder (the core only) would
     hide the installed package, so the shim takes that entry out before importing it."""
-    return (
+    (version / PYTHON_MODEL_FILE).write_text(
         f'"""{what} (written by `i2v export`; the code is `{module}`)."""\n\n'
         "import sys\n\n"
         "# the stub's working directory: sources there would hide the installed i2v package\n"

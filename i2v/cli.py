@@ -41,7 +41,7 @@ from i2v.examples import LIGHTHOUSE_PROMPT, lighthouse_image
 from i2v.export.command import add_export_command
 from i2v.gateway.command import add_gateway_command
 from i2v.model.info import DEFAULT_REPOSITORY
-from i2v.params import MODEL_NAME
+from i2v.model.repository_layout import is_exported
 from i2v.serving.command import add_serve_command
 from i2v.serving.lora_command import add_lora_command
 from i2v.ui.command import add_ui_command
@@ -105,7 +105,7 @@ def run_demo(args: argparse.Namespace) -> int:
         with lighthouse_image() as bundled:
             args.image = args.image or bundled
             request = prepared_request(args)  # before the export and the server's start
-            if not (args.model_repository / MODEL_NAME / "config.pbtxt").exists():
+            if not is_exported(args.model_repository):
                 print(f"exporting the tiny model to {args.model_repository} ...")
                 export_model_repository("tiny", args.model_repository, check=True)
             print("starting Triton ...")

@@ -29,6 +29,7 @@ from i2v.model.lora_registry import (
     takes_lora,
 )
 from i2v.model.parts import BATCH_CHUNK_PARAMETER, OUTPUT_NAMES
+from i2v.model.repository_layout import PIPELINE_FOLDER
 from i2v.params import (
     FRAMES_OUTPUT,
     IMAGE_INPUT,
@@ -84,7 +85,7 @@ class TritonPythonModel:
         use_utf8_text()
         self.device = instance_device(args)
         self.model_name = args["model_name"]
-        pipeline_dir = Path(args["model_repository"]) / args["model_version"] / "pipeline"
+        pipeline_dir = Path(args["model_repository"]) / args["model_version"] / PIPELINE_FOLDER
         # The Python-backend part runner splits a decoder call into decode chunks itself (the TensorRT runtime's
         # decoder is a native TensorRT model, one chunk a call)
         runtime = ModelInfo.load(pipeline_dir).runtime

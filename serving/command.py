@@ -8,7 +8,7 @@ from pathlib import Path
 
 from i2v.arguments import add_api_key_argument
 from i2v.model.info import DEFAULT_REPOSITORY
-from i2v.params import MODEL_NAME
+from i2v.model.repository_layout import is_exported
 
 
 def add_serve_command(commands, formatter_class: type[argparse.HelpFormatter]) -> None:
@@ -102,7 +102,7 @@ def add_serve_command(commands, formatter_class: type[argparse.HelpFormatter]) -
 def run_serve(args: argparse.Namespace) -> int:
     from i2v.serving.triton_server import EmbeddedTritonServer, serve_forever
 
-    if not (args.model_repository / MODEL_NAME / "config.pbtxt").exists():
+    if not is_exported(args.model_repository):
         print(f"error: no model repository at {args.model_repository}: run `i2v export` first", file=sys.stderr)
         return 2
     server = EmbeddedTritonServer(

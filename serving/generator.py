@@ -27,6 +27,7 @@ from PIL import Image
 from transformers import CLIPImageProcessor, CLIPTokenizer
 
 from i2v.model.info import ModelInfo
+from i2v.model.repository_layout import IMAGE_PROCESSOR_FOLDER, SCHEDULER_FOLDER, TOKENIZER_FOLDER
 from i2v.params import GenerationParams
 from i2v.serving.preprocess import center_crop_wide, resize_bilinear
 
@@ -63,9 +64,9 @@ class VideoGenerator:
         pipeline_dir = Path(pipeline_dir)
         self.decoder_takes_chunks = decoder_takes_chunks
         self.info = ModelInfo.load(pipeline_dir)
-        self.tokenizer = CLIPTokenizer.from_pretrained(pipeline_dir / "tokenizer")
-        self.feature_extractor = CLIPImageProcessor.from_pretrained(pipeline_dir / "feature_extractor")
-        self.scheduler_config = json.loads((pipeline_dir / "scheduler" / "scheduler_config.json").read_text())
+        self.tokenizer = CLIPTokenizer.from_pretrained(pipeline_dir / TOKENIZER_FOLDER)
+        self.feature_extractor = CLIPImageProcessor.from_pretrained(pipeline_dir / IMAGE_PROCESSOR_FOLDER)
+        self.scheduler_config = json.loads((pipeline_dir / SCHEDULER_FOLDER / "scheduler_config.json").read_text())
         self.scheduler_class = getattr(diffusers, self.scheduler_config["_class_name"])
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.info.vae_scale_factor, do_resize=False)
         self.run_part = run_part

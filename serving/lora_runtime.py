@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from i2v.model.lora_registry import LORA_BASE_FILE, LORA_SUFFIX, file_version, read_targets
+from i2v.model.repository_layout import GRAPH_FILE
 
 if TYPE_CHECKING:  # torch and diffusers come with the reader: imported when an adapter is first read, so a part
     # that is asked for no adapter (every part but the UNet, and the UNet without one) never pays for them
@@ -142,7 +143,7 @@ class OnnxLoraSessions:
         from onnxruntime import OrtValue
 
         values = [OrtValue.ortvalue_from_numpy(a) for a in overrides.values()]  # must outlive the session
-        session = self.open_session(self.version / "model.onnx", dict(zip(overrides, values, strict=True)))
+        session = self.open_session(self.version / GRAPH_FILE, dict(zip(overrides, values, strict=True)))
         self.sessions[choice] = (session, values)
         return session
 

@@ -31,6 +31,7 @@ import triton_python_backend_utils as pb_utils
 from i2v.model.info import RUNTIMES
 from i2v.model.lora_registry import LORA_TARGETS_FILE, lora_dir
 from i2v.model.parts import BATCH_CHUNK_PARAMETER
+from i2v.model.repository_layout import GRAPH_FILE, WEIGHTS_FOLDER
 from i2v.params import OUT_OF_MEMORY
 from i2v.serving.stub import use_utf8_text
 from i2v.serving.tenancy import ModelNotAllowedError, check_model_allowed
@@ -43,7 +44,7 @@ class OnnxRuntimePart:
         from i2v.serving.onnxruntime_session import open_session
 
         self.output_names = output_names
-        self.path = version / "model.onnx"
+        self.path = version / GRAPH_FILE
         self.session = open_session(self.path)
         self.loras = None
         if lora_files is not None:
@@ -91,7 +92,7 @@ class TorchPart:
     ) -> None:
         import torch
 
-        from i2v.model.modules import DTYPES, WEIGHTS_DIR, compile_part, load_part_module
+        from i2v.model.modules import DTYPES, compile_part, load_part_module
         from i2v.serving.tensors import instance_device
 
         self.device = instance_device(args)
@@ -100,7 +101,7 @@ class TorchPart:
             raise ValueError(f"{name}: TORCH_DTYPE must be one of {', '.join(DTYPES)}, got {requested!r}")
         self.dtype = DTYPES[requested] if self.device.type == "cuda" else torch.float32  # half precision: GPU only
         self.output_names = output_names
-        module = load_part_module(name, version / WEIGHTS_DIR, self.device, self.dtype)
+        module = load_part_module(name, version / WEIGHTS_FOLDER, self.device, self.dtype)
         self.name, self.compile_mode = name, parameters.get("TORCH_COMPILE", "none")
         self.module = compile_part(module, self.compile_mode)
         # A CUDA graph replays the base weights: a request with a LoRA runs the module itself

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from i2v.model.repository_layout import ENGINE_FILE, GRAPH_FILE
+
 
 class TensorRTPart:
     """One serialized engine (`<version>/model.plan`) on this instance's GPU, its profile chosen per call."""
@@ -31,12 +33,12 @@ class TensorRTPart:
 
         # TensorRT and polygraphy work on the current device, not on a named one: make it this instance's GPU
         torch.cuda.set_device(self.device)
-        self.engine = engine_from_bytes(bytes_from_path(str(version / "model.plan")))
+        self.engine = engine_from_bytes(bytes_from_path(str(version / ENGINE_FILE)))
         # "profile": each profile's activation memory when first used, not the largest one's up front
         self.runner = TrtRunner(self.engine, allocation_strategy="profile")
         self.runner.activate()
         self.profile = 0
-        self.onnx_path = version / "model.onnx"
+        self.onnx_path = version / GRAPH_FILE
         self.refits = None
         if lora_files is not None:
             from i2v.serving.lora_runtime import EngineRefits

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import IO
 
 from i2v.model.info import MODEL_INFO_FILE, ModelInfo
-from i2v.params import FORWARDED_HEADERS, MODEL_NAME
+from i2v.model.repository_layout import served_pipeline_dir
+from i2v.params import FORWARDED_HEADERS
 from i2v.serving.drain import DRAIN_FILE_ENV
 from i2v.serving.gpus import count_gpus, visible_gpu_ids
 from i2v.serving.processes import process_group_members
@@ -61,11 +62,7 @@ class TritonEndpoints:
 def repository_cuda_memory_pool_bytes(model_repository: Path) -> int | None:
     """The CUDA memory pool the export planned for this repository, from model_info.json of the BLS version
     Triton serves (the highest); None, Triton's default, for a repository exported before it was recorded."""
-    model = Path(model_repository) / MODEL_NAME
-    if not model.is_dir():
-        return None
-    versions = [int(path.name) for path in model.iterdir() if path.is_dir() and path.name.isdigit()]
-    pipeline = model / str(max(versions, default=1)) / "pipeline"
+    pipeline = served_pipeline_dir(model_repository)
     if not (pipeline / MODEL_INFO_FILE).is_file():
         return None
     return ModelInfo.load(pipeline).cuda_memory_pool_bytes or None

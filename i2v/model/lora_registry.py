@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from i2v.model.repository_layout import ENGINE_FILE, GRAPH_FILE, served_version_dir
 from i2v.params import MODEL_NAME
 
 if TYPE_CHECKING:  # the listing model reads the registry without torch; `add` imports the reader when it runs
@@ -31,7 +32,6 @@ INFO_SUFFIX = ".json"  # beside each adapter: what `describe` lists
 DESCRIPTION_FIELDS = ("ranks", "layers", "target_modules", "size_bytes")  # of that file, besides the name
 LORA_TARGETS_FILE = "lora_targets.json"  # in the UNet part's version folder
 LORA_BASE_FILE = "lora_base.safetensors"  # beside it for the graph runtimes: the adaptable layers' base weights
-GRAPH_FILE, ENGINE_FILE = "model.onnx", "model.plan"  # the graph runtimes' UNet (TensorRT: the engine's graph beside)
 # The torch exporter's node metadata: the module path of every enclosing module, and each one's class.
 SCOPES_KEY, CLASSES_KEY = "pkg.torch.onnx.name_scopes", "pkg.torch.onnx.class_hierarchy"
 UNET_SCOPE = "unet."  # the exported part module (`i2v.model.modules.UNetPart`) holds the UNet as `unet`
@@ -92,15 +92,13 @@ def file_version(path: Path) -> str:
 
 def unet_version_folder(repository: Path) -> Path:
     """The UNet part's served version folder (the highest number)."""
-    model = Path(repository) / UNET_MODEL
     if not Path(repository).is_dir():
         raise FileNotFoundError(f"no model repository at {repository} (no such folder): export the model first")
-    versions = (
-        sorted((p for p in model.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)) if model.is_dir() else []
-    )
-    if not versions:
+    version = served_version_dir(repository, UNET_MODEL)
+    if version is None:
+        model = Path(repository) / UNET_MODEL
         raise FileNotFoundError(f"no UNet model in {repository} (expected {model}/<version>/): export the model first")
-    return versions[-1]
+    return version
 
 
 def write_targets(version: Path, targets: Targets, initializers: dict | None = None) -> Path:

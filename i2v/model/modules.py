@@ -34,7 +34,6 @@ COMPONENT_CLASSES: dict[str, type] = {
     "vae": AutoencoderKL,
     "unet": I2VGenXLUNet,
 }
-WEIGHTS_DIR = "weights"
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 INDUCTOR_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"  # PyTorch's own variable: where TorchInductor keeps what it compiled
 

@@ -1,0 +1,50 @@
+"""Where each file of the Triton model repository lives (model_repository/README.md shows the tree).
+
+`i2v export` writes these paths; the models Triton loads, `i2v serve`, the CLI and the benchmark read them. Each
+name is declared here once, so a change to the layout is made in one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from i2v.params import MODEL_NAME
+
+MODEL_VERSION = "1"  # the one version folder `i2v export` writes for each model
+CONFIG_FILE = "config.pbtxt"  # beside the version folders: Triton's model configuration
+PYTHON_MODEL_FILE = "model.py"  # a Python-backend model's module in its version folder
+GRAPH_FILE = "model.onnx"  # a part's ONNX graph (the onnxruntime runtime; TensorRT's UNet keeps it beside its engine)
+ENGINE_FILE = "model.plan"  # a part's TensorRT engine, where Triton's TensorRT backend looks for it
+WEIGHTS_FOLDER = "weights"  # the torch runtime's part weights (`save_pretrained`)
+PIPELINE_FOLDER = "pipeline"  # in the BLS model's version folder: what the loop reads besides the parts
+# In that folder, each component's `save_pretrained` output (model_info.json is `i2v.model.info`'s)
+TOKENIZER_FOLDER, IMAGE_PROCESSOR_FOLDER, SCHEDULER_FOLDER = "tokenizer", "feature_extractor", "scheduler"
+
+
+def version_dir(repository: str | Path, model: str) -> Path:
+    """`<repository>/<model>/1`: the version folder export writes."""
+    return Path(repository) / model / MODEL_VERSION
+
+
+def pipeline_dir(repository: str | Path, version: str | int = MODEL_VERSION) -> Path:
+    """`<repository>/i2vgen_xl/<version>/pipeline`: the tokenizer, image processor, scheduler and model_info.json."""
+    return Path(repository) / MODEL_NAME / str(version) / PIPELINE_FOLDER
+
+
+def served_version_dir(repository: str | Path, model: str) -> Path | None:
+    """The version folder of `model` that Triton serves: the highest numbered one (its default version policy);
+    None where the model has none."""
+    folder = Path(repository) / model
+    versions = [p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()] if folder.is_dir() else []
+    return max(versions, key=lambda p: int(p.name), default=None)
+
+
+def served_pipeline_dir(repository: str | Path) -> Path:
+    """The pipeline folder of the BLS version Triton serves (the export's own where there is none yet)."""
+    version = served_version_dir(repository, MODEL_NAME)
+    return version / PIPELINE_FOLDER if version else pipeline_dir(repository)
+
+
+def is_exported(repository: str | Path) -> bool:
+    """Whether `i2v export` wrote this repository (the BLS model's configuration comes after every part's)."""
+    return (Path(repository) / MODEL_NAME / CONFIG_FILE).is_file()
