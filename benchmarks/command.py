@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from i2v.arguments import add_api_key_argument, at_least
+from i2v.model.info import FULL_SIZE_RANDOM_MODEL, TINY_MODEL
 from i2v.model.repository_layout import GRAPH_FILE, MODEL_VERSION, is_exported, pipeline_dir
 from i2v.params import InvalidParameterError, parameter
 
@@ -35,7 +36,11 @@ def add_bench_command(commands, formatter_class: type[argparse.HelpFormatter]) -
     bench = commands.add_parser(
         "bench", help="measure latency and memory per resolution, frames and steps", formatter_class=formatter_class
     )
-    bench.add_argument("--model", default="tiny", help="'tiny', 'full-size-random', a diffusers folder or hub id")
+    bench.add_argument(
+        "--model",
+        default=TINY_MODEL,
+        help=f"'{TINY_MODEL}', '{FULL_SIZE_RANDOM_MODEL}', a diffusers folder or hub id",
+    )
     bench.add_argument(
         "--suite",
         choices=["gpu", "lora"],
@@ -186,7 +191,7 @@ def run_bench(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: unknown runners {unknown}; choose from {', '.join(RUNNERS)}")
     if "onnxruntime" in names and device == "cuda":
         print("note: the in-process onnxruntime runner runs on the CPU (the CPU onnxruntime package)")
-    grid, steps = TINY_DEFAULTS if str(args.model) == "tiny" else FULL_SIZE_DEFAULTS
+    grid, steps = TINY_DEFAULTS if str(args.model) == TINY_MODEL else FULL_SIZE_DEFAULTS
     step_counts = [int(s) for s in (args.steps or steps).split(",")]
     points = [GridPoint(h, w, f, s) for h, w, f in parse_shapes(args.grid or grid) for s in step_counts]
     output = args.output or Path("benchmarks/results/local") / f"{Path(str(args.model)).name}-{time.strftime('%Y%m%d')}"
@@ -310,7 +315,7 @@ def check_size_step(args: argparse.Namespace) -> None:
     model_step = model_size_step(str(args.model))
     if model_step is not None:
         steps[f"model {args.model}"] = model_step
-    grid = args.grid or (TINY_DEFAULTS if str(args.model) == "tiny" else FULL_SIZE_DEFAULTS)[0]
+    grid = args.grid or (TINY_DEFAULTS if str(args.model) == TINY_MODEL else FULL_SIZE_DEFAULTS)[0]
     for height, width, frames in parse_shapes(grid):
         for whose, step in steps.items():
             for name, value in (("height", height), ("width", width)):
@@ -328,10 +333,10 @@ def model_size_step(model: str) -> int | None:
 
     from diffusers import AutoencoderKL, I2VGenXLUNet
 
-    from i2v.export.sources import FULL_SIZE_RANDOM, full_size_configs, tiny_resolved
+    from i2v.export.sources import full_size_configs, tiny_resolved
     from i2v.model.parts import size_multiple
 
-    if model == FULL_SIZE_RANDOM:
+    if model == FULL_SIZE_RANDOM_MODEL:
         configs = full_size_configs()
     else:
         source = str(tiny_resolved(model))  # where `load_pipeline` keeps the tiny model
@@ -361,7 +366,7 @@ def apply_gpu_suite(args: argparse.Namespace, device: str) -> None:
     runners = [r for r in GPU_SUITE_RUNNERS if r != "served" or not missing]
     if missing:
         print(f"note: no served rows: {', '.join(missing)} not installed (the wheelhouse's served part)")
-    args.model = "full-size-random" if cuda else "tiny"
+    args.model = FULL_SIZE_RANDOM_MODEL if cuda else TINY_MODEL
     args.grid = args.grid or (FULL_SIZE_DEFAULTS[0] if cuda else "64x64x8")
     args.steps = args.steps or (FULL_SIZE_DEFAULTS[1] if cuda else TINY_DEFAULTS[1])
     args.runners = args.runners or ",".join(runners)

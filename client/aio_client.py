@@ -23,13 +23,14 @@ from i2v.client.grpc_client import (
     stream_request,
 )
 from i2v.client.types import GenerationRequest, GenerationResult, LoraAdapterInfo, Progress, ServedModel
+from i2v.endpoints import GRPC_URL
 from i2v.params import LORA_LIST_MODEL
 
 
 class AsyncI2VClient(ClientBase):
     """`async for event in client.stream(request)` yields `Progress` per step, then the `GenerationResult`."""
 
-    def __init__(self, url: str = "localhost:8001", **settings):
+    def __init__(self, url: str = GRPC_URL, **settings):
         super().__init__(url, **settings)
         self._client = grpcaio.InferenceServerClient(url, ssl=self.tls, root_certificates=self.root_certificates)
 

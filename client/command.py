@@ -12,11 +12,11 @@ import tempfile
 from pathlib import Path
 
 from i2v.arguments import API_KEY_ENV, add_api_key_argument, positive
+from i2v.endpoints import GRPC_URL
 from i2v.params import INVALID_INPUT, parameters
 
 URL_ENV = "I2V_TRITON_URL"
 CA_FILE_ENV = "I2V_CA_FILE"
-DEFAULT_URL = "localhost:8001"
 
 METAVARS = {int: "N", float: "X", str: "TEXT"}
 
@@ -30,9 +30,7 @@ EXIT_TIMEOUT = 9  # the request ran past --timeout and was cancelled
 
 def add_connection_args(parser: argparse.ArgumentParser, *, timeout: bool = True) -> None:
     """Where the server is (`--url`, env I2V_TRITON_URL), its key (`--api-key`) and, for requests, `--timeout`."""
-    parser.add_argument(
-        "--url", default=os.environ.get(URL_ENV, DEFAULT_URL), help=f"Triton gRPC address (env {URL_ENV})"
-    )
+    parser.add_argument("--url", default=os.environ.get(URL_ENV, GRPC_URL), help=f"Triton gRPC address (env {URL_ENV})")
     add_api_key_argument(parser, "key for a server that restricts inference and model control, or a gateway's key")
     parser.add_argument("--tls", action="store_true", help="speak TLS (a gateway's public port)")
     parser.add_argument(

@@ -28,6 +28,7 @@ from i2v.client.errors import (
     error_from_server,
 )
 from i2v.client.types import GenerationRequest, GenerationResult, LoraAdapterInfo, Progress, ServedModel
+from i2v.endpoints import GRPC_URL
 from i2v.params import (
     API_KEY_HEADER,
     CONFIG_DEFAULT_PREFIX,
@@ -139,7 +140,7 @@ class ClientBase:
 
     def __init__(
         self,
-        url: str = "localhost:8001",
+        url: str = GRPC_URL,
         *,
         api_key: str | None = None,
         model_name: str = MODEL_NAME,
@@ -172,7 +173,7 @@ class ClientBase:
 class SyncClient(ClientBase):
     """A blocking gRPC connection, closed with the client (`with` or `close()`)."""
 
-    def __init__(self, url: str = "localhost:8001", **settings):
+    def __init__(self, url: str = GRPC_URL, **settings):
         super().__init__(url, **settings)
         self._client = grpcclient.InferenceServerClient(url, ssl=self.tls, root_certificates=self.root_certificates)
 
@@ -200,7 +201,7 @@ class SyncClient(ClientBase):
 class I2VClient(SyncClient):
     """Generate videos on a Triton server that serves `i2vgen_xl` (blocking calls; see `AsyncI2VClient`)."""
 
-    def __init__(self, url: str = "localhost:8001", **settings):
+    def __init__(self, url: str = GRPC_URL, **settings):
         super().__init__(url, **settings)
         self._cancelled = threading.Event()
 

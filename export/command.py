@@ -9,7 +9,14 @@ from pathlib import Path
 
 from i2v.arguments import at_least, positive
 from i2v.export.options import ALLOCATIONS, DEFAULT_MAX_QUEUE_SIZE, DEVICES, ENGINE_CHECKS
-from i2v.model.info import DEFAULT_REPOSITORY, RUNTIMES, TORCH_COMPILE_MODES, SupportedShapes, request_frame_range
+from i2v.model.info import (
+    DEFAULT_REPOSITORY,
+    RUNTIMES,
+    TINY_MODEL,
+    TORCH_COMPILE_MODES,
+    SupportedShapes,
+    request_frame_range,
+)
 from i2v.params import RESOLUTION_PRESETS, parameter
 
 
@@ -19,7 +26,9 @@ def add_export_command(commands, formatter_class: type[argparse.HelpFormatter]) 
         "export", help="export a model to ONNX and write a Triton model repository", formatter_class=formatter_class
     )
     export.add_argument(
-        "--model", default="tiny", help="'tiny' (random weights, built locally), a diffusers folder or a hub id"
+        "--model",
+        default=TINY_MODEL,
+        help=f"'{TINY_MODEL}' (random weights, built locally), a diffusers folder or a hub id",
     )
     export.add_argument("--output", type=Path, default=DEFAULT_REPOSITORY, help="model repository to write")
     export.add_argument(

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from i2v.model.info import SupportedShapes
+from i2v.model.info import TINY_MODEL, SupportedShapes
 from i2v.model.parts import SIZE_FREE_SPECS, PartSpec, TensorSpec
 from i2v.params import RESOLUTION_PRESETS, parameter
 
@@ -59,7 +59,7 @@ class OptimizationProfile:
 
 
 def supported_shapes_for(source: str) -> SupportedShapes:
-    return TINY_SUPPORTED_SHAPES if str(source) == "tiny" else DEFAULT_SUPPORTED_SHAPES
+    return TINY_SUPPORTED_SHAPES if str(source) == TINY_MODEL else DEFAULT_SUPPORTED_SHAPES
 
 
 def dim_ranges(

@@ -12,6 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from string import Template
 
+import numpy as np
+from tritonclient.utils import np_to_triton_dtype
+
 from i2v.export.lora_initializers import write_lora_files
 from i2v.export.memory_plan import cuda_memory_pool_bytes
 from i2v.export.options import DEFAULT_MAX_QUEUE_SIZE
@@ -44,14 +47,18 @@ from i2v.params import (
     METADATA_OUTPUT,
     MODEL_NAME,
     PROGRESS_OUTPUT,
-    TRITON_CONFIG_TYPES,
     VIDEO_OUTPUT,
     GenerationParams,
     model_defaults,
     parameters,
+    triton_config_type,
 )
 
-TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32"}
+
+def _config_type(dtype: str) -> str:
+    """A part tensor's numpy dtype ("float16") as `config.pbtxt` names it (TYPE_FP16)."""
+    return triton_config_type(np_to_triton_dtype(np.dtype(dtype)))
+
 
 # What each runtime puts in a part's version folder; write_model_repository removes the others' leftovers.
 PART_ARTIFACTS = {
@@ -272,7 +279,7 @@ def _tensor_block(kind: str, tensors, dims_of=None) -> str:
         named = ", ".join(str(d) for d in t.dims)
         dims = _dims(dims_of(t) if dims_of else t.dims)
         entries.append(
-            f'  {{\n    name: "{t.name}"\n    data_type: {TRITON_DTYPES[t.dtype]}\n    dims: {dims}  # ({named})\n  }}'
+            f'  {{\n    name: "{t.name}"\n    data_type: {_config_type(t.dtype)}\n    dims: {dims}  # ({named})\n  }}'
         )
     return f"{kind} [\n" + ",\n".join(entries) + "\n]\n"
 
@@ -349,7 +356,7 @@ def part_config(
 def _warmup_block(spec: PartSpec, dims: Mapping[str, int]) -> str:
     """Triton's `model_warmup`: one request of random inputs at `dims`, sent while the model loads."""
     inputs = "".join(
-        f'    inputs {{ key: "{t.name}", value: {{ data_type: {TRITON_DTYPES[t.dtype]}, '
+        f'    inputs {{ key: "{t.name}", value: {{ data_type: {_config_type(t.dtype)}, '
         f"dims: {_dims([d if isinstance(d, int) else dims[d] for d in t.dims])}, random_data: true }} }}\n"
         for t in spec.inputs
     )
@@ -413,7 +420,7 @@ def bls_config(
     inputs = [f'  {{ name: "{IMAGE_INPUT}", data_type: TYPE_STRING, dims: [ 1 ] }}  # encoded PNG / JPEG / WebP bytes']
     for entry in parameters():
         optional = "" if entry.required else ", optional: true"
-        dtype = TRITON_CONFIG_TYPES[entry.triton_dtype]
+        dtype = triton_config_type(entry.triton_dtype)
         inputs.append(f'  {{ name: "{entry.name}", data_type: {dtype}, dims: [ 1 ]{optional} }}  # {entry.help}')
     defaults = model_defaults(dict(defaults or {}))
     entries = [

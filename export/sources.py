@@ -23,10 +23,9 @@ from transformers import (
     CLIPVisionModelWithProjection,
 )
 
+from i2v.model.info import FULL_SIZE_RANDOM_MODEL, TINY_MODEL
 from i2v.model.parts import PartSpec, part_specs
 
-TINY = "tiny"
-FULL_SIZE_RANDOM = "full-size-random"
 DEFAULT_TINY_DIR = Path("models/i2vgen-xl-tiny")
 
 # The full-size random model is for measuring: its scheduler does not change compute or memory, so it takes
@@ -47,7 +46,7 @@ TINY_SERVING_DEFAULTS = {"height": 64, "width": 96, "num_frames": 16, "num_infer
 
 def serving_defaults(source: str | Path) -> dict:
     """The defaults a model from `source` is served with, where they differ from the parameter table's."""
-    return dict(TINY_SERVING_DEFAULTS) if str(source) == TINY else {}
+    return dict(TINY_SERVING_DEFAULTS) if str(source) == TINY_MODEL else {}
 
 
 def model_id(source: str | Path) -> str:
@@ -59,7 +58,7 @@ def model_id(source: str | Path) -> str:
 
 def tiny_resolved(source: str | Path, cache_dir: Path = DEFAULT_TINY_DIR) -> str | Path:
     """`tiny` as the folder that holds it (built there the first time); any other source as it is."""
-    if str(source) != TINY:
+    if str(source) != TINY_MODEL:
         return source
     if not (cache_dir / "model_index.json").exists():
         save_tiny_pipeline(cache_dir)
@@ -68,9 +67,9 @@ def tiny_resolved(source: str | Path, cache_dir: Path = DEFAULT_TINY_DIR) -> str
 
 def load_pipeline(source: str | Path, *, cache_dir: Path = DEFAULT_TINY_DIR) -> I2VGenXLPipeline:
     """Load a pipeline from `tiny`, `full-size-random`, a local diffusers folder or a hub id."""
-    if str(source) == TINY:
+    if str(source) == TINY_MODEL:
         source = tiny_resolved(source, cache_dir)
-    elif str(source) == FULL_SIZE_RANDOM:
+    elif str(source) == FULL_SIZE_RANDOM_MODEL:
         return build_full_size_pipeline()
     else:
         check_source(source)

@@ -40,7 +40,7 @@ from i2v.client.command import (
 from i2v.examples import LIGHTHOUSE_PROMPT, lighthouse_image
 from i2v.export.command import add_export_command
 from i2v.gateway.command import add_gateway_command
-from i2v.model.info import DEFAULT_REPOSITORY
+from i2v.model.info import DEFAULT_REPOSITORY, TINY_MODEL
 from i2v.model.repository_layout import is_exported
 from i2v.serving.command import add_serve_command
 from i2v.serving.lora_command import add_lora_command
@@ -107,7 +107,7 @@ def run_demo(args: argparse.Namespace) -> int:
             request = prepared_request(args)  # before the export and the server's start
             if not is_exported(args.model_repository):
                 print(f"exporting the tiny model to {args.model_repository} ...")
-                export_model_repository("tiny", args.model_repository, check=True)
+                export_model_repository(TINY_MODEL, args.model_repository, check=True)
             print("starting Triton ...")
             with EmbeddedTritonServer(args.model_repository) as server:
                 endpoints = server.endpoints
@@ -127,7 +127,7 @@ def run_demo(args: argparse.Namespace) -> int:
         f"wrote {args.output}: {meta['frames']} frames {meta['width']}x{meta['height']}, seed {result.seed}, "
         f"{meta['timings']['total']:.2f} s on the server; metadata in {args.output.with_suffix('.json')}"
     )
-    if meta["model"] == "tiny":
+    if meta["model"] == TINY_MODEL:
         print("note: the tiny model has random weights, so its video is noise; export real weights for real videos")
     return EXIT_OK
 

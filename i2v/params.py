@@ -66,14 +66,11 @@ RESOLUTION_PRESETS: dict[str, tuple[int, int]] = {
     "1024p": (1024, 1024),
 }
 
-# Triton data type of each parameter type (`config.pbtxt` writes TYPE_<dtype>, BYTES as TYPE_STRING).
-TRITON_CONFIG_TYPES = {
-    "BYTES": "TYPE_STRING",
-    "BOOL": "TYPE_BOOL",
-    "INT32": "TYPE_INT32",
-    "INT64": "TYPE_INT64",
-    "FP32": "TYPE_FP32",
-}
+
+def triton_config_type(triton_dtype: str) -> str:
+    """How `config.pbtxt` names a Triton data type ("FP32", as the protocol names it): TYPE_FP32; BYTES is
+    TYPE_STRING."""
+    return "TYPE_STRING" if triton_dtype == "BYTES" else f"TYPE_{triton_dtype}"
 
 
 # What each parameter type accepts, and how an error message names it (a bool is no number here).

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from i2v.arguments import add_api_key_argument
+from i2v.endpoints import GRACE_PERIOD_S, GRPC_PORT, GRPC_URL, HEALTH_PORT, HTTP_PORT, METRICS_PORT, METRICS_URL
 from i2v.model.info import DEFAULT_REPOSITORY
 from i2v.model.repository_layout import is_exported
 
@@ -18,9 +19,9 @@ def add_serve_command(commands, formatter_class: type[argparse.HelpFormatter]) -
     )
     serve.add_argument("--model-repository", type=Path, default=DEFAULT_REPOSITORY, help="written by `i2v export`")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for all)")
-    serve.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (the client's)")
-    serve.add_argument("--http-port", type=int, default=8000, help="HTTP port (health, metadata)")
-    serve.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port")
+    serve.add_argument("--grpc-port", type=int, default=GRPC_PORT, help="gRPC port (the client's)")
+    serve.add_argument("--http-port", type=int, default=HTTP_PORT, help="HTTP port (health, metadata)")
+    serve.add_argument("--metrics-port", type=int, default=METRICS_PORT, help="Prometheus metrics port")
     serve.add_argument("--log-file", type=Path, default=None, help="server log; a temporary file when omitted")
     add_api_key_argument(
         serve, "require this key for inference and model control; health, metadata and metrics stay open"
@@ -28,14 +29,14 @@ def add_serve_command(commands, formatter_class: type[argparse.HelpFormatter]) -
     serve.add_argument(
         "--health-port",
         type=int,
-        default=8003,
+        default=HEALTH_PORT,
         help="the supervisor's /ready, /live and /metrics (it restarts the server when a model's process died); "
         "0: no supervisor",
     )
     serve.add_argument(
         "--grace-period",
         type=int,
-        default=300,
+        default=GRACE_PERIOD_S,
         help="seconds requests in flight may finish after SIGTERM before the server stops anyway",
     )
     serve.set_defaults(run=run_serve)
@@ -45,19 +46,22 @@ def add_serve_command(commands, formatter_class: type[argparse.HelpFormatter]) -
         help="watch a Triton server beside this process and restart it when a model's process died",
         formatter_class=formatter_class,
     )
-    supervise.add_argument("--url", default="localhost:8001", help="the server's gRPC address (model control)")
+    supervise.add_argument("--url", default=GRPC_URL, help="the server's gRPC address (model control)")
     supervise.add_argument("--host", default="127.0.0.1", help="address of the health port (0.0.0.0 for all)")
-    supervise.add_argument("--health-port", type=int, default=8003, help="/ready, /live and /metrics")
+    supervise.add_argument("--health-port", type=int, default=HEALTH_PORT, help="/ready, /live and /metrics")
     supervise.add_argument(
         "--pid", type=int, default=None, help="the tritonserver process (default: the only one in this PID namespace)"
     )
     supervise.add_argument(
         "--metrics-url",
-        default="http://localhost:8002/metrics",
+        default=METRICS_URL,
         help="Triton's metrics: requests in flight are let finish before a restart",
     )
     supervise.add_argument(
-        "--drain-timeout", type=float, default=300, help="the longest wait for them (Triton's --exit-timeout-secs)"
+        "--drain-timeout",
+        type=float,
+        default=GRACE_PERIOD_S,
+        help="the longest wait for them (Triton's --exit-timeout-secs)",
     )
     supervise.add_argument(
         "--state-file",
@@ -88,8 +92,8 @@ def add_serve_command(commands, formatter_class: type[argparse.HelpFormatter]) -
         "(the Triton container's entrypoint runs it on SIGTERM)",
         formatter_class=formatter_class,
     )
-    drain.add_argument("--metrics-url", default="http://localhost:8002/metrics", help="Triton's metrics")
-    drain.add_argument("--timeout", type=float, default=300, help="the longest wait, in seconds")
+    drain.add_argument("--metrics-url", default=METRICS_URL, help="Triton's metrics")
+    drain.add_argument("--timeout", type=float, default=GRACE_PERIOD_S, help="the longest wait, in seconds")
     drain.add_argument(
         "--end",
         action="store_true",

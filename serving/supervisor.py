@@ -38,7 +38,6 @@ container's restart policy does.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -53,6 +52,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from i2v.endpoints import GRACE_PERIOD_S, unusable_port
 from i2v.params import API_KEY_HEADER, MODEL_NAME
 from i2v.serving.drain import requests_in_flight
 from i2v.serving.processes import is_alive, only_tritonserver_pid, python_stubs
@@ -141,7 +141,7 @@ class Supervisor:
         interval_s: float = 1.0,
         max_failures: int = 3,
         restart_grace_s: float = 3.0,
-        drain_timeout_s: float = 300.0,
+        drain_timeout_s: float = GRACE_PERIOD_S,
         state_file: Path | None = None,
         unanswered_limit_s: float = 60.0,
     ) -> None:
@@ -401,7 +401,6 @@ def serve_health(supervisor: Supervisor, host: str, port: int) -> ThreadingHTTPS
     try:
         server = ThreadingHTTPServer((host, port), Handler)
     except OSError as exc:
-        problem = "is in use" if exc.errno == errno.EADDRINUSE else "cannot be listened on"
-        raise HealthPortError(f"the health port {port} on {host} {problem} ({exc.strerror or exc})") from exc
+        raise HealthPortError(unusable_port(port, host, exc, "the supervisor's health")) from exc
     threading.Thread(target=server.serve_forever, name="i2v-health", daemon=True).start()
     return server

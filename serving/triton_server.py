@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import errno
 import http.client
 import os
 import re
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from i2v.endpoints import unusable_port
 from i2v.model.info import MODEL_INFO_FILE, ModelInfo
 from i2v.model.repository_layout import served_pipeline_dir
 from i2v.params import FORWARDED_HEADERS
@@ -457,10 +457,9 @@ def _check_ports_free(host: str, ports: dict[str, int]) -> None:
             try:
                 sock.bind((host or "0.0.0.0", port))
             except OSError as exc:
-                problem = "is in use" if exc.errno == errno.EADDRINUSE else "cannot be listened on"
                 raise TritonServerError(
-                    f"port {port} ({name}) on {host} {problem} ({exc.strerror or exc}): another server listens "
-                    "there; stop it or choose another port"
+                    f"{unusable_port(port, host, exc, name)}: another server listens there; stop it or choose "
+                    "another port"
                 ) from exc
 
 

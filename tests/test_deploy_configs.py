@@ -41,6 +41,8 @@ import pytest
 import yaml
 from ports import free_port
 
+from i2v.endpoints import GRACE_PERIOD_S, GRPC_PORT, HEALTH_PORT, HTTP_PORT, METRICS_PORT
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "docker" / "triton.Dockerfile"
@@ -58,6 +60,7 @@ BLS_METRICS_SOURCE = ROOT / "serving" / "metrics.py"
 # docker/triton-entrypoint.sh as the image installs it: drains (i2v drain) before stopping tritonserver
 DRAINING_ENTRYPOINT = "/opt/i2v/docker/triton-entrypoint.sh"
 SUPERVISOR_SOURCE = ROOT / "serving" / "supervisor.py"
+SERVER_PORTS = (HTTP_PORT, GRPC_PORT, METRICS_PORT, HEALTH_PORT)  # what the Triton container publishes
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt-get install prometheus)")
@@ -444,7 +447,7 @@ def test_triton_has_shared_memory_a_gpu_and_a_readiness_healthcheck(compose):
     # Healthy = the supervisor's /ready: Triton's own stays 200 while a part's process is dead.
     assert "http://localhost:8003/ready" in " ".join(triton["healthcheck"]["test"])
     assert "./model_repository:/models:ro" in triton["volumes"]
-    assert {port.split(":")[-1] for port in triton["ports"]} == {"8000", "8001", "8002", "8003"}
+    assert {port.split(":")[-1] for port in triton["ports"]} == {str(port) for port in SERVER_PORTS}
 
 
 def test_export_is_a_one_shot_profile_writing_the_model_repository(compose):
@@ -636,7 +639,7 @@ def test_only_the_gateway_and_grafana_publish_ports_beyond_localhost(compose):
         for name, service in compose["services"].items()
     }
     assert {name for name, ports in public.items() if ports} == {"gateway", "grafana"}
-    assert {port.split(":")[-1] for port in compose["services"]["triton"]["ports"]} == {"8000", "8001", "8002", "8003"}
+    assert {port.split(":")[-1] for port in compose["services"]["triton"]["ports"]} == {str(p) for p in SERVER_PORTS}
 
 
 def test_triton_forwards_the_headers_the_gateway_sets_in_compose_and_kubernetes(compose):
@@ -911,7 +914,7 @@ def exit_timeout(args: list[str]) -> int:
     return int(value.split()[0])
 
 
-def test_graceful_shutdown_gives_in_flight_videos_300_s_before_the_kill(compose):
+def test_graceful_shutdown_gives_in_flight_videos_the_grace_period_before_the_kill(compose):
     """On SIGTERM Triton refuses new requests and waits up to --exit-timeout-secs for those in flight; the
     orchestrator's SIGKILL must come later than that, in compose and in Kubernetes alike."""
     triton = compose["services"]["triton"]
@@ -920,7 +923,7 @@ def test_graceful_shutdown_gives_in_flight_videos_300_s_before_the_kill(compose)
     pod = only("Deployment", "i2v-triton")["spec"]["template"]["spec"]
     kubernetes_timeout = exit_timeout(pod_container(pod, "triton")["args"])
     kubernetes_grace = pod["terminationGracePeriodSeconds"]
-    assert compose_timeout == kubernetes_timeout == 300  # a full-size video takes minutes
+    assert compose_timeout == kubernetes_timeout == GRACE_PERIOD_S  # what `i2v serve` and `i2v drain` default to
     assert compose_grace == kubernetes_grace == 330
     assert compose_grace > compose_timeout and kubernetes_grace > kubernetes_timeout
     # the entrypoint's drain waits as long as Triton's own exit timeout
@@ -1601,7 +1604,7 @@ def test_triton_in_kubernetes_takes_the_api_key_from_the_secret_in_explicit_mode
 def test_kubernetes_runs_tritonserver_with_composes_command_line(compose):
     """The same entrypoint and arguments as compose, whose command line test_recovery.py runs on a real
     tritonserver; only the way the key comes in differs (Kubernetes expands $(VAR), compose ${VAR:?...}). The drain
-    timeouts are held equal by test_graceful_shutdown_gives_in_flight_videos_300_s_before_the_kill."""
+    timeouts are held equal by test_graceful_shutdown_gives_in_flight_videos_the_grace_period_before_the_kill."""
     triton = pod_container(triton_pod(), "triton")
     service = compose["services"]["triton"]
     composed = [re.sub(r"\$\{I2V_API_KEY:\?[^}]*\}", "$(I2V_API_KEY)", a) for a in service["command"]]
@@ -1636,10 +1639,10 @@ def test_kubernetes_supervisor_runs_beside_triton_in_its_pid_namespace_and_answe
     # Triton itself is NVIDIA's server, under the entrypoint that drains before stopping it
     assert triton["command"] == [DRAINING_ENTRYPOINT, "tritonserver"]
     assert supervisor["image"] == triton["image"]
-    assert {port["name"]: port["containerPort"] for port in supervisor["ports"]} == {"supervisor": 8003}
+    assert {port["name"]: port["containerPort"] for port in supervisor["ports"]} == {"supervisor": HEALTH_PORT}
     assert "nvidia.com/gpu" not in supervisor["resources"].get("limits", {})  # it reads /proc, no GPU
-    assert triton["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 8003}
-    assert triton["livenessProbe"]["httpGet"] == {"path": "/live", "port": 8003}
+    assert triton["readinessProbe"]["httpGet"] == {"path": "/ready", "port": HEALTH_PORT}
+    assert triton["livenessProbe"]["httpGet"] == {"path": "/live", "port": HEALTH_PORT}
     # Readiness reacts within seconds of a part dying; liveness gives a failed recovery a minute before the
     # restart; both start only after the startup probe, which allows the model load.
     readiness, liveness = triton["readinessProbe"], triton["livenessProbe"]

@@ -243,7 +243,7 @@ def test_a_taken_health_port_is_refused_in_plain_words_before_triton_starts(mode
         supervise = [*cli, "supervise", "--url", f"127.0.0.1:{grpc}", "--health-port", str(port)]
         supervise += ["--state-file", str(tmp_path / "supervisor.json")]
         supervised = subprocess.run(supervise, capture_output=True, text=True, timeout=60)
-    in_use = f"error: the health port {port} on 127.0.0.1 is in use ("
+    in_use = f"error: port {port} (the supervisor's health) on 127.0.0.1 is in use ("
     assert served.returncode == 1, served.stdout + served.stderr
     assert in_use in served.stderr and "choose another with --health-port, or 0 for none" in served.stderr
     assert "Traceback" not in served.stderr and "Triton ready" not in served.stdout, served.stdout + served.stderr

@@ -16,6 +16,9 @@ from pathlib import Path
 from i2v.params import GenerationParams, InvalidParameterError, model_defaults, parameter
 
 MODEL_INFO_FILE = "model_info.json"
+# The models `i2v export` and `i2v bench` build themselves, with random weights (`i2v.export.sources`): the tiny
+# one for the CPU, the tests and the demo; the full-size architecture for measuring on a GPU
+TINY_MODEL, FULL_SIZE_RANDOM_MODEL = "tiny", "full-size-random"
 DEFAULT_REPOSITORY = Path("model_repository")  # where `i2v export` writes and `i2v serve` reads
 # What can serve the part models: ONNX Runtime or the PyTorch modules in a Python-backend model (the embedded
 # server has these two), or native TensorRT engines (NVIDIA's Triton image).
