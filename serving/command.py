@@ -104,7 +104,8 @@ def add_serve_command(commands, formatter_class: type[argparse.HelpFormatter]) -
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from i2v.serving.triton_server import EmbeddedTritonServer, serve_forever
+    from i2v.serving.serve import serve_forever
+    from i2v.serving.triton_server import EmbeddedTritonServer
 
     if not is_exported(args.model_repository):
         print(f"error: no model repository at {args.model_repository}: run `i2v export` first", file=sys.stderr)

@@ -21,7 +21,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -130,18 +129,18 @@ class EmbeddedTritonServer:
             os.close(fd)
             log_file = Path(name)
         self.log_path = Path(log_file)
-        client_host = _client_host(host)
+        local = client_host(host)
         self.endpoints = TritonEndpoints(
-            grpc_url=f"{client_host}:{self.grpc_port}",
-            http_url=f"{client_host}:{self.http_port}",
-            metrics_url=f"http://{client_host}:{self.metrics_port}/metrics",
+            grpc_url=f"{local}:{self.grpc_port}",
+            http_url=f"{local}:{self.http_port}",
+            metrics_url=f"http://{local}:{self.metrics_port}/metrics",
         )
         self._process: subprocess.Popen[bytes] | None = None
         self._log_handle: IO[bytes] | None = None
         self._backend_dir: Path | None = None
         self._returncode: int | None = None
-        # set by serve_forever's signal handler to abandon start-up, a restart's included: start() leaves it set
-        self._interrupt = threading.Event()
+        # set (by `i2v.serving.serve`'s signal handler) to abandon start-up, a restart's included; start() leaves it set
+        self.interrupted = threading.Event()
         # this server's drain marker (`i2v.serving.drain`): present, its BLS refuses new requests. Its own unless
         # the caller's env names one; stop() removes only its own
         self._own_drain_file = DRAIN_FILE_ENV not in self.env
@@ -340,7 +339,7 @@ class EmbeddedTritonServer:
         gRPC and HTTP; a caller scraping metrics right after start-up would otherwise find nothing listening.
         And our process still running (a port another server listens on is refused before launch,
         `_check_ports_free`; this catches a Triton that exited after binding)."""
-        health = f"http://{_client_host(self.host)}:{self.http_port}/v2/health/ready"
+        health = f"http://{client_host(self.host)}:{self.http_port}/v2/health/ready"
         # An http_proxy in the environment must not see loopback health checks.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         deadline = time.monotonic() + self.startup_timeout_s
@@ -351,7 +350,7 @@ class EmbeddedTritonServer:
                 raise TritonServerError(self._failure_message(what))
             if not pending:
                 return
-            if self._interrupt.is_set():
+            if self.interrupted.is_set():
                 raise TritonServerError("start-up interrupted by a signal")
             try:
                 with opener.open(pending[0], timeout=2) as response:
@@ -417,7 +416,7 @@ def _error_lines(log_text: str) -> list[str]:
     return reasons
 
 
-def _client_host(host: str) -> str:
+def client_host(host: str) -> str:
     """Where a local client connects: loopback for the wildcard addresses."""
     if host in ("", "0.0.0.0"):
         return "127.0.0.1"
@@ -480,101 +479,3 @@ def _remove_shm_regions(prefix: str) -> None:
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-
-
-def _gone(server: EmbeddedTritonServer, supervisor) -> bool:
-    """The server has ended for good: it is not running and no restart is coming (without a supervisor, none
-    ever; with one, once it has given up: restarts failed `max_failures` times in a row)."""
-    if server.is_running() or server.restarting:
-        return False
-    if supervisor is None:
-        return True
-    return not supervisor.restarting.is_set() and not supervisor.health.live(supervisor.max_failures)
-
-
-def serve_forever(
-    server: EmbeddedTritonServer, *, health_port: int | None = None, health_host: str = "127.0.0.1"
-) -> int:
-    """Run the server in the foreground until SIGINT/SIGTERM or until it exits by itself.
-
-    SIGTERM is a graceful stop: Triton refuses new requests and lets those in flight finish for up to the
-    server's `exit_timeout_s`. With `health_port`, a supervisor (`i2v.serving.supervisor`) restarts the server
-    when a model's process or tritonserver itself dies, and answers /ready, /live and /metrics there (from before
-    Triton starts, so a taken port is said at once); it stops first, so a shutdown's unloads are not taken for
-    crashes.
-
-    Returns 0 when stopped by a signal (also during start-up), 1 when it could not start, otherwise the
-    server's own exit status (128 + N when it was killed by signal N).
-    """
-    requested: list[int] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        # Only record: raising here could land inside stop(). A second Ctrl-C changes nothing, since
-        # stop() escalates to SIGKILL by itself.
-        requested.append(signum)
-        server._interrupt.set()
-
-    supervisor = health = None
-    if health_port:  # listened on before Triton starts: a taken port costs no model load (not ready meanwhile)
-        from i2v.serving.supervisor import HealthPortError, Supervisor, serve_health
-
-        supervisor = Supervisor(
-            server.endpoints.grpc_url,
-            api_key=server.api_key,
-            server_pid=lambda: server.pid,
-            restart=server.restart,
-            metrics_url=server.endpoints.metrics_url,
-            drain_timeout_s=server.exit_timeout_s,
-        )
-        try:
-            health = serve_health(supervisor, health_host, health_port)
-        except HealthPortError as exc:
-            supervisor.stop()
-            print(f"error: {exc}: choose another with --health-port, or 0 for none", file=sys.stderr)
-            return 1
-    server._interrupt.clear()  # from here on, a signal is this run's
-    previous = {}
-    if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        endpoints = server.start()
-        print(f"Triton ready (pid {server.pid}), model repository {server.model_repository}")
-        print(f"  gRPC     {endpoints.grpc_url}")
-        print(f"  HTTP     {endpoints.http_url}")
-        print(f"  metrics  {endpoints.metrics_url}")
-        if supervisor is not None:
-            supervisor.start()
-            print(f"  health   http://{_client_host(health_host)}:{health_port}/ready, /live, /metrics")
-        print(f"  log      {server.log_path}")
-        print("Press Ctrl-C to stop.", flush=True)
-        while not requested and not _gone(server, supervisor):
-            time.sleep(0.2)
-    except TritonServerError as exc:
-        if not requested:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-    finally:
-        if supervisor is not None:
-            supervisor.stop()  # its probes go on answering through the drain: not ready, live
-        if requested:
-            print(
-                f"stopping Triton ({signal.Signals(requested[0]).name}): new requests are refused, those in flight "
-                f"may finish for up to {server.exit_timeout_s} s ...",
-                flush=True,
-            )
-            if not server.drain():
-                print("the grace period ended with requests still in flight", flush=True)
-        server.stop()
-        if server.killed_at_stop:
-            print("Triton did not stop in time (a model was still unloading): it was killed", flush=True)
-        if health is not None:
-            health.shutdown()
-            health.server_close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if requested:
-        print("Triton stopped.", flush=True)
-        return 0
-    code = server.returncode if server.returncode is not None else 1
-    print(f"Triton exited by itself with code {code}; log: {server.log_path}", file=sys.stderr)
-    return 128 - code if code < 0 else code

@@ -346,7 +346,8 @@ def test_broken_model_fails_start_with_the_server_reason(tmp_path):
 SERVE_SCRIPT = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from i2v.serving.triton_server import EmbeddedTritonServer, serve_forever
+    from i2v.serving.serve import serve_forever
+    from i2v.serving.triton_server import EmbeddedTritonServer
     sys.exit(serve_forever(EmbeddedTritonServer(Path(sys.argv[1]), startup_timeout_s=60)))
 """)
 
