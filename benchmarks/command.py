@@ -7,15 +7,15 @@ import time
 from pathlib import Path
 
 from i2v.arguments import add_api_key_argument, at_least
-from i2v.model.info import FULL_SIZE_RANDOM_MODEL, TINY_MODEL
+from i2v.model.info import FULL_SIZE_RANDOM_MODEL, NO_COMPILE, TINY_MODEL
 from i2v.model.repository_layout import GRAPH_FILE, MODEL_VERSION, is_exported, pipeline_dir
 from i2v.params import InvalidParameterError, parameter
 
 # The in-process torch runners and how each runs the UNet (`i2v.model.info.TORCH_COMPILE_MODES`); a served
 # runtime of the same name is the torch runtime exported with that mode, so served/in-process pairs by name.
 TORCH_RUNNER_COMPILE_MODES = {
-    "torch": "none",
-    "torch-synced": "none",
+    "torch": NO_COMPILE,
+    "torch-synced": NO_COMPILE,
     "torch-compile": "default",
     "torch-cuda-graphs": "cuda-graphs",
 }
@@ -247,7 +247,7 @@ def run_bench(args: argparse.Namespace) -> int:
             else:
                 served = [repository for _, repository in repositories]
                 repository = in_process_repository(name, pipe, args.model, output, served)
-                compile_mode = TORCH_RUNNER_COMPILE_MODES.get(name, "none")
+                compile_mode = TORCH_RUNNER_COMPILE_MODES.get(name, NO_COMPILE)
                 in_process_device = "cpu" if name == "onnxruntime" else device
                 runners.append(InProcessRunner(name, repository, pipe, in_process_device, compile_mode))
         settings["served_runtimes"] = [r.name.removeprefix("served-") for r in runners if r.name.startswith("served-")]
@@ -409,7 +409,7 @@ def served_repositories(args: argparse.Namespace, device: str, output: Path) -> 
                 check=False,
                 runtime="onnxruntime" if runtime == "onnxruntime" else "torch",
                 device="gpu" if device == "cuda" else "cpu",
-                torch_compile=TORCH_RUNNER_COMPILE_MODES.get(runtime, "none"),
+                torch_compile=TORCH_RUNNER_COMPILE_MODES.get(runtime, NO_COMPILE),
             )
         repositories.append((runtime, repository))
     return repositories

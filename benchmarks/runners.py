@@ -31,8 +31,9 @@ from PIL import Image
 
 from i2v.client import GenerationRequest, I2VError
 from i2v.examples import LIGHTHOUSE_PROMPT
+from i2v.model.info import NO_COMPILE
 from i2v.model.modules import run_part_module
-from i2v.model.repository_layout import pipeline_dir
+from i2v.model.repository_layout import GRAPH_FILE, MODEL_VERSION, pipeline_dir
 from i2v.params import GenerationParams
 from i2v.serving.generator import VideoGenerator
 
@@ -173,7 +174,7 @@ class InProcessRunner(Runner):
     """The BLS's loop without Triton: `run_part` calls ONNX Runtime sessions or torch modules directly, the UNet
     module compiled in `compile_mode` (`i2v.model.info.TORCH_COMPILE_MODES`)."""
 
-    def __init__(self, name: str, model_repository: Path, pipe, device: str = "cpu", compile_mode: str = "none"):
+    def __init__(self, name: str, model_repository: Path, pipe, device: str = "cpu", compile_mode: str = NO_COMPILE):
         self.name = name
         self.pids = [os.getpid()]
         self.device = torch.device(device)
@@ -273,7 +274,7 @@ class OnnxRuntimeParts:
 
         self.sessions = {
             path.parent.parent.name: open_session(path)
-            for path in sorted(Path(model_repository).glob("*/1/model.onnx"))
+            for path in sorted(Path(model_repository).glob(f"*/{MODEL_VERSION}/{GRAPH_FILE}"))
         }
 
     def __call__(self, name: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -294,7 +295,7 @@ class TorchParts:
         pipe,
         device: torch.device,
         dtype: torch.dtype = torch.float32,
-        compile_mode: str = "none",
+        compile_mode: str = NO_COMPILE,
         synchronize: bool = False,
     ) -> None:
         from i2v.model.modules import compile_part, part_module
@@ -308,7 +309,7 @@ class TorchParts:
         self.modules = {
             name: compile_part(
                 part_module(pipe, name).to(device, dtype).eval(),
-                compile_mode if SIZE_FREE_SPECS[name].compiled else "none",
+                compile_mode if SIZE_FREE_SPECS[name].compiled else NO_COMPILE,
             )
             for name in OUTPUT_NAMES
         }

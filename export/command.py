@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 from i2v.arguments import at_least, positive
-from i2v.export.options import ALLOCATIONS, DEFAULT_MAX_QUEUE_SIZE, DEVICES, ENGINE_CHECKS
+from i2v.export.options import ALLOCATIONS, DEFAULT_ALLOCATION, DEFAULT_MAX_QUEUE_SIZE, DEVICES, ENGINE_CHECKS
 from i2v.model.info import (
     DEFAULT_REPOSITORY,
+    DEFAULT_RUNTIME,
+    NO_COMPILE,
     RUNTIMES,
     TINY_MODEL,
     TORCH_COMPILE_MODES,
@@ -45,7 +47,7 @@ def add_export_command(commands, formatter_class: type[argparse.HelpFormatter]) 
     export.add_argument(
         "--runtime",
         choices=RUNTIMES,
-        default=RUNTIMES[0],
+        default=DEFAULT_RUNTIME,
         help="what serves the parts: ONNX Runtime (CPU), the PyTorch modules (fp16 on a GPU, "
         "fp32 on a CPU) or fp16 TensorRT engines (GPU + TensorRT; see docs/tensorrt.md)",
     )
@@ -58,7 +60,7 @@ def add_export_command(commands, formatter_class: type[argparse.HelpFormatter]) 
     export.add_argument(
         "--torch-compile",
         choices=TORCH_COMPILE_MODES,
-        default=TORCH_COMPILE_MODES[0],
+        default=NO_COMPILE,
         help="torch runtime: serve the UNet under torch.compile in this mode, compiled while the model loads "
         "(reduce-overhead adds CUDA graphs), or cuda-graphs: the eager UNet replayed from CUDA graphs, captured "
         "while the model loads (a GPU instance; a CPU one runs it eagerly)",
@@ -140,7 +142,7 @@ def run_export(args: argparse.Namespace) -> int:
             torch_compile=args.torch_compile,
             supported_shapes=_supported_shapes(args),
             gpu_memory_budget_gib=args.gpu_memory_budget,
-            context_allocation=args.context_allocation or ALLOCATIONS[0],
+            context_allocation=args.context_allocation or DEFAULT_ALLOCATION,
             tensorrt_lora=args.tensorrt_lora,
         )
     except (*refused, EngineCheckError, ValueError) as exc:  # each names what to change; no traceback

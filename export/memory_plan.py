@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from i2v.export.options import ALLOCATIONS
+from i2v.export.options import ALLOCATIONS, DEFAULT_ALLOCATION
 from i2v.export.profiles import DEFAULT_SUPPORTED_SHAPES, dim_ranges
 from i2v.model.info import SupportedShapes
 from i2v.model.parts import PartSpec
@@ -47,7 +47,7 @@ class EngineMemory:
     profile_bytes: tuple[int, ...]  # activation memory of each optimization profile (TensorRT's own figure)
     contexts: int  # execution contexts one instance creates: one per listed profile
 
-    def held_bytes(self, allocation: str = "static") -> int:
+    def held_bytes(self, allocation: str = DEFAULT_ALLOCATION) -> int:
         """Weights plus activations: every context at the largest profile (static), or each at its own."""
         if allocation not in ALLOCATIONS:
             raise ValueError(f"allocation must be one of {', '.join(ALLOCATIONS)}, got {allocation!r}")
@@ -127,7 +127,9 @@ def default_cuda_memory_pool_bytes() -> int:
     return cuda_memory_pool_bytes(full_size_specs(), DEFAULT_SUPPORTED_SHAPES, FULL_SIZE_VAE_SCALE_FACTOR)
 
 
-def plan(engines: Sequence[EngineMemory], *, allocation: str = "static", budget_gib: float | None = None) -> MemoryPlan:
+def plan(
+    engines: Sequence[EngineMemory], *, allocation: str = DEFAULT_ALLOCATION, budget_gib: float | None = None
+) -> MemoryPlan:
     if allocation not in ALLOCATIONS:
         raise ValueError(f"allocation must be one of {', '.join(ALLOCATIONS)}, got {allocation!r}")
     budget = None if budget_gib is None else int(budget_gib * GIB)

@@ -10,3 +10,4 @@ DEFAULT_MAX_QUEUE_SIZE = 4
 # How the serving Triton sizes a TensorRT engine's execution contexts: "static" (24.10, the compose image: each
 # at the engine's largest profile) or "on-profile-change" (25.05+: each at its own profile, when first used)
 ALLOCATIONS = ("static", "on-profile-change")
+DEFAULT_ALLOCATION = ALLOCATIONS[0]

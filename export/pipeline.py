@@ -20,14 +20,14 @@ from pathlib import Path
 from i2v.export.memory_plan import GIB, PLAN_FILE
 from i2v.export.memory_plan import plan as plan_memory
 from i2v.export.onnx_export import export_all
-from i2v.export.options import ALLOCATIONS, DEFAULT_MAX_QUEUE_SIZE, DEVICES, ENGINE_CHECKS
+from i2v.export.options import DEFAULT_ALLOCATION, DEFAULT_MAX_QUEUE_SIZE, DEVICES, ENGINE_CHECKS
 from i2v.export.profiles import OptimizationProfile, part_profiles, supported_shapes_for
 from i2v.export.repository import model_info_for, write_model_repository
 from i2v.export.sample_inputs import part_inputs
 from i2v.export.sources import load_pipeline
 from i2v.export.trt_ops import TENSORRT_VERSION, UnsupportedOperatorError, check_graph, format_reports
 from i2v.export.validate import CHECK_SHAPES, check_all
-from i2v.model.info import RUNTIMES, TORCH_COMPILE_MODES, SupportedShapes
+from i2v.model.info import DEFAULT_RUNTIME, NO_COMPILE, RUNTIMES, TORCH_COMPILE_MODES, SupportedShapes
 from i2v.model.modules import part_module, user_cache_dir
 from i2v.model.parts import size_multiple, specs_for_pipeline, vae_scale_factor
 from i2v.model.repository_layout import ENGINE_FILE, version_dir
@@ -44,15 +44,15 @@ def export_model_repository(
     *,
     check: bool = True,
     max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
-    runtime: str = "onnxruntime",
+    runtime: str = DEFAULT_RUNTIME,
     device: str = "auto",
     supported_shapes: SupportedShapes | None = None,
     timing_cache: Path | None = None,
     engine_check: str = ENGINE_CHECKS[0],
     progress: bool = True,
-    torch_compile: str = "none",
+    torch_compile: str = NO_COMPILE,
     gpu_memory_budget_gib: float | None = None,
-    context_allocation: str = ALLOCATIONS[0],
+    context_allocation: str = DEFAULT_ALLOCATION,
     tensorrt_lora: bool = False,
 ) -> Path:
     """Export `source` ('tiny', a diffusers folder or a hub id) into a Triton model repository for `runtime`.
@@ -72,7 +72,7 @@ def export_model_repository(
         raise ValueError(f"torch_compile must be one of {', '.join(TORCH_COMPILE_MODES)}, got {torch_compile!r}")
     if tensorrt_lora and runtime != "tensorrt":
         raise ValueError(f"--tensorrt-lora is an option of the tensorrt runtime (the {runtime} runtime serves LoRAs)")
-    if torch_compile != "none" and runtime != "torch":
+    if torch_compile != NO_COMPILE and runtime != "torch":
         raise ValueError(f"--torch-compile is an option of the torch runtime, not of {runtime}")
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
@@ -158,7 +158,7 @@ def build_tensorrt_engines(
     engine_check: str = ENGINE_CHECKS[0],
     progress: bool = True,
     gpu_memory_budget_gib: float | None = None,
-    context_allocation: str = ALLOCATIONS[0],
+    context_allocation: str = DEFAULT_ALLOCATION,
     refittable: tuple[str, ...] = (),
 ) -> dict[str, Path]:
     """Build `<repository>/<part>/1/model.plan` for every part from the shape table, plan the GPU memory they

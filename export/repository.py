@@ -17,19 +17,29 @@ from tritonclient.utils import np_to_triton_dtype
 
 from i2v.export.lora_initializers import write_lora_files
 from i2v.export.memory_plan import cuda_memory_pool_bytes
-from i2v.export.options import DEFAULT_MAX_QUEUE_SIZE
+from i2v.export.options import DEFAULT_ALLOCATION, DEFAULT_MAX_QUEUE_SIZE
 from i2v.export.profiles import DEFAULT_SUPPORTED_SHAPES, OptimizationProfile, config_dims, part_profiles
 from i2v.export.sources import model_id, serving_defaults
-from i2v.model.info import RUNTIMES, ModelInfo, SupportedShapes
+from i2v.model.info import DEFAULT_RUNTIME, NO_COMPILE, RUNTIMES, ModelInfo, SupportedShapes
 from i2v.model.lora import lora_targets
-from i2v.model.lora_registry import LORA_BASE_FILE, LORA_TARGETS_FILE, write_targets
+from i2v.model.lora_registry import write_targets
 from i2v.model.modules import save_part_weights
-from i2v.model.parts import PartSpec, size_multiple, specs_for_pipeline, vae_scale_factor
+from i2v.model.parts import (
+    DEFAULT_TORCH_DTYPE,
+    RUNTIME_PARAMETER,
+    TORCH_COMPILE_PARAMETER,
+    TORCH_DTYPE_PARAMETER,
+    PartSpec,
+    size_multiple,
+    specs_for_pipeline,
+    vae_scale_factor,
+)
 from i2v.model.repository_layout import (
     CONFIG_FILE,
     ENGINE_FILE,
     GRAPH_FILE,
     IMAGE_PROCESSOR_FOLDER,
+    PART_ARTIFACTS,
     PYTHON_MODEL_FILE,
     SCHEDULER_FOLDER,
     TOKENIZER_FOLDER,
@@ -60,23 +70,13 @@ def _config_type(dtype: str) -> str:
     return triton_config_type(np_to_triton_dtype(np.dtype(dtype)))
 
 
-# What each runtime puts in a part's version folder; write_model_repository removes the others' leftovers.
-PART_ARTIFACTS = {
-    "onnxruntime": (PYTHON_MODEL_FILE, GRAPH_FILE, LORA_TARGETS_FILE, LORA_BASE_FILE),
-    "torch": (PYTHON_MODEL_FILE, WEIGHTS_FOLDER, LORA_TARGETS_FILE),
-    "tensorrt": (ENGINE_FILE,),  # Triton's TensorRT backend: no LoRA adapters
-    # the UNet that takes LoRA adapters on TensorRT: its refittable engine in the part runner, the graph beside it
-    "tensorrt-lora": (PYTHON_MODEL_FILE, ENGINE_FILE, GRAPH_FILE, LORA_TARGETS_FILE, LORA_BASE_FILE),
-}
-
-
 def model_info_for(
     pipe,
     source: str,
     *,
-    runtime: str = "onnxruntime",
+    runtime: str = DEFAULT_RUNTIME,
     supported_shapes: SupportedShapes | None = None,
-    torch_compile: str = "none",
+    torch_compile: str = NO_COMPILE,
 ) -> ModelInfo:
     """What the server needs to know of this model; `source` is recorded as a name (`model_id`), never a path."""
     defaults = model_defaults(serving_defaults(source))
@@ -92,7 +92,7 @@ def model_info_for(
         text_len=pipe.tokenizer.model_max_length,
         defaults=defaults,
         runtime=runtime,
-        torch_compile=torch_compile if runtime == "torch" else "none",
+        torch_compile=torch_compile if runtime == "torch" else NO_COMPILE,
         supported_shapes=supported_shapes,
         cuda_memory_pool_bytes=pool,
         unet_channels=pipe.unet.config.block_out_channels[0],
@@ -120,13 +120,13 @@ def write_model_repository(
     repository: Path,
     *,
     source: str,
-    runtime: str = "onnxruntime",
+    runtime: str = DEFAULT_RUNTIME,
     instance_kind: str | None = None,
     max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
     supported_shapes: SupportedShapes | None = None,
-    torch_dtype: str = "float16",
-    torch_compile: str = "none",
-    context_allocation: str = "static",
+    torch_dtype: str = DEFAULT_TORCH_DTYPE,
+    torch_compile: str = NO_COMPILE,
+    context_allocation: str = DEFAULT_ALLOCATION,
     tensorrt_lora: bool = False,
 ) -> Path:
     """Write every model of the repository for `runtime`.
@@ -177,7 +177,7 @@ def write_model_repository(
                 shutil.rmtree(version / WEIGHTS_FOLDER, ignore_errors=True)
                 save_part_weights(pipe, name, version / WEIGHTS_FOLDER)
             _write_shim(version, "i2v.serving.part_runner", f"{runtime} runner for {name}")
-            compile_mode = info.torch_compile if spec.compiled else "none"
+            compile_mode = info.torch_compile if spec.compiled else NO_COMPILE
             config = part_config(spec, runtime, instance_kind, torch_dtype, compile_mode, default_request_dims(info))
         (version.parent / CONFIG_FILE).write_text(config)
         if name == "unet" and (runtime != "tensorrt" or lora_engine):
@@ -212,7 +212,7 @@ def write_lora_targets(pipe, onnx_paths: Mapping[str, Path] | None, version: Pat
 
 
 def write_bls_pipeline(
-    pipe, repository: Path, *, info: ModelInfo | None = None, source: str = "", runtime: str = "onnxruntime"
+    pipe, repository: Path, *, info: ModelInfo | None = None, source: str = "", runtime: str = DEFAULT_RUNTIME
 ) -> Path:
     """`<repository>/i2vgen_xl/1/pipeline/`: what the sampling loop reads besides the parts (tokenizer, CLIP
     processor, scheduler, model_info.json). Returns the version folder."""
@@ -310,10 +310,10 @@ def default_request_dims(info: ModelInfo) -> dict[str, int]:
 
 def part_config(
     spec: PartSpec,
-    runtime: str = "onnxruntime",
+    runtime: str = DEFAULT_RUNTIME,
     instance_kind: str = "KIND_CPU",
-    torch_dtype: str = "float16",
-    torch_compile: str = "none",
+    torch_dtype: str = DEFAULT_TORCH_DTYPE,
+    torch_compile: str = NO_COMPILE,
     warmup_dims: Mapping[str, int] | None = None,
 ) -> str:
     """config.pbtxt of one part served by the generic Python-backend runner (`i2v.serving.part_runner`),
@@ -322,11 +322,15 @@ def part_config(
     A compiled part (`torch_compile` not "none") also gets Triton's `model_warmup`: one request at the
     default request's shapes (`warmup_dims`), so compilation happens while the model loads, not in a user's
     first request."""
-    parameters = [f'  {{ key: "RUNTIME", value: {{ string_value: "{runtime}" }} }}']
+
+    def entry(key: str, value: str, comment: str = "") -> str:
+        return f'  {{ key: "{key}", value: {{ string_value: "{value}" }} }}' + (f"  # {comment}" if comment else "")
+
+    parameters = [entry(RUNTIME_PARAMETER, runtime)]
     if runtime == "torch":
         parameters += [
-            f'  {{ key: "TORCH_DTYPE", value: {{ string_value: "{torch_dtype}" }} }}  # float16, bfloat16 or float32',
-            f'  {{ key: "TORCH_COMPILE", value: {{ string_value: "{torch_compile}" }} }}  # torch.compile mode',
+            entry(TORCH_DTYPE_PARAMETER, torch_dtype, "float16, bfloat16 or float32"),
+            entry(TORCH_COMPILE_PARAMETER, torch_compile, "torch.compile mode"),
         ]
     if runtime in ("torch", "tensorrt"):
         parameters.append(
@@ -335,7 +339,7 @@ def part_config(
         )
 
     warmup = ""
-    if torch_compile != "none":
+    if torch_compile != NO_COMPILE:
         if warmup_dims is None:
             raise ValueError(f"{spec.name}: a compiled part needs the warm-up request's dims")
         warmup = _warmup_block(spec, warmup_dims)
@@ -367,7 +371,7 @@ def _warmup_block(spec: PartSpec, dims: Mapping[str, int]) -> str:
 
 
 def tensorrt_part_config(
-    spec: PartSpec, profiles: Sequence[OptimizationProfile], context_allocation: str = "static"
+    spec: PartSpec, profiles: Sequence[OptimizationProfile], context_allocation: str = DEFAULT_ALLOCATION
 ) -> str:
     """config.pbtxt of one part served by its TensorRT engine (1/model.plan), one instance using every profile.
 

@@ -28,10 +28,16 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from i2v.model.info import RUNTIMES
-from i2v.model.lora_registry import LORA_TARGETS_FILE, lora_dir
-from i2v.model.parts import BATCH_CHUNK_PARAMETER
-from i2v.model.repository_layout import GRAPH_FILE, WEIGHTS_FOLDER
+from i2v.model.info import DEFAULT_RUNTIME, NO_COMPILE, RUNTIMES
+from i2v.model.lora_registry import lora_dir
+from i2v.model.parts import (
+    BATCH_CHUNK_PARAMETER,
+    DEFAULT_TORCH_DTYPE,
+    RUNTIME_PARAMETER,
+    TORCH_COMPILE_PARAMETER,
+    TORCH_DTYPE_PARAMETER,
+)
+from i2v.model.repository_layout import GRAPH_FILE, LORA_TARGETS_FILE, WEIGHTS_FOLDER
 from i2v.params import OUT_OF_MEMORY
 from i2v.serving.stub import use_utf8_text
 from i2v.serving.tenancy import ModelNotAllowedError, check_model_allowed
@@ -96,13 +102,13 @@ class TorchPart:
         from i2v.serving.tensors import instance_device
 
         self.device = instance_device(args)
-        requested = parameters.get("TORCH_DTYPE", "float16")
+        requested = parameters.get(TORCH_DTYPE_PARAMETER, DEFAULT_TORCH_DTYPE)
         if requested not in DTYPES:
             raise ValueError(f"{name}: TORCH_DTYPE must be one of {', '.join(DTYPES)}, got {requested!r}")
         self.dtype = DTYPES[requested] if self.device.type == "cuda" else torch.float32  # half precision: GPU only
         self.output_names = output_names
         module = load_part_module(name, version / WEIGHTS_FOLDER, self.device, self.dtype)
-        self.name, self.compile_mode = name, parameters.get("TORCH_COMPILE", "none")
+        self.name, self.compile_mode = name, parameters.get(TORCH_COMPILE_PARAMETER, NO_COMPILE)
         self.module = compile_part(module, self.compile_mode)
         # A CUDA graph replays the base weights: a request with a LoRA runs the module itself
         self.lora_module = module if self.compile_mode == "cuda-graphs" else self.module
@@ -132,7 +138,7 @@ class TorchPart:
             torch.cuda.empty_cache()  # the cached blocks go back, for the next request
             raise MemoryError(f"{OUT_OF_MEMORY}: PyTorch could not allocate this request's tensors") from None
         self.calls += 1
-        if self.calls == 1 and self.compile_mode != "none":  # the warm-up request, while the model loads
+        if self.calls == 1 and self.compile_mode != NO_COMPILE:  # the warm-up request, while the model loads
             seconds, cache = time.perf_counter() - start, compile_cache_use()
             pb_utils.Logger.log_info(
                 f"{self.name}: compiled ({self.compile_mode}) for the warm-up shapes in {seconds:.1f} s{cache}"
@@ -191,7 +197,7 @@ class TritonPythonModel:
         self.input_names = [t["name"] for t in config["input"]]
         output_names = [t["name"] for t in config["output"]]
         parameters = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-        runtime = parameters.get("RUNTIME", "onnxruntime")
+        runtime = parameters.get(RUNTIME_PARAMETER, DEFAULT_RUNTIME)
         version = Path(args["model_repository"]) / args["model_version"]
         lora_files = None
         if (version / LORA_TARGETS_FILE).is_file():  # the UNet: LoRA adapters per request

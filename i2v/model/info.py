@@ -23,11 +23,13 @@ DEFAULT_REPOSITORY = Path("model_repository")  # where `i2v export` writes and `
 # What can serve the part models: ONNX Runtime or the PyTorch modules in a Python-backend model (the embedded
 # server has these two), or native TensorRT engines (NVIDIA's Triton image).
 RUNTIMES = ("onnxruntime", "torch", "tensorrt")
+DEFAULT_RUNTIME = RUNTIMES[0]  # `i2v export` without --runtime: what the embedded server serves on any machine
 # How the torch runtime's compiled parts (the UNet) run: torch.compile modes ("reduce-overhead" adds CUDA graphs,
 # one per input shape, a request keeping its shapes for all its steps; "max-autotune" also tunes kernels, slow
 # to compile), or "cuda-graphs": the eager module replayed from CUDA graphs without TorchInductor (captured in
 # seconds; `i2v.model.modules.CudaGraphs`).
 TORCH_COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune", "cuda-graphs")
+NO_COMPILE = TORCH_COMPILE_MODES[0]  # eager: the default, and the only mode of the other runtimes' parts
 
 
 MAX_DECODE_CHUNK_SIZE = 8  # the VAE decoder's largest batch by default (frames decoded per call)
@@ -97,10 +99,10 @@ class ModelInfo:
     size_multiple: int  # height and width must be multiples of this (VAE and UNet downsampling)
     text_len: int  # tokenizer max length
     defaults: dict = field(default_factory=dict)  # GenerationParams defaults for this model
-    runtime: str = "onnxruntime"  # what serves the part models: onnxruntime, torch or tensorrt
+    runtime: str = DEFAULT_RUNTIME  # what serves the part models: onnxruntime, torch or tensorrt
     # How the torch runtime's compiled parts (the UNet) run (TORCH_COMPILE_MODES; "none" for the other runtimes):
     # a compiled part runs the default request while it loads, and keeps that memory (`i2v.serving.admission`)
-    torch_compile: str = "none"
+    torch_compile: str = NO_COMPILE
     supported_shapes: SupportedShapes | None = None  # None: any valid shape (ONNX Runtime, torch)
     # Triton's CUDA memory pool for the BLS's GPU transfers at these shapes (export's memory plan); the
     # launcher passes it as --cuda-memory-pool-byte-size on a GPU host. 0: Triton's default (64 MiB).

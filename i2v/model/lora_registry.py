@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from i2v.model.repository_layout import ENGINE_FILE, GRAPH_FILE, served_version_dir
+from i2v.model.repository_layout import GRAPH_FILE, LORA_TARGETS_FILE, part_runtime, served_version_dir
 from i2v.params import MODEL_NAME
 
 if TYPE_CHECKING:  # the listing model reads the registry without torch; `add` imports the reader when it runs
@@ -30,8 +30,6 @@ LORA_FOLDER = "loras"
 LORA_SUFFIX = ".safetensors"
 INFO_SUFFIX = ".json"  # beside each adapter: what `describe` lists
 DESCRIPTION_FIELDS = ("ranks", "layers", "target_modules", "size_bytes")  # of that file, besides the name
-LORA_TARGETS_FILE = "lora_targets.json"  # in the UNet part's version folder
-LORA_BASE_FILE = "lora_base.safetensors"  # beside it for the graph runtimes: the adaptable layers' base weights
 # The torch exporter's node metadata: the module path of every enclosing module, and each one's class.
 SCOPES_KEY, CLASSES_KEY = "pkg.torch.onnx.name_scopes", "pkg.torch.onnx.class_hierarchy"
 UNET_SCOPE = "unet."  # the exported part module (`i2v.model.modules.UNetPart`) holds the UNet as `unet`
@@ -144,13 +142,6 @@ def target_shapes(version: Path) -> dict[str, tuple[int, ...]]:
     return {module: tuple(entry["shape"]) for module, entry in read_targets(version).items()}
 
 
-def unet_runtime(version: Path) -> str:
-    """What serves the UNet part, from its version folder (`i2v.export.repository.PART_ARTIFACTS`)."""
-    if (Path(version) / ENGINE_FILE).is_file():
-        return "tensorrt"
-    return "onnxruntime" if (Path(version) / GRAPH_FILE).is_file() else "torch"
-
-
 def graph_layers(version: Path) -> set[str]:
     """The UNet's adaptable layers (module paths) that the exported graph runs, read from the exporter's node
     metadata: a layer here that `lora_targets.json` leaves out exists in the UNet, but the graph runtime cannot
@@ -193,7 +184,7 @@ def add(repository: Path, name: str, source: Path) -> tuple[Path, LoraAdapter]:
     adapter = read_lora(source)
     version = unet_version_folder(repository)
     targets = target_shapes(version)
-    runtime = unet_runtime(version)
+    runtime = part_runtime(version)
     left_out = graph_layers(version) - set(targets) if set(adapter.layers) - set(targets) else set()
     adapter.check_fits(targets, left_out, runtime)
     try:

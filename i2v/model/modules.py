@@ -24,7 +24,7 @@ from diffusers.models.unets import I2VGenXLUNet
 from torch import nn
 from transformers import CLIPTextModel, CLIPVisionModelWithProjection
 
-from i2v.model.info import TORCH_COMPILE_MODES
+from i2v.model.info import NO_COMPILE, TORCH_COMPILE_MODES
 from i2v.model.parts import PART_NAMES, SIZE_FREE_SPECS
 
 # The class that loads each pipeline component (`PartSpec.component`).
@@ -235,7 +235,7 @@ def compile_part(module: nn.Module, mode: str) -> nn.Module:
     warm-up request makes that the load, and the compile cache (`use_compile_cache`) makes it fast the next time."""
     if mode not in TORCH_COMPILE_MODES:
         raise ValueError(f"torch compile mode must be one of {', '.join(TORCH_COMPILE_MODES)}, got {mode!r}")
-    if mode == "none":
+    if mode == NO_COMPILE:
         return module
     if mode == "cuda-graphs":
         return CudaGraphs(module)

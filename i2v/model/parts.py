@@ -19,6 +19,10 @@ PART_NAMES = ("text_encoder", "image_encoder", "vae_encoder", "unet", "vae_decod
 # outputs concatenated (the Python-backend part runner does): the BLS sends the VAE decoder several of a
 # request's decode chunks in one call, where each call costs a hop between processes
 BATCH_CHUNK_PARAMETER = "batch_chunk"
+# A part model's `parameters` in config.pbtxt, written by the export and read by the generic part runner
+# (`i2v.serving.part_runner`): what serves it, and for the torch runtime its dtype on a GPU and its compile mode.
+RUNTIME_PARAMETER, TORCH_DTYPE_PARAMETER, TORCH_COMPILE_PARAMETER = "RUNTIME", "TORCH_DTYPE", "TORCH_COMPILE"
+DEFAULT_TORCH_DTYPE = "float16"  # the torch runtime on a GPU (a CPU instance runs float32)
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,28 @@ PYTHON_MODEL_FILE = "model.py"  # a Python-backend model's module in its version
 GRAPH_FILE = "model.onnx"  # a part's ONNX graph (the onnxruntime runtime; TensorRT's UNet keeps it beside its engine)
 ENGINE_FILE = "model.plan"  # a part's TensorRT engine, where Triton's TensorRT backend looks for it
 WEIGHTS_FOLDER = "weights"  # the torch runtime's part weights (`save_pretrained`)
+LORA_TARGETS_FILE = "lora_targets.json"  # in the UNet's version folder: the layers a LoRA adapter may adapt
+LORA_BASE_FILE = "lora_base.safetensors"  # beside it for the graph runtimes: the adaptable layers' base weights
 PIPELINE_FOLDER = "pipeline"  # in the BLS model's version folder: what the loop reads besides the parts
 # In that folder, each component's `save_pretrained` output (model_info.json is `i2v.model.info`'s)
 TOKENIZER_FOLDER, IMAGE_PROCESSOR_FOLDER, SCHEDULER_FOLDER = "tokenizer", "feature_extractor", "scheduler"
+
+# What each runtime puts in a part's version folder (the export removes the other runtimes' leftovers)
+PART_ARTIFACTS = {
+    "onnxruntime": (PYTHON_MODEL_FILE, GRAPH_FILE, LORA_TARGETS_FILE, LORA_BASE_FILE),
+    "torch": (PYTHON_MODEL_FILE, WEIGHTS_FOLDER, LORA_TARGETS_FILE),
+    "tensorrt": (ENGINE_FILE,),  # Triton's TensorRT backend: no LoRA adapters
+    # the UNet that takes LoRA adapters on TensorRT: its refittable engine in the part runner, the graph beside it
+    "tensorrt-lora": (PYTHON_MODEL_FILE, ENGINE_FILE, GRAPH_FILE, LORA_TARGETS_FILE, LORA_BASE_FILE),
+}
+
+
+def part_runtime(version: str | Path) -> str:
+    """What serves a part, from the files of its version folder (`PART_ARTIFACTS`): an engine is TensorRT's,
+    a graph without one ONNX Runtime's, neither the torch runtime's weights."""
+    if (Path(version) / ENGINE_FILE).is_file():
+        return "tensorrt"
+    return "onnxruntime" if (Path(version) / GRAPH_FILE).is_file() else "torch"
 
 
 def version_dir(repository: str | Path, model: str) -> Path:
