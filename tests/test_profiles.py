@@ -9,7 +9,7 @@ from model_configs import parse_config
 from tritonclient.grpc import model_config_pb2
 
 from i2v.export.profiles import DEFAULT_SUPPORTED_SHAPES, config_dims, part_profiles
-from i2v.export.repository import tensorrt_part_config
+from i2v.export.triton_configs import tensorrt_part_config
 from i2v.model.info import ModelInfo, SupportedShapes
 from i2v.model.parts import PART_NAMES, part_specs
 from i2v.params import RESOLUTION_PRESETS, GenerationParams, InvalidParameterError
