@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+from i2v.endpoints import local_address
 from i2v.gateway.nginx_config import JS_MODULE, GatewaySettings, write_config
 from i2v.gateway.tenants import Tenant
 
@@ -66,12 +67,12 @@ class NginxGateway:
 
     @property
     def grpc_url(self) -> str:
-        return self.settings.grpc_listen.replace("0.0.0.0", "127.0.0.1")
+        return local_address(self.settings.grpc_listen)
 
     @property
     def http_url(self) -> str:
         scheme = "https" if self.settings.tls_cert else "http"
-        return f"{scheme}://{self.settings.http_listen.replace('0.0.0.0', '127.0.0.1')}"
+        return f"{scheme}://{local_address(self.settings.http_listen)}"
 
     def command(self, *extra: str) -> list[str]:
         return [self.binary, "-p", str(self.folder), "-c", str(self.config), *extra]
@@ -159,8 +160,8 @@ class NginxGateway:
 
 
 def _listening(address: str) -> bool:
-    host, _, port = address.rpartition(":")
-    with contextlib.suppress(OSError), socket.create_connection((host.replace("0.0.0.0", "127.0.0.1"), int(port)), 1):
+    host, _, port = local_address(address).rpartition(":")
+    with contextlib.suppress(OSError), socket.create_connection((host.strip("[]"), int(port)), 1):
         return True
     return False
 

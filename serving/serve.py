@@ -8,7 +8,8 @@ import sys
 import threading
 import time
 
-from i2v.serving.triton_server import EmbeddedTritonServer, TritonServerError, client_host
+from i2v.endpoints import LOOPBACK, client_host
+from i2v.serving.triton_server import EmbeddedTritonServer, TritonServerError
 
 
 def _gone(server: EmbeddedTritonServer, supervisor) -> bool:
@@ -21,9 +22,7 @@ def _gone(server: EmbeddedTritonServer, supervisor) -> bool:
     return not supervisor.restarting.is_set() and not supervisor.health.live(supervisor.max_failures)
 
 
-def serve_forever(
-    server: EmbeddedTritonServer, *, health_port: int | None = None, health_host: str = "127.0.0.1"
-) -> int:
+def serve_forever(server: EmbeddedTritonServer, *, health_port: int | None = None, health_host: str = LOOPBACK) -> int:
     """Run the server in the foreground until SIGINT/SIGTERM or until it exits by itself.
 
     SIGTERM is a graceful stop: Triton refuses new requests and lets those in flight finish for up to the

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from i2v.endpoints import unusable_port
+from i2v.endpoints import LOOPBACK, client_host, unusable_port
 from i2v.model.info import MODEL_INFO_FILE, ModelInfo
 from i2v.model.repository_layout import served_pipeline_dir
 from i2v.params import FORWARDED_HEADERS
@@ -99,7 +99,7 @@ class EmbeddedTritonServer:
         grpc_port: int | None = None,
         http_port: int | None = None,
         metrics_port: int | None = None,
-        host: str = "127.0.0.1",
+        host: str = LOOPBACK,
         log_file: Path | None = None,
         api_key: str | None = None,
         env: dict[str, str] | None = None,
@@ -414,15 +414,6 @@ def _error_lines(log_text: str) -> list[str]:
         if message and message not in reasons:
             reasons.append(message)
     return reasons
-
-
-def client_host(host: str) -> str:
-    """Where a local client connects: loopback for the wildcard addresses."""
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
 
 
 def _pick_ports(host: str, wanted: Sequence[int | None]) -> list[int]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 
 from i2v.client.command import add_connection_args
+from i2v.endpoints import LOOPBACK
 
 
 def add_ui_command(commands, formatter_class: type[argparse.HelpFormatter]) -> None:
     """Add the `ui` subcommand to the `i2v` parser."""
     ui = commands.add_parser("ui", help="start the Gradio web page", formatter_class=formatter_class)
     add_connection_args(ui, timeout=False)
-    ui.add_argument("--host", default="127.0.0.1", help="address to serve the page on (0.0.0.0 for all)")
+    ui.add_argument("--host", default=LOOPBACK, help="address to serve the page on (0.0.0.0 for all)")
     ui.add_argument("--port", type=int, default=7860, help="port of the page")
     ui.add_argument("--concurrency", type=int, default=2, help="videos generated at once for all visitors")
     ui.add_argument(
