@@ -25,12 +25,14 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import functools
 import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -199,14 +201,21 @@ def supervisor_metric_names() -> set[str]:
     return set(constants.values())
 
 
+@functools.cache
 def bls_label_values() -> dict[str, set[str]]:
-    """STAGES and OUTCOMES of serving/metrics.py: the values the stage/outcome/kind labels take."""
-    values = {}
-    for node in ast.parse(BLS_METRICS_SOURCE.read_text()).body:
-        target = node.targets[0] if isinstance(node, ast.Assign) else None
-        if isinstance(target, ast.Name) and target.id in ("STAGES", "OUTCOMES"):
-            values[target.id] = set(ast.literal_eval(node.value))
-    return {"stage": values["STAGES"], "outcome": values["OUTCOMES"], "kind": values["OUTCOMES"] - {"ok"}}
+    """STAGES and OUTCOMES of serving/metrics.py: the values the stage/outcome/kind labels take. Imported as the
+    Python backend imports the module (its own triton_python_backend_utils on the path), in a process of its own:
+    STAGES is made from the part names."""
+    import pytriton
+
+    backend = Path(pytriton.__file__).parent / "tritonserver" / "backends" / "python"
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(backend)!r}); "
+        "from i2v.serving.metrics import OUTCOMES, STAGES; print(json.dumps([STAGES, OUTCOMES]))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    stages, outcomes = map(set, json.loads(run.stdout))
+    return {"stage": stages, "outcome": outcomes, "kind": outcomes - {"ok"}}
 
 
 def metric_names_in(expr: str) -> set[str]:
@@ -938,6 +947,16 @@ def test_the_entrypoint_kills_a_drained_server_as_late_as_i2v_serve_does():
 
     entrypoint = (ROOT / "docker" / "triton-entrypoint.sh").read_text()
     assert float(re.search(r"\$\{I2V_UNLOAD_TIMEOUT:-(\d+)\}", entrypoint).group(1)) == UNLOAD_TIMEOUT_S
+
+
+def test_the_entrypoint_leaves_the_drain_defaults_to_i2v_drain():
+    """Its drain takes `i2v drain`'s own timeout and metrics address unless the container sets them: no second
+    copy of the grace period or of Triton's metrics port to fall out of step."""
+    entrypoint = (ROOT / "docker" / "triton-entrypoint.sh").read_text()
+    trap = next(line for line in entrypoint.splitlines() if line.startswith("trap "))
+    assert '${I2V_DRAIN_TIMEOUT:+--timeout "$I2V_DRAIN_TIMEOUT"}' in trap
+    assert '${I2V_METRICS_URL:+--metrics-url "$I2V_METRICS_URL"}' in trap
+    assert str(GRACE_PERIOD_S) not in trap and str(METRICS_PORT) not in trap
 
 
 # -- Prometheus ------------------------------------------------------------------------------------------
