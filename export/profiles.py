@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from i2v.model.info import TINY_MODEL, SupportedShapes
-from i2v.model.parts import SIZE_FREE_SPECS, PartSpec, TensorSpec
+from i2v.model.parts import SIZE_FREE_SPECS, SPATIAL_DIMS, PartSpec, TensorSpec, named_dims
 from i2v.params import RESOLUTION_PRESETS, parameter
 
 # The production table: the resolution presets (512p, 768p, 1024p; square and 16:9 where they fit the
@@ -76,15 +76,8 @@ def dim_ranges(
         batch = (1, min(parameter("decode_chunk_size").default, chunk), chunk)
     else:
         batch = SIZE_FREE_SPECS[part].batch
-    lh, lw = height // vae_scale_factor, width // vae_scale_factor
-    return {
-        "batch": batch,
-        "frames": frames,
-        "height": (height,) * 3,
-        "width": (width,) * 3,
-        "latent_height": (lh,) * 3,
-        "latent_width": (lw,) * 3,
-    }
+    fixed = named_dims(0, 0, height, width, vae_scale_factor)
+    return {"batch": batch, "frames": frames, **{name: (fixed[name],) * 3 for name in SPATIAL_DIMS}}
 
 
 def _shape_range(tensor: TensorSpec, dims: dict[str, tuple[int, int, int]]) -> ShapeRange:
@@ -95,8 +88,7 @@ def _shape_range(tensor: TensorSpec, dims: dict[str, tuple[int, int, int]]) -> S
 
 
 def has_spatial_axes(spec: PartSpec) -> bool:
-    spatial = {"height", "width", "latent_height", "latent_width"}
-    return any(d in spatial for t in spec.inputs for d in t.dims if isinstance(d, str))
+    return any(d in SPATIAL_DIMS for t in spec.inputs for d in t.dims if isinstance(d, str))
 
 
 def part_profiles(spec: PartSpec, shapes: SupportedShapes, vae_scale_factor: int) -> list[OptimizationProfile]:

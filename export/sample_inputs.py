@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from i2v.model.parts import size_multiple, specs_for_pipeline, vae_scale_factor
+from i2v.model.parts import named_dims, size_multiple, specs_for_pipeline, vae_scale_factor
 
 
 def part_inputs(
@@ -22,14 +22,7 @@ def part_inputs(
     factor = vae_scale_factor(pipe)
     if height % factor or width % factor:
         raise ValueError(f"height and width must be multiples of {factor}, got {height}x{width}")
-    sizes = {
-        "batch": batch * frames if name == "vae_decoder" else batch,
-        "frames": frames,
-        "height": height,
-        "width": width,
-        "latent_height": height // factor,
-        "latent_width": width // factor,
-    }
+    sizes = named_dims(batch * frames if name == "vae_decoder" else batch, frames, height, width, factor)
     arrays: dict[str, np.ndarray] = {}
     for tensor in spec.inputs:
         shape = tuple(d if isinstance(d, int) else sizes[d] for d in tensor.dims)

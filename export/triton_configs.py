@@ -20,6 +20,7 @@ from i2v.model.parts import (
     TORCH_COMPILE_PARAMETER,
     TORCH_DTYPE_PARAMETER,
     PartSpec,
+    named_dims,
 )
 from i2v.params import (
     CONFIG_DEFAULT_PREFIX,
@@ -72,15 +73,7 @@ RUNTIME_COMMENTS = {
 def default_request_dims(info: ModelInfo) -> dict[str, int]:
     """Every named dim of the parts at the model's default request (guidance on: batch 2)."""
     params = info.default_request()
-    factor = info.vae_scale_factor
-    return {
-        "batch": params.batch,
-        "frames": params.num_frames,
-        "height": params.height,
-        "width": params.width,
-        "latent_height": params.height // factor,
-        "latent_width": params.width // factor,
-    }
+    return named_dims(params.batch, params.num_frames, params.height, params.width, info.vae_scale_factor)
 
 
 def part_config(

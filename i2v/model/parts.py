@@ -23,6 +23,20 @@ BATCH_CHUNK_PARAMETER = "batch_chunk"
 # (`i2v.serving.part_runner`): what serves it, and for the torch runtime its dtype on a GPU and its compile mode.
 RUNTIME_PARAMETER, TORCH_DTYPE_PARAMETER, TORCH_COMPILE_PARAMETER = "RUNTIME", "TORCH_DTYPE", "TORCH_COMPILE"
 DEFAULT_TORCH_DTYPE = "float16"  # the torch runtime on a GPU (a CPU instance runs float32)
+SPATIAL_DIMS = ("height", "width", "latent_height", "latent_width")  # the named axes a resolution fixes
+
+
+def named_dims(batch: int, frames: int, height: int, width: int, vae_scale_factor: int) -> dict[str, int]:
+    """The size of every named axis of the part specs in one call: pixels, and their latents (1/vae_scale_factor
+    of them). The VAE decoder's `batch` is the frames it decodes in the call (a video's frames as one batch)."""
+    return {
+        "batch": batch,
+        "frames": frames,
+        "height": height,
+        "width": width,
+        "latent_height": height // vae_scale_factor,
+        "latent_width": width // vae_scale_factor,
+    }
 
 
 @dataclass(frozen=True)
