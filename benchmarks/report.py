@@ -8,6 +8,7 @@ from pathlib import Path
 
 from i2v.benchmarks.harness import Row
 from i2v.benchmarks.runners import UNET_MODEL_STAGE
+from i2v.params import UNET_PER_STEP_STAGE
 
 
 def to_json(rows: list[Row], machine: dict, settings: dict, extra: dict) -> dict:
@@ -68,7 +69,7 @@ def _round(value: float | None) -> float | None:
 def _achieved(row: Row, extra: dict) -> dict:
     """UNet TFLOP/s achieved per step (from the measured s/step) and its fraction of the GPU's data-sheet peak."""
     flops = extra.get("unet_tflops_per_step", {}).get(row.point.shape_label)
-    per_step = row.stages.get("unet_per_step")
+    per_step = row.stages.get(UNET_PER_STEP_STAGE)
     if flops is None or not per_step:
         return {}
     achieved = flops / per_step
@@ -98,7 +99,7 @@ def markdown_table(result: dict) -> str:
             in_process = runners.get(baseline_of(name))
             lines.append(
                 f"| {height}x{width} | {frames} | {steps} | {name} | {row['median_s']:.3f} | {row['p90_s']:.3f} | "
-                f"{_fmt(row['stages'].get('unet_per_step'))} | {_throughput(row)} | "
+                f"{_fmt(row['stages'].get(UNET_PER_STEP_STAGE))} | {_throughput(row)} | "
                 f"{_ratio(row, in_process)} | {_step_ratio(row, in_process)} | "
                 f"{_ratio(row, runners.get('diffusers'))} | {row['peak_rss_mb']:.0f} | {_fmt(_gpu_mb(row), 0)} |"
             )
@@ -128,7 +129,7 @@ def _step_split(rows: list[dict]) -> str:
     `torch-synced`'s synchronised call) and between its calls."""
     split = []
     for r in rows:
-        inside, step = r["stages"].get(UNET_MODEL_STAGE), r["stages"].get("unet_per_step")
+        inside, step = r["stages"].get(UNET_MODEL_STAGE), r["stages"].get(UNET_PER_STEP_STAGE)
         if inside is not None and step:
             split.append(f"{r['height']}x{r['width']}x{r['frames']} {r['runner']} {inside:.4f} + {step - inside:.4f}")
     if not split:
@@ -163,7 +164,7 @@ def _step_ratio(row: dict, baseline: dict | None) -> str:
     """Seconds per denoising step, served over in-process: the serving overhead where it grows with the work."""
     if baseline is None:
         return "–"
-    served, local = row["stages"].get("unet_per_step"), baseline["stages"].get("unet_per_step")
+    served, local = row["stages"].get(UNET_PER_STEP_STAGE), baseline["stages"].get(UNET_PER_STEP_STAGE)
     return "–" if not served or not local else f"{served / local:.2f}"
 
 

@@ -34,7 +34,7 @@ from i2v.examples import LIGHTHOUSE_PROMPT
 from i2v.model.info import NO_COMPILE
 from i2v.model.modules import run_part_module
 from i2v.model.repository_layout import GRAPH_FILE, MODEL_VERSION, pipeline_dir
-from i2v.params import GenerationParams
+from i2v.params import MP4_ENCODE_STAGE, GenerationParams
 from i2v.serving.generator import VideoGenerator
 
 
@@ -241,7 +241,7 @@ def timed_encode(frames: np.ndarray, fps: int) -> dict[str, float]:
 
     start = time.perf_counter()
     encode_mp4(frames, fps=fps)
-    return {"mp4_encode": time.perf_counter() - start}
+    return {MP4_ENCODE_STAGE: time.perf_counter() - start}
 
 
 def half_precision_on_gpu(device: torch.device) -> torch.dtype:

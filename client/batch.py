@@ -15,8 +15,8 @@ from pathlib import Path
 from i2v.client.errors import I2VError, InvalidInputError
 from i2v.client.grpc_client import I2VClient, ProgressCallback
 from i2v.client.types import GenerationRequest
+from i2v.params import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 MANIFEST = "manifest.json"
 
 

@@ -11,21 +11,29 @@ import sys
 import tempfile
 from pathlib import Path
 
-from i2v.arguments import API_KEY_ENV, add_api_key_argument, positive
+from i2v.arguments import (
+    API_KEY_ENV,
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_OUT_OF_MEMORY,
+    EXIT_OVERLOADED,
+    EXIT_RATE_LIMITED,
+    EXIT_TIMEOUT,
+    EXIT_UNAUTHORIZED,
+    EXIT_UNAVAILABLE,
+    add_api_key_argument,
+    positive,
+)
 from i2v.endpoints import GRPC_URL
-from i2v.params import INVALID_INPUT, parameters
+from i2v.params import IMAGE_FORMATS_TEXT, INVALID_INPUT, TOTAL_STAGE, parameters
+from i2v.video import metadata_path
 
 URL_ENV = "I2V_TRITON_URL"
 CA_FILE_ENV = "I2V_CA_FILE"
 
 METAVARS = {int: "N", float: "X", str: "TEXT"}
-
-# Exit codes that mean something to scripts.
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_OVERLOADED, EXIT_CANCELLED = 0, 1, 2, 3, 4, 5
-EXIT_OUT_OF_MEMORY = 6
-EXIT_RATE_LIMITED = 7  # the gateway's limit for this key; the message says when to retry
-EXIT_UNAUTHORIZED = 8  # the server needs an API key, or refused the one sent (or the gateway's tenant a model)
-EXIT_TIMEOUT = 9  # the request ran past --timeout and was cancelled
 
 
 def add_connection_args(parser: argparse.ArgumentParser, *, timeout: bool = True) -> None:
@@ -81,7 +89,7 @@ def add_client_commands(commands, formatter_class: type[argparse.HelpFormatter])
         help="generate a video (or a batch: a folder of images or a JSONL of requests) through gRPC",
     )
     source = generate.add_mutually_exclusive_group(required=True)
-    source.add_argument("--image", type=Path, help="PNG, JPEG or WebP picture")
+    source.add_argument("--image", type=Path, help=f"{IMAGE_FORMATS_TEXT} picture")
     source.add_argument(
         "--batch", type=Path, help='a folder of images (all with --prompt), or a JSONL file of {"image", "prompt", ...}'
     )
@@ -90,7 +98,7 @@ def add_client_commands(commands, formatter_class: type[argparse.HelpFormatter])
         "--output",
         type=Path,
         default=Path("outputs/video.mp4"),
-        help="MP4 to write (single image); its metadata goes beside it as .json",
+        help=f"MP4 to write (single image); its metadata goes beside it as {metadata_path('NAME.mp4')}",
     )
     generate.add_argument(
         "--output-dir", type=Path, default=Path("outputs/batch"), help="folder for a batch's videos and manifest.json"
@@ -134,7 +142,7 @@ def run_generate(args: argparse.Namespace) -> int:
         return fail(f"{INVALID_INPUT}: {exc.filename or args.batch}: {exc.strerror or exc}", EXIT_INVALID)
     except OutputError as exc:
         return fail(str(exc), EXIT_FAILED)
-    print(f"wrote {args.output} (seed {result.seed}, {result.timings['total']:.2f} s on the server)")
+    print(f"wrote {args.output} (seed {result.seed}, {result.timings[TOTAL_STAGE]:.2f} s on the server)")
     return EXIT_OK
 
 

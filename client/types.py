@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -12,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from i2v.client.errors import InvalidInputError
-from i2v.params import InvalidParameterError, parameter, parameters
+from i2v.params import METADATA_SEED, METADATA_TIMINGS, InvalidParameterError, parameter, parameters
+from i2v.video import save_video_with_metadata
 
 
 class GenerationRequest:
@@ -96,19 +96,15 @@ class GenerationResult:
 
     @property
     def seed(self) -> int:
-        return self.metadata["seed"]
+        return self.metadata[METADATA_SEED]
 
     @property
     def timings(self) -> dict[str, float]:
-        return self.metadata["timings"]
+        return self.metadata[METADATA_TIMINGS]
 
     def save(self, path: str | Path) -> Path:
-        """Write the MP4, and its metadata beside it as `<name>.json`."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.video)
-        path.with_suffix(".json").write_text(json.dumps(self.metadata, indent=2) + "\n")
-        return path
+        """Write the MP4, and its metadata JSON beside it (`i2v.video.metadata_path`)."""
+        return save_video_with_metadata(path, self.video, self.metadata)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from i2v.arguments import add_api_key_argument
+from i2v.arguments import EXIT_INVALID, add_api_key_argument
 from i2v.endpoints import GRPC_PORT, HTTP_PORT
 from i2v.gateway.nginx_config import GatewaySettings
 from i2v.gateway.tenants import Tenant
@@ -180,4 +180,4 @@ def _check_tls_files(args: argparse.Namespace, settings: GatewaySettings) -> Non
 
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
-    return 2
+    return EXIT_INVALID

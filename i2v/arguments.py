@@ -1,5 +1,5 @@
-"""Command-line pieces every `i2v` subcommand shares: the help formatter, the API-key option and the argparse
-types of counts and amounts."""
+"""Command-line pieces every `i2v` subcommand shares: the exit codes, the help formatter, the API-key option and
+the argparse types of counts and amounts."""
 
 from __future__ import annotations
 
@@ -8,6 +8,19 @@ import math
 import os
 
 API_KEY_ENV = "I2V_API_KEY"
+
+# Exit codes that mean something to scripts, one table for every subcommand so that no two mean different things.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2  # a wrong argument or input: argparse's own code for a usage error
+EXIT_UNAVAILABLE = 3
+EXIT_OVERLOADED = 4
+EXIT_CANCELLED = 5
+EXIT_OUT_OF_MEMORY = 6
+EXIT_RATE_LIMITED = 7  # the gateway's limit for this key; the message says when to retry
+EXIT_UNAUTHORIZED = 8  # the server needs an API key, or refused the one sent (or the gateway's tenant a model)
+EXIT_TIMEOUT = 9  # the request ran past --timeout and was cancelled
+EXIT_SERVER_KILLED = 75  # `i2v supervise` killed a server whose model process died (sysexits' EX_TEMPFAIL)
 
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):

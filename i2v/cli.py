@@ -22,12 +22,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from i2v.arguments import DefaultsFormatter
+from i2v.arguments import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, DefaultsFormatter
 from i2v.benchmarks.command import add_bench_command
 from i2v.client.command import (
-    EXIT_CANCELLED,
-    EXIT_FAILED,
-    EXIT_OK,
     OutputError,
     add_client_commands,
     add_generation_args,
@@ -42,9 +39,18 @@ from i2v.export.command import add_export_command
 from i2v.gateway.command import add_gateway_command
 from i2v.model.info import DEFAULT_REPOSITORY, TINY_MODEL
 from i2v.model.repository_layout import is_exported
+from i2v.params import (
+    METADATA_FRAMES,
+    METADATA_HEIGHT,
+    METADATA_MODEL,
+    METADATA_TIMINGS,
+    METADATA_WIDTH,
+    TOTAL_STAGE,
+)
 from i2v.serving.command import add_serve_command
 from i2v.serving.lora_command import add_lora_command
 from i2v.ui.command import add_ui_command
+from i2v.video import metadata_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             "pip install 'i2v-serving[server]' for export and serving, '[ui]' for the page, '[bench]' for benchmarks",
             file=sys.stderr,
         )
-        return 1
+        return EXIT_FAILED
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,10 +130,11 @@ def run_demo(args: argparse.Namespace) -> int:
         return fail(str(exc), EXIT_FAILED)
     meta = result.metadata
     print(
-        f"wrote {args.output}: {meta['frames']} frames {meta['width']}x{meta['height']}, seed {result.seed}, "
-        f"{meta['timings']['total']:.2f} s on the server; metadata in {args.output.with_suffix('.json')}"
+        f"wrote {args.output}: {meta[METADATA_FRAMES]} frames {meta[METADATA_WIDTH]}x{meta[METADATA_HEIGHT]}, "
+        f"seed {result.seed}, {meta[METADATA_TIMINGS][TOTAL_STAGE]:.2f} s on the server; "
+        f"metadata in {metadata_path(args.output)}"
     )
-    if meta["model"] == TINY_MODEL:
+    if meta[METADATA_MODEL] == TINY_MODEL:
         print("note: the tiny model has random weights, so its video is noise; export real weights for real videos")
     return EXIT_OK
 

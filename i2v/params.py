@@ -43,6 +43,22 @@ VIDEO_OUTPUT = "video"
 METADATA_OUTPUT = "metadata"
 FRAMES_OUTPUT = "frames"
 LORA_LIST_OUTPUT = "adapters"
+# The `METADATA_OUTPUT` JSON's keys (the BLS writes it and its request log records it; the client, `i2v generate`
+# and `i2v demo` read it): the parameters used, the seed among them, the model's source, the video's frame count
+# and size, and the seconds per stage.
+METADATA_PARAMETERS = "parameters"
+METADATA_SEED = "seed"
+METADATA_MODEL = "model"
+METADATA_FRAMES = "frames"
+METADATA_HEIGHT = "height"
+METADATA_WIDTH = "width"
+METADATA_TIMINGS = "timings"
+# The stages of `METADATA_TIMINGS` besides the parts' own (each named as its part, `i2v.model.parts`): the
+# denoising loop's UNet calls, all and per step; the MP4 encode; the whole request.
+UNET_TOTAL_STAGE = "unet_total"
+UNET_PER_STEP_STAGE = "unet_per_step"
+MP4_ENCODE_STAGE = "mp4_encode"
+TOTAL_STAGE = "total"
 # The words an error is told by where no gRPC status code says enough (`i2v.client.errors`; the BLS, its parts'
 # errors): the server's and the gateway's messages start with them ("<words>: ..."); Triton's, when a model's
 # process died, hold `PROCESS_DIED`.
@@ -54,8 +70,25 @@ PROCESS_DIED = "is not healthy"  # Triton's: "Stub process 'unet_0_0' is not hea
 RATE_LIMITED = "rate limit"  # the gateway's: a tenant over its requests per minute
 STREAMS_LIMITED = "streams limit"  # the gateway's: a tenant's concurrent streams all open
 
-# The picture formats a request's image may be in (PIL's names; the README's API), whatever else PIL could open.
-IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
+
+@dataclass(frozen=True)
+class ImageFormat:
+    """A picture format a request's image may be in (the README's API): PIL decodes these and no other."""
+
+    pil_name: str  # what PIL's `Image.open(formats=...)` is told
+    name: str  # how messages and help name it
+    suffixes: tuple[str, ...]  # its files' suffixes, lower case (the images of a batch folder)
+
+
+ACCEPTED_IMAGE_FORMATS = (
+    ImageFormat("PNG", "PNG", (".png",)),
+    ImageFormat("JPEG", "JPEG", (".jpg", ".jpeg")),
+    ImageFormat("WEBP", "WebP", (".webp",)),
+)
+IMAGE_FORMATS = tuple(f.pil_name for f in ACCEPTED_IMAGE_FORMATS)  # what the server lets PIL decode
+IMAGE_SUFFIXES = frozenset(s for f in ACCEPTED_IMAGE_FORMATS for s in f.suffixes)
+# "PNG, JPEG or WebP": what an error message or a help text says a picture may be
+IMAGE_FORMATS_TEXT = ", ".join(f.name for f in ACCEPTED_IMAGE_FORMATS[:-1]) + " or " + ACCEPTED_IMAGE_FORMATS[-1].name
 
 # Named resolutions (height, width): the square and 16:9 shapes the TensorRT profiles cover.
 RESOLUTION_PRESETS: dict[str, tuple[int, int]] = {

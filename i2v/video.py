@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import io
+import json
 import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
@@ -79,6 +80,21 @@ def _x264_params() -> dict[str, str]:
         break
     # x264 uses AVX-512 where F, CD, BW, DQ and VL are there and the OS saves the registers: numpy's AVX512_SKX
     return {"x264-params": "asm=AVX2"} if features.get("AVX512_SKX") else {}
+
+
+def metadata_path(video_path: str | Path) -> Path:
+    """Where a saved video's metadata JSON lies: beside it, as `<name>.json`."""
+    return Path(video_path).with_suffix(".json")
+
+
+def save_video_with_metadata(path: str | Path, video: bytes, metadata: dict) -> Path:
+    """Write an MP4 and its metadata JSON beside it (`metadata_path`), making the folder: a video saved by the
+    client and one kept by the server's request log read back the same way."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(video)
+    metadata_path(path).write_text(json.dumps(metadata, indent=2) + "\n")
+    return path
 
 
 def decode_mp4(data: bytes) -> DecodedVideo:

@@ -32,12 +32,22 @@ from i2v.model.parts import BATCH_CHUNK_PARAMETER, OUTPUT_NAMES
 from i2v.model.repository_layout import PIPELINE_FOLDER
 from i2v.params import (
     FRAMES_OUTPUT,
+    IMAGE_FORMATS_TEXT,
     IMAGE_INPUT,
     INVALID_INPUT,
+    METADATA_FRAMES,
+    METADATA_HEIGHT,
+    METADATA_MODEL,
     METADATA_OUTPUT,
+    METADATA_PARAMETERS,
+    METADATA_SEED,
+    METADATA_TIMINGS,
+    METADATA_WIDTH,
+    MP4_ENCODE_STAGE,
     OUT_OF_MEMORY,
     PROCESS_DIED,
     PROGRESS_OUTPUT,
+    TOTAL_STAGE,
     UNAVAILABLE,
     VIDEO_OUTPUT,
     GenerationParams,
@@ -146,7 +156,7 @@ class TritonPythonModel:
         start = time.perf_counter()
         image_bytes = _read_bytes(request, IMAGE_INPUT)
         if image_bytes is None:
-            raise InvalidImageError(f"{IMAGE_INPUT} is required: send the bytes of a PNG, JPEG or WebP file")
+            raise InvalidImageError(f"{IMAGE_INPUT} is required: send the bytes of a {IMAGE_FORMATS_TEXT} file")
         params = self.read_params(request)
         if params.encoding == "base64":
             image_bytes = image_from_base64(image_bytes)
@@ -170,17 +180,17 @@ class TritonPythonModel:
             self.parts_hold.ran(needed)
         encode_start = time.perf_counter()
         mp4 = encode_mp4(video.frames, fps=params.fps)
-        timings = {**video.timings, "mp4_encode": time.perf_counter() - encode_start}
-        timings["total"] = time.perf_counter() - start
+        timings = {**video.timings, MP4_ENCODE_STAGE: time.perf_counter() - encode_start}
+        timings[TOTAL_STAGE] = time.perf_counter() - start
         self.metrics.record_stages(timings)
         metadata = {
-            "parameters": params.to_dict(),
-            "seed": params.seed,
-            "model": self.generator.info.source,
-            "frames": int(video.frames.shape[0]),
-            "height": int(video.frames.shape[1]),
-            "width": int(video.frames.shape[2]),
-            "timings": {k: round(v, 6) for k, v in timings.items()},
+            METADATA_PARAMETERS: params.to_dict(),
+            METADATA_SEED: params.seed,
+            METADATA_MODEL: self.generator.info.source,
+            METADATA_FRAMES: int(video.frames.shape[0]),
+            METADATA_HEIGHT: int(video.frames.shape[1]),
+            METADATA_WIDTH: int(video.frames.shape[2]),
+            METADATA_TIMINGS: {k: round(v, 6) for k, v in timings.items()},
         }
         sent = base64.b64encode(mp4) if params.encoding == "base64" else mp4  # JSON over HTTP carries text only
         outputs = [

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from i2v.arguments import add_api_key_argument
+from i2v.arguments import EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_SERVER_KILLED, add_api_key_argument
 from i2v.endpoints import GRACE_PERIOD_S, GRPC_PORT, GRPC_URL, HEALTH_PORT, HTTP_PORT, METRICS_PORT, METRICS_URL
 from i2v.model.info import DEFAULT_REPOSITORY
 from i2v.model.repository_layout import is_exported
@@ -74,8 +74,8 @@ def add_serve_command(commands, formatter_class: type[argparse.HelpFormatter]) -
         "--keep-watching",
         action="store_true",
         help="after killing Triton, watch the next one instead of exiting: Kubernetes (the pod's PID namespace "
-        "outlives the container's restart; exiting would count as a crash); without it, the exit (75) lets "
-        "compose's restarted container join the new one's namespaces",
+        "outlives the container's restart; exiting would count as a crash); without it, the exit "
+        f"({EXIT_SERVER_KILLED}) lets compose's restarted container join the new one's namespaces",
     )
     supervise.add_argument(
         "--unanswered-limit",
@@ -109,7 +109,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     if not is_exported(args.model_repository):
         print(f"error: no model repository at {args.model_repository}: run `i2v export` first", file=sys.stderr)
-        return 2
+        return EXIT_INVALID
     server = EmbeddedTritonServer(
         args.model_repository,
         host=args.host,
@@ -138,21 +138,21 @@ def run_drain(args: argparse.Namespace) -> int:
 
     if args.end:
         print(f"not draining: requests are taken ({end_drain()} removed)", flush=True)
-        return 0
+        return EXIT_OK
 
     path = begin_drain(metrics_url=args.metrics_url)
     print(f"draining: new requests are refused ({path}); waiting up to {args.timeout:g} s", flush=True)
     # the container's own server: a BLS whose process died has nothing in flight
     idle = wait_until_idle(args.metrics_url, args.timeout, server_pid=only_tritonserver_pid())
     print("no request in flight" if idle else "requests still in flight at the timeout", flush=True)
-    return 0 if idle else 1
+    return EXIT_OK if idle else EXIT_FAILED
 
 
 def run_supervise(args: argparse.Namespace) -> int:
     """Until SIGTERM/SIGINT: supervise the tritonserver of this PID namespace (a sidecar sharing it). After
-    killing a server whose process died it exits (75), so that its container restarts too and joins the new
-    server's namespaces (a restarted container gets new ones); with `--keep-watching` it goes on and finds the
-    next server in the same namespace (a Kubernetes pod's)."""
+    killing a server whose process died it exits (`EXIT_SERVER_KILLED`), so that its container restarts too and
+    joins the new server's namespaces (a restarted container gets new ones); with `--keep-watching` it goes on and
+    finds the next server in the same namespace (a Kubernetes pod's)."""
     import signal
     import threading
 
@@ -160,7 +160,7 @@ def run_supervise(args: argparse.Namespace) -> int:
 
     if args.keep_watching and args.pid is not None:
         print("error: --keep-watching finds each next server by name: leave out --pid", file=sys.stderr)
-        return 2
+        return EXIT_INVALID
     _log_supervisor_events()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -181,11 +181,12 @@ def run_supervise(args: argparse.Namespace) -> int:
     except HealthPortError as exc:
         supervisor.stop()
         print(f"error: {exc}: choose another with --health-port", file=sys.stderr)
-        return 2
+        return EXIT_INVALID
     supervisor.start()
     print(f"supervising Triton at {args.url}; health on http://{args.host}:{args.health_port}", flush=True)
     stop.wait()
     supervisor.stop()
     health.shutdown()
     health.server_close()
-    return 75 if supervisor.killed.is_set() and not args.keep_watching else 0  # a SIGTERM, even mid-recovery: 0
+    # a SIGTERM, even mid-recovery: EXIT_OK
+    return EXIT_SERVER_KILLED if supervisor.killed.is_set() and not args.keep_watching else EXIT_OK

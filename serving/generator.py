@@ -28,7 +28,7 @@ from transformers import CLIPImageProcessor, CLIPTokenizer
 
 from i2v.model.info import ModelInfo
 from i2v.model.repository_layout import IMAGE_PROCESSOR_FOLDER, SCHEDULER_FOLDER, TOKENIZER_FOLDER
-from i2v.params import GenerationParams
+from i2v.params import UNET_PER_STEP_STAGE, UNET_TOTAL_STAGE, GenerationParams
 from i2v.serving.preprocess import center_crop_wide, resize_bilinear
 
 RunPart = Callable[[str, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
@@ -121,8 +121,8 @@ class VideoGenerator:
             latents = self.scheduler_step(scheduler, noise_pred, t, latents)
             if on_step is not None:
                 on_step(i + 1, total)
-        timings["unet_total"] = time.perf_counter() - unet_start
-        timings["unet_per_step"] = timings["unet_total"] / total
+        timings[UNET_TOTAL_STAGE] = time.perf_counter() - unet_start
+        timings[UNET_PER_STEP_STAGE] = timings[UNET_TOTAL_STAGE] / total
 
         with _timed(timings, "vae_decoder"):
             frames = self.decode_latents(latents, params.decode_chunk_size)

@@ -11,9 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from i2v.arguments import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from i2v.model.info import DEFAULT_REPOSITORY
-
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
 
 def add_lora_command(commands, formatter_class: type[argparse.HelpFormatter]):

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import triton_python_backend_utils as pb_utils
 
+from i2v.model.parts import PART_NAMES
+from i2v.params import MP4_ENCODE_STAGE, UNET_TOTAL_STAGE
 from i2v.serving.drain import IN_FLIGHT_METRIC
 
-STAGES = ("text_encoder", "image_encoder", "vae_encoder", "unet", "vae_decoder", "mp4_encode")
+# The `stage` label's values: each part (the UNet's: its calls of the whole loop), then the MP4 encode
+STAGES = (*PART_NAMES, MP4_ENCODE_STAGE)
 # unavailable: a part's process died during the request (the supervisor restarts it; the client may retry)
 # out_of_memory: an allocation failed although the request passed the memory estimate
 # forbidden: the gateway's tenant may not use this model (`i2v.serving.tenancy`)
@@ -39,7 +42,7 @@ class BlsMetrics:
 
     def record_stages(self, timings: dict[str, float]) -> None:
         for stage, metric in self.stage_seconds.items():
-            seconds = timings.get("unet_total" if stage == "unet" else stage)
+            seconds = timings.get(UNET_TOTAL_STAGE if stage == "unet" else stage)
             if seconds is not None:
                 metric.increment(seconds)
 

@@ -14,7 +14,7 @@ import warnings
 
 from PIL import Image, ImageOps
 
-from i2v.params import IMAGE_FORMATS
+from i2v.params import IMAGE_FORMATS, IMAGE_FORMATS_TEXT
 
 # Refuse images beyond this many pixels before decoding them (decompression bombs, accidental 100 MP uploads).
 MAX_IMAGE_PIXELS = 40_000_000
@@ -40,7 +40,7 @@ def image_from_base64(text: bytes) -> bytes:
 def decode_image(data: bytes) -> Image.Image:
     """Decode uploaded bytes to an RGB image, as `diffusers.utils.load_image` does (EXIF rotation applied)."""
     if not data:
-        raise InvalidImageError("image is empty: send the bytes of a PNG, JPEG or WebP file")
+        raise InvalidImageError(f"image is empty: send the bytes of a {IMAGE_FORMATS_TEXT} file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -58,7 +58,7 @@ def decode_image(data: bytes) -> Image.Image:
             f"image is too large: more than {MAX_IMAGE_PIXELS:,} pixels, a possible decompression bomb"
         ) from exc
     except Image.UnidentifiedImageError as exc:
-        message = "image could not be decoded: it is not a PNG, JPEG or WebP file"
+        message = f"image could not be decoded: it is not a {IMAGE_FORMATS_TEXT} file"
         if _looks_like_base64(data):  # the likeliest mistake over HTTP JSON
             message += ', but base64 text or a data: URI: send "encoding": "base64" with it'
         raise InvalidImageError(message) from exc

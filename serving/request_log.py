@@ -14,6 +14,8 @@ import time
 import uuid
 from pathlib import Path
 
+from i2v.video import save_video_with_metadata
+
 ROTATE_BYTES = 10 * 1024 * 1024
 ROTATE_KEEP = 5
 
@@ -47,9 +49,5 @@ class RequestLog:
         """Keep the video and its metadata under a name made here, never from request content."""
         if self.output_dir is None:
             return None
-        self.output_dir.mkdir(parents=True, exist_ok=True)
         stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:12]}"
-        path = self.output_dir / f"{stem}.mp4"
-        path.write_bytes(video)
-        path.with_suffix(".json").write_text(json.dumps(metadata, indent=2) + "\n")
-        return path
+        return save_video_with_metadata(self.output_dir / f"{stem}.mp4", video, metadata)

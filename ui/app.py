@@ -28,6 +28,7 @@ from i2v.client import AsyncI2VClient, GenerationRequest, GenerationResult, I2VE
 from i2v.examples import LIGHTHOUSE_PROMPT, lighthouse_image
 from i2v.params import (
     IMAGE_FORMATS,
+    IMAGE_FORMATS_TEXT,
     RESOLUTION_PRESETS,
     InvalidParameterError,
     Parameter,
@@ -56,7 +57,7 @@ def build_request(
     try:  # the header only: the server decodes the whole picture
         PIL.Image.open(image_path, formats=IMAGE_FORMATS).close()
     except (PIL.UnidentifiedImageError, OSError):
-        raise InvalidParameterError("the picture could not be read: upload a PNG, JPEG or WebP image") from None
+        raise InvalidParameterError(f"the picture could not be read: upload a {IMAGE_FORMATS_TEXT} image") from None
     if not values.get("prompt") or not values["prompt"].strip():
         raise InvalidParameterError("write a prompt: describe what should happen in the video")
     params = {}
