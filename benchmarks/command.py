@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from i2v.arguments import add_api_key_argument, at_least
+from i2v.endpoints import GRPC_PORT, GRPC_URL
 from i2v.model.info import FULL_SIZE_RANDOM_MODEL, NO_COMPILE, TINY_MODEL
 from i2v.model.repository_layout import GRAPH_FILE, MODEL_VERSION, is_exported, pipeline_dir
 from i2v.params import InvalidParameterError, parameter
@@ -24,6 +25,8 @@ RUNNERS = ("served", "onnxruntime", *TORCH_RUNNER_COMPILE_MODES, "diffusers", "d
 # sizes people deploy.
 TINY_DEFAULTS = ("64x64x8,64x96x16", "10")
 FULL_SIZE_DEFAULTS = ("512x512x16,768x768x16,704x1280x16", "25")
+DEFAULT_RUNNERS = {"cpu": "served,onnxruntime,torch,diffusers", "cuda": "served,torch,diffusers"}
+LOCAL_RESULTS = Path("benchmarks/results/local")  # a run's results unless --output says otherwise (not in git)
 # The GPU proof (`make gpu-proof`): one command on a bare GPU host; with --device cpu, its dry run on the tiny model.
 GPU_SUITE_RUNNERS = ("served", "torch", "torch-synced", "torch-compile", "diffusers")
 SERVED_NEEDS = ("pytriton", "tritonclient", "av")  # the embedded server, its client, the MP4 encoder
@@ -45,8 +48,9 @@ def add_bench_command(commands, formatter_class: type[argparse.HelpFormatter]) -
         "--suite",
         choices=["gpu", "lora"],
         default=None,
-        help="gpu: the GPU proof: the full-size architecture (whatever --model says) at 512x512x16, 768x768x16, "
-        f"704x1280x16, 25 steps, runners {','.join(GPU_SUITE_RUNNERS)} (served only where "
+        help="gpu: the GPU proof: the full-size architecture (whatever --model says) at "
+        f"{FULL_SIZE_DEFAULTS[0].replace(',', ', ')}, {FULL_SIZE_DEFAULTS[1]} steps, runners "
+        f"{','.join(GPU_SUITE_RUNNERS)} (served only where "
         f"{', '.join(SERVED_NEEDS)} are installed), results in benchmarks/results/<gpu>-full-size-<date>/; "
         "with --device cpu a dry run of it on the tiny model; "
         "lora: the UNet part's LoRA swap cost per runtime (first use, switch, back to none) and memory after 50 "
@@ -69,8 +73,8 @@ def add_bench_command(commands, formatter_class: type[argparse.HelpFormatter]) -
     bench.add_argument(
         "--runners",
         default=None,
-        help=f"any of {', '.join(RUNNERS)} (default: served,onnxruntime,torch,diffusers on a CPU; "
-        "served,torch,diffusers on a GPU)",
+        help=f"any of {', '.join(RUNNERS)} (default: {DEFAULT_RUNNERS['cpu']} on a CPU; "
+        f"{DEFAULT_RUNNERS['cuda']} on a GPU)",
     )
     bench.add_argument(
         "--served-runtimes",
@@ -83,7 +87,7 @@ def add_bench_command(commands, formatter_class: type[argparse.HelpFormatter]) -
         "--url",
         default=None,
         help="measure a server already running here instead (e.g. NVIDIA's Triton image serving "
-        "TensorRT engines: --url localhost:8001 --served-runtimes tensorrt names its rows)",
+        f"TensorRT engines: --url {GRPC_URL} --served-runtimes tensorrt names its rows)",
     )
     add_api_key_argument(bench, "key for a --url server that restricts inference")
     bench.add_argument("--warmup", type=at_least(0), default=1, help="untimed runs per point and runner")
@@ -107,7 +111,7 @@ def add_bench_command(commands, formatter_class: type[argparse.HelpFormatter]) -
         "--output",
         type=Path,
         default=None,
-        help="results folder: results.json, results.md and plots (default benchmarks/results/local/<model>-<date>; "
+        help=f"results folder: results.json, results.md and plots (default {LOCAL_RESULTS}/<model>-<date>; "
         "--suite lora: <model>-lora-<date>, no plots)",
     )
     bench.add_argument(
@@ -184,8 +188,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.suite == "gpu":
         apply_gpu_suite(args, device)
     check_size_step(args)
-    default_runners = "served,torch,diffusers" if device == "cuda" else "served,onnxruntime,torch,diffusers"
-    names = [n.strip() for n in (args.runners or default_runners).split(",") if n.strip()]
+    names = [n.strip() for n in (args.runners or DEFAULT_RUNNERS[device]).split(",") if n.strip()]
     unknown = sorted(set(names) - set(RUNNERS))
     if unknown:
         raise SystemExit(f"error: unknown runners {unknown}; choose from {', '.join(RUNNERS)}")
@@ -194,7 +197,7 @@ def run_bench(args: argparse.Namespace) -> int:
     grid, steps = TINY_DEFAULTS if str(args.model) == TINY_MODEL else FULL_SIZE_DEFAULTS
     step_counts = [int(s) for s in (args.steps or steps).split(",")]
     points = [GridPoint(h, w, f, s) for h, w, f in parse_shapes(args.grid or grid) for s in step_counts]
-    output = args.output or Path("benchmarks/results/local") / f"{Path(str(args.model)).name}-{time.strftime('%Y%m%d')}"
+    output = args.output or LOCAL_RESULTS / f"{Path(str(args.model)).name}-{time.strftime('%Y%m%d')}"
     repositories = served_repositories(args, device, output) if "served" in names and not args.url else []
     pipe = load_pipeline(args.model)
     with lighthouse_image() as path:
@@ -290,9 +293,7 @@ def run_lora_suite(args: argparse.Namespace) -> int:
     from i2v.benchmarks import lora_swap, measure
     from i2v.export.sources import load_pipeline
 
-    output = args.output or Path("benchmarks/results/local") / (
-        f"{Path(str(args.model)).name}-lora-{time.strftime('%Y%m%d')}"
-    )
+    output = args.output or LOCAL_RESULTS / (f"{Path(str(args.model)).name}-lora-{time.strftime('%Y%m%d')}")
     results = lora_swap.measure_lora_swaps(load_pipeline(args.model))
     settings = {"suite": "lora", "model": str(args.model), "device": "cpu", "switches": lora_swap.SWITCHES}
     result = {"machine": measure.machine_info(), "settings": settings, "runtimes": results}
@@ -393,7 +394,7 @@ def served_repositories(args: argparse.Namespace, device: str, output: Path) -> 
     if "tensorrt" in runtimes:
         raise SystemExit(
             "error: the embedded tritonserver has no TensorRT backend; serve the tensorrt repository "
-            "with NVIDIA's Triton image (docker-compose.yml) and measure it with --url HOST:8001"
+            f"with NVIDIA's Triton image (docker-compose.yml) and measure it with --url HOST:{GRPC_PORT}"
         )
     servable = ["onnxruntime", *(r for r in TORCH_RUNNER_COMPILE_MODES if r != "torch-synced")]
     unknown = sorted(set(runtimes) - set(servable))

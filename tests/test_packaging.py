@@ -140,6 +140,18 @@ def test_the_gpu_hosts_client_pin_meets_this_projects_own_requirement():
         assert Requirement(pinned(package)).specifier.contains(version), (pin, pinned(package))
 
 
+def test_make_gpu_proof_measures_the_sizes_of_the_gpu_suite():
+    """`make gpu-proof` runs one `i2v bench --suite gpu` call per size (each under 10 minutes); its GPU_GRID must
+    be the suite's own grid, which the Makefile cannot import."""
+    import re
+
+    from i2v.benchmarks.command import FULL_SIZE_DEFAULTS
+
+    makefile = (ROOT / "Makefile").read_text()
+    grid = re.search(r"^GPU_GRID \?= ([^#\n]*)", makefile, re.MULTILINE).group(1).split()
+    assert grid == FULL_SIZE_DEFAULTS[0].split(",")
+
+
 def test_the_models_import_the_installed_package_from_a_checkout_as_working_directory(
     installed, model_repository, tmp_path
 ):
