@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from i2v.arguments import add_api_key_argument, at_least
+from i2v.arguments import EXIT_OK, add_api_key_argument, at_least
 from i2v.endpoints import GRPC_PORT, GRPC_URL
 from i2v.model.info import FULL_SIZE_RANDOM_MODEL, NO_COMPILE, TINY_MODEL
 from i2v.model.repository_layout import GRAPH_FILE, MODEL_VERSION, is_exported, pipeline_dir
@@ -273,7 +273,7 @@ def run_bench(args: argparse.Namespace) -> int:
     paths = report.write_results(result, output)
     print(report.markdown_table(result))
     print("wrote " + ", ".join(str(p) for p in paths))
-    return 0
+    return EXIT_OK
 
 
 def run_lora_suite(args: argparse.Namespace) -> int:
@@ -300,7 +300,7 @@ def run_lora_suite(args: argparse.Namespace) -> int:
     paths = lora_swap.write_results(result, output)
     print(lora_swap.report(results))
     print("wrote " + ", ".join(str(p) for p in paths))
-    return 0
+    return EXIT_OK
 
 
 def check_size_step(args: argparse.Namespace) -> None:

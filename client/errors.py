@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 
 from i2v.params import (
+    API_KEY_NAME,
     FORBIDDEN,
     INVALID_INPUT,
     OUT_OF_MEMORY,
     PROCESS_DIED,
     RATE_LIMITED,
+    RETRY_AFTER,
     STREAMS_LIMITED,
     UNAVAILABLE,
     InvalidParameterError,
@@ -119,13 +121,13 @@ def error_from_server(message: str, status: str | None = None, url: str | None =
     if text.startswith(f"{FORBIDDEN}:"):  # i2v.serving.tenancy: a model the gateway's tenant may not use
         return ForbiddenError(message)
     if text.startswith((RATE_LIMITED, STREAMS_LIMITED)):  # the gateway's words (i2v.gateway), RESOURCE_EXHAUSTED
-        retry = re.search(r"retry after (\d+(?:\.\d+)?) s", text)
+        retry = re.search(rf"{RETRY_AFTER} (\d+(?:\.\d+)?) s", text)
         return RateLimitedError(message, float(retry[1]) if retry else None)
     # Triton answers a full queue, and a restricted protocol without the key, with UNAVAILABLE: the
     # message tells these apart from a server that is down.
     if "exceeds maximum queue size" in text:
         return OverloadedError(message)
-    if "protocol is restricted" in text or "api-key" in text:
+    if "protocol is restricted" in text or API_KEY_NAME in text:
         return UnauthorizedError(message)
     if OUT_OF_MEMORY in text:
         return OutOfMemoryError(message)

@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from i2v.arguments import at_least, positive
+from i2v.arguments import EXIT_FAILED, EXIT_OK, at_least, positive
 from i2v.export.options import ALLOCATIONS, DEFAULT_ALLOCATION, DEFAULT_MAX_QUEUE_SIZE, DEVICES, ENGINE_CHECKS
 from i2v.model.info import (
     DEFAULT_REPOSITORY,
@@ -127,7 +127,7 @@ def run_export(args: argparse.Namespace) -> int:
     if given and args.runtime != "tensorrt":
         are = "is an option" if len(given) == 1 else "are options"
         print(f"error: {' and '.join(given)} {are} of the tensorrt runtime, not of {args.runtime}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
 
     try:
         export_model_repository(
@@ -147,9 +147,9 @@ def run_export(args: argparse.Namespace) -> int:
         )
     except (*refused, EngineCheckError, ValueError) as exc:  # each names what to change; no traceback
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     print(f"model repository ({args.runtime}) written to {args.output}")
-    return 0
+    return EXIT_OK
 
 
 # What only the TensorRT export reads (None unless given); --resolutions, --max-frames and --tensorrt-lora say

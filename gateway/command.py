@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from i2v.arguments import EXIT_INVALID, add_api_key_argument
+from i2v.arguments import EXIT_INVALID, EXIT_OK, add_api_key_argument
 from i2v.endpoints import GRPC_PORT, HTTP_PORT
 from i2v.gateway.nginx_config import GatewaySettings
 from i2v.gateway.tenants import Tenant
@@ -110,7 +110,7 @@ def run_add_tenant(args: argparse.Namespace) -> int:
     print(f"added tenant {args.name} to {args.tenants}; its key (shown once, only its hash is stored):")
     print(key)
     print("render the gateway's configuration again and reload nginx for it to take effect", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 def run_remove_tenant(args: argparse.Namespace) -> int:
@@ -121,7 +121,7 @@ def run_remove_tenant(args: argparse.Namespace) -> int:
     except TenantsFileError as exc:
         return _fail(str(exc))
     print(f"removed tenant {args.name}; render again and reload nginx for it to take effect")
-    return 0
+    return EXIT_OK
 
 
 def run_render(args: argparse.Namespace) -> int:
@@ -156,7 +156,7 @@ def run_render(args: argparse.Namespace) -> int:
     print(
         f"wrote {config}: run `nginx -p {config.parent.absolute()} -c {config.absolute()}`, or reload the running nginx"
     )
-    return 0
+    return EXIT_OK
 
 
 def _check_tls_files(args: argparse.Namespace, settings: GatewaySettings) -> None:

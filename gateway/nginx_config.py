@@ -19,7 +19,17 @@ from importlib import resources
 from pathlib import Path
 
 from i2v.gateway.tenants import Tenant, check_tenants
-from i2v.params import FORBIDDEN, MODELS_HEADER, RATE_LIMITED, STREAMS_LIMITED, TENANT_HEADER, UNAVAILABLE
+from i2v.params import (
+    API_KEY_HEADER,
+    API_KEY_NAME,
+    FORBIDDEN,
+    MODELS_HEADER,
+    RATE_LIMITED,
+    RETRY_AFTER,
+    STREAMS_LIMITED,
+    TENANT_HEADER,
+    UNAVAILABLE,
+)
 
 CONFIG_NAME = "nginx.conf"
 SCRIPT_NAME = "tenant_key.js"
@@ -34,6 +44,8 @@ LOG_FIELDS = (
 )
 JS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"  # Debian's libnginx-mod-http-js and nginx's image
 _PLACEHOLDER = re.compile(r"@[A-Z_]+@")
+# Where a client's key arrives (the configuration and the key-hashing script): Triton's own names for it
+KEY_HEADERS = {"API_KEY_HEADER": API_KEY_HEADER, "API_KEY_NAME": API_KEY_NAME}
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_.~+/=-]{1,256}$")  # what may stand inside the configuration's quotes
 # The settings nginx reads as file paths; "stderr" and "syslog:..." are log targets, not files.
 PATH_FIELDS = ("tls_cert", "tls_key", "access_log", "error_log", "pid_file", "temp_dir", "js_module")
@@ -124,6 +136,8 @@ def render(tenants: list[Tenant], settings: GatewaySettings) -> str:
         "UNAVAILABLE": UNAVAILABLE,
         "RATE_LIMITED": RATE_LIMITED,
         "STREAMS_LIMITED": STREAMS_LIMITED,
+        "RETRY_AFTER": RETRY_AFTER,
+        **KEY_HEADERS,
         "LOG_FIELDS": LOG_FIELDS,
         "METRICS_LOG": (
             f"    access_log syslog:server={settings.metrics_address},nohostname,tag=i2v_gateway tenants_line;"
@@ -176,5 +190,6 @@ def write_config(tenants: list[Tenant], settings: GatewaySettings, folder: Path)
         out.write(render(tenants, settings))
     os.replace(config.with_suffix(".tmp"), config)  # a reload never reads half a file
     for name in (SCRIPT_NAME, METRICS_PROGRAM):
-        (folder / name).write_text(resources.files("i2v.gateway").joinpath(name).read_text())
+        text = resources.files("i2v.gateway").joinpath(name).read_text()
+        (folder / name).write_text(_PLACEHOLDER.sub(lambda m: KEY_HEADERS[m.group(0).strip("@")], text))
     return config

@@ -18,8 +18,10 @@ from typing import Any
 
 # The served model's name in the Triton repository: the address every request goes to.
 MODEL_NAME = "i2vgen_xl"
-# The gRPC metadata key that carries the server's API key (Triton's restricted protocols; HTTP: `api-key`).
-API_KEY_HEADER = "triton-grpc-protocol-api-key"
+# The key a restricted Triton protocol asks for (`--grpc-restricted-protocol=inference:api-key=KEY`): HTTP clients
+# send it as this header, gRPC clients as metadata under Triton's prefix (API_KEY_HEADER); so does the gateway.
+API_KEY_NAME = "api-key"
+API_KEY_HEADER = f"triton-grpc-protocol-{API_KEY_NAME}"
 # The model that lists the LoRA adapters registered with `MODEL_NAME` (for the UI's dropdown, `i2v lora list`).
 LORA_LIST_MODEL = "i2vgen_xl_loras"
 # The `MODEL_NAME` config's `parameters` a client reads: the served model's default of each parameter
@@ -69,6 +71,7 @@ UNAVAILABLE = "unavailable"  # retryable: the server is stopping, a part's proce
 PROCESS_DIED = "is not healthy"  # Triton's: "Stub process 'unet_0_0' is not healthy."
 RATE_LIMITED = "rate limit"  # the gateway's: a tenant over its requests per minute
 STREAMS_LIMITED = "streams limit"  # the gateway's: a tenant's concurrent streams all open
+RETRY_AFTER = "retry after"  # then "N s": the gateway's refusals say when to come back; the client reads it
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 
+from i2v.arguments import EXIT_FAILED, EXIT_OK
 from i2v.endpoints import LOOPBACK, client_host
 from i2v.serving.triton_server import EmbeddedTritonServer, TritonServerError
 
@@ -59,7 +60,7 @@ def serve_forever(server: EmbeddedTritonServer, *, health_port: int | None = Non
         except HealthPortError as exc:
             supervisor.stop()
             print(f"error: {exc}: choose another with --health-port, or 0 for none", file=sys.stderr)
-            return 1
+            return EXIT_FAILED
     server.interrupted.clear()  # from here on, a signal is this run's
     previous = {}
     if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
@@ -80,7 +81,7 @@ def serve_forever(server: EmbeddedTritonServer, *, health_port: int | None = Non
     except TritonServerError as exc:
         if not requested:
             print(f"error: {exc}", file=sys.stderr)
-            return 1
+            return EXIT_FAILED
     finally:
         if supervisor is not None:
             supervisor.stop()  # its probes go on answering through the drain: not ready, live
@@ -102,7 +103,7 @@ def serve_forever(server: EmbeddedTritonServer, *, health_port: int | None = Non
             signal.signal(sig, handler)
     if requested:
         print("Triton stopped.", flush=True)
-        return 0
+        return EXIT_OK
     code = server.returncode if server.returncode is not None else 1
     print(f"Triton exited by itself with code {code}; log: {server.log_path}", file=sys.stderr)
     return 128 - code if code < 0 else code

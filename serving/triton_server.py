@@ -33,7 +33,7 @@ from typing import IO
 from i2v.endpoints import LOOPBACK, client_host, unusable_port
 from i2v.model.info import MODEL_INFO_FILE, ModelInfo
 from i2v.model.repository_layout import served_pipeline_dir
-from i2v.params import FORWARDED_HEADERS
+from i2v.params import API_KEY_NAME, FORWARDED_HEADERS
 from i2v.serving.drain import DRAIN_FILE_ENV
 from i2v.serving.gpus import count_gpus, visible_gpu_ids
 from i2v.serving.processes import process_group_members
@@ -301,7 +301,7 @@ class EmbeddedTritonServer:
             args.append(f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}")
         if self.api_key:
             # Inference and model control need the key; health, metadata and metrics stay open.
-            restricted = f"inference,model-repository:api-key={self.api_key}"
+            restricted = f"inference,model-repository:{API_KEY_NAME}={self.api_key}"
             args += [f"--grpc-restricted-protocol={restricted}", f"--http-restricted-api={restricted}"]
         if self.cuda_memory_pool_bytes:
             # The pool the Python backend moves GPU tensors through (BLS <-> parts); a tensor that does not fit

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from i2v.arguments import EXIT_OK
 from i2v.client.command import add_connection_args
 from i2v.endpoints import LOOPBACK
 
@@ -33,4 +34,4 @@ def run_ui(args: argparse.Namespace) -> int:
     )
     print(f"UI on http://{args.host}:{args.port} (Triton at {args.url}); Ctrl-C to stop")
     app.launch(server_name=args.host, server_port=args.port, show_error=True)
-    return 0
+    return EXIT_OK
