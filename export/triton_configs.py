@@ -26,6 +26,7 @@ from i2v.params import (
     CONFIG_DEFAULT_PREFIX,
     CONFIG_SIZE_STEP,
     FRAMES_OUTPUT,
+    IMAGE_FORMATS_TEXT,
     IMAGE_INPUT,
     LORA_LIST_MODEL,
     LORA_LIST_OUTPUT,
@@ -189,7 +190,8 @@ def bls_config(
         raise ValueError(f"max_queue_size must be at least 1, got {max_queue_size}")
     if instance_kind not in ("KIND_CPU", "KIND_GPU"):
         raise ValueError(f"instance_kind must be KIND_CPU or KIND_GPU, got {instance_kind!r}")
-    inputs = [f'  {{ name: "{IMAGE_INPUT}", data_type: TYPE_STRING, dims: [ 1 ] }}  # encoded PNG / JPEG / WebP bytes']
+    image = f'  {{ name: "{IMAGE_INPUT}", data_type: TYPE_STRING, dims: [ 1 ] }}  # encoded {IMAGE_FORMATS_TEXT} bytes'
+    inputs = [image]
     for entry in parameters():
         optional = "" if entry.required else ", optional: true"
         dtype = triton_config_type(entry.triton_dtype)

@@ -36,6 +36,7 @@ from i2v.params import (
     parameter,
     parameters,
 )
+from i2v.ui.command import LORA_REFRESH_S, PAGE_CONCURRENCY
 
 MODEL_DEFAULT = "model default"
 CUSTOM = "custom"
@@ -149,8 +150,8 @@ def _resolution_choices(defaults: dict) -> list[tuple[str, str]]:
 def build_app(
     url: str,
     api_key: str | None = None,
-    concurrency: int = 2,
-    lora_refresh_s: float = 30,
+    concurrency: int = PAGE_CONCURRENCY,
+    lora_refresh_s: float = LORA_REFRESH_S,
     tls: bool = False,
     ca_file: str | None = None,
 ) -> gr.Blocks:

@@ -8,6 +8,9 @@ from i2v.arguments import EXIT_OK
 from i2v.client.command import add_connection_args
 from i2v.endpoints import LOOPBACK
 
+PAGE_CONCURRENCY = 2  # videos generated at once for all the page's visitors
+LORA_REFRESH_S = 30.0  # seconds between readings of the server's LoRA list
+
 
 def add_ui_command(commands, formatter_class: type[argparse.HelpFormatter]) -> None:
     """Add the `ui` subcommand to the `i2v` parser."""
@@ -15,11 +18,11 @@ def add_ui_command(commands, formatter_class: type[argparse.HelpFormatter]) -> N
     add_connection_args(ui, timeout=False)
     ui.add_argument("--host", default=LOOPBACK, help="address to serve the page on (0.0.0.0 for all)")
     ui.add_argument("--port", type=int, default=7860, help="port of the page")
-    ui.add_argument("--concurrency", type=int, default=2, help="videos generated at once for all visitors")
+    ui.add_argument("--concurrency", type=int, default=PAGE_CONCURRENCY, help="videos generated at once, all visitors")
     ui.add_argument(
         "--lora-refresh",
         type=float,
-        default=30,
+        default=LORA_REFRESH_S,
         help="seconds between readings of the server's LoRA list; 0: only when the page opens",
     )
     ui.set_defaults(run=run_ui)
