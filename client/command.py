@@ -27,6 +27,7 @@ from i2v.arguments import (
     positive,
 )
 from i2v.endpoints import GRPC_URL
+from i2v.model.lora_registry import ADD_COMMAND
 from i2v.params import IMAGE_FORMATS_TEXT, INVALID_INPUT, TOTAL_STAGE, parameters
 from i2v.video import metadata_path
 
@@ -335,7 +336,7 @@ def run_lora_list(args: argparse.Namespace) -> int:
     except I2VError as exc:
         return fail_request(exc, args)
     if not adapters:
-        print(f"no LoRA adapters registered on {args.url}; add one with `i2v lora add NAME FILE.safetensors`")
+        print(f"no LoRA adapters registered on {args.url}; add one with `{ADD_COMMAND}`")
     for adapter in adapters:
         size = f"{adapter.size_bytes / 1e6:8.2f} MB"
         if not adapter.checked:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from i2v.client.errors import InvalidInputError
+from i2v.model.lora_registry import rank_text
 from i2v.params import METADATA_SEED, METADATA_TIMINGS, InvalidParameterError, parameter, parameters
 from i2v.video import save_video_with_metadata
 
@@ -131,10 +132,7 @@ class LoraAdapterInfo:
     @property
     def rank_text(self) -> str:
         """ "4", "2-6" where the layers' ranks differ, "?" for a file not described by `i2v lora add`."""
-        if not self.ranks:
-            return "?"
-        low, high = min(self.ranks), max(self.ranks)
-        return str(low) if low == high else f"{low}-{high}"
+        return rank_text(self.ranks)
 
     @classmethod
     def from_listing(cls, entry: dict) -> LoraAdapterInfo:

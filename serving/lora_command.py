@@ -47,7 +47,7 @@ def run_lora(args: argparse.Namespace) -> int:
         if args.action == "add":
             path, adapter = lora_registry.add(repository, args.name, args.file)
             print(
-                f"registered {args.name}: rank {_ranks(adapter.ranks)}, {len(adapter.layers)} layers "
+                f"registered {args.name}: rank {lora_registry.rank_text(adapter.ranks)}, {len(adapter.layers)} layers "
                 f"({', '.join(adapter.target_modules)}), {adapter.size_bytes / 1e6:.2f} MB at {path}"
             )
         else:
@@ -60,7 +60,3 @@ def run_lora(args: argparse.Namespace) -> int:
         print(f"error: {exc.filename or repository}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
-
-
-def _ranks(ranks) -> str:
-    return str(ranks[0]) if len(ranks) == 1 else f"{ranks[0]}-{ranks[-1]}"

@@ -16,11 +16,12 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from i2v.model.repository_layout import GRAPH_FILE, LORA_TARGETS_FILE, part_runtime, served_version_dir
-from i2v.params import MODEL_NAME
+from i2v.params import MODEL_NAME, parameter
 
 if TYPE_CHECKING:  # the listing model reads the registry without torch; `add` imports the reader when it runs
     from i2v.model.lora import LoraAdapter, Targets
@@ -34,7 +35,9 @@ DESCRIPTION_FIELDS = ("ranks", "layers", "target_modules", "size_bytes")  # of t
 SCOPES_KEY, CLASSES_KEY = "pkg.torch.onnx.name_scopes", "pkg.torch.onnx.class_hierarchy"
 UNET_SCOPE = "unet."  # the exported part module (`i2v.model.modules.UNetPart`) holds the UNet as `unet`
 UNET_MODEL = "unet"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_NAME_CHARS = parameter("lora").max_length  # a request's `lora` names an adapter: as long as it may be
+NAME_PATTERN = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_NAME_CHARS - 1}}}$")
+ADD_COMMAND = "i2v lora add NAME FILE.safetensors"  # what the messages about an empty registry suggest
 
 
 class LoraRegistryError(ValueError):
@@ -52,8 +55,8 @@ def lora_dir(repository: str | Path) -> Path:
 def check_name(name: str) -> str:
     if not NAME_PATTERN.match(name or "") or name.endswith(LORA_SUFFIX):
         raise LoraRegistryError(
-            f"LoRA name {name!r} is not allowed: use 1-64 letters, digits, '_', '-' or '.', starting with a letter "
-            "or digit"
+            f"LoRA name {name!r} is not allowed: use 1-{MAX_NAME_CHARS} letters, digits, '_', '-' or '.', starting "
+            "with a letter or digit"
         )
     return name
 
@@ -75,11 +78,17 @@ def resolve(folder: Path, name: str) -> Path:
     adapters = registered(folder)
     if name not in adapters:
         if not adapters:
-            raise LoraRegistryError(
-                f"lora {name!r} is not registered; no LoRA adapters are (add one: i2v lora add NAME FILE.safetensors)"
-            )
+            raise LoraRegistryError(f"lora {name!r} is not registered; no LoRA adapters are (add one: {ADD_COMMAND})")
         raise LoraRegistryError(f"lora {name!r} is not registered; registered: {', '.join(adapters)}")
     return adapters[name]
+
+
+def rank_text(ranks: Sequence[int]) -> str:
+    """ "4", "2-6" where the layers' ranks differ, "?" where none are known (a file not described by `add`)."""
+    if not ranks:
+        return "?"
+    low, high = min(ranks), max(ranks)
+    return str(low) if low == high else f"{low}-{high}"
 
 
 def file_version(path: Path) -> str:
