@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from i2v.client.command import EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_TIMEOUT, EXIT_UNAVAILABLE
+from i2v.arguments import EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_TIMEOUT, EXIT_UNAVAILABLE
 from i2v.video import decode_mp4
 
 

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from i2v.arguments import EXIT_INVALID, EXIT_UNAUTHORIZED
 from i2v.client import (
     AsyncI2VClient,
     GenerationCancelledError,
@@ -26,7 +27,6 @@ from i2v.client import (
     UnauthorizedError,
     UnknownModelError,
 )
-from i2v.client.command import EXIT_INVALID, EXIT_UNAUTHORIZED
 
 PROMPT = "a lighthouse"
 

@@ -430,8 +430,8 @@ def test_a_burst_over_the_rate_is_refused_with_when_to_retry_while_others_are_se
     bobs = [r for r in access_log(gateway) if r["tenant"] == "bob"]
     assert (bobs[-1]["limit_req"], bobs[-1]["refusal"]) == ("REJECTED", "rate_limited")
     # the command line says so with its own exit code
+    from i2v.arguments import EXIT_RATE_LIMITED
     from i2v.cli import main
-    from i2v.client.command import EXIT_RATE_LIMITED
 
     image = tmp_path / "in.png"
     image.write_bytes(photo_png)

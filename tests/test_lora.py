@@ -15,8 +15,8 @@ import torch
 from diffusers_reference import NEGATIVE, PROMPT, diffusers_frames
 from safetensors.torch import save_file
 
+from i2v.arguments import EXIT_UNAVAILABLE
 from i2v.cli import main
-from i2v.client.command import EXIT_UNAVAILABLE
 from i2v.client.errors import InvalidInputError
 from i2v.client.grpc_client import I2VClient
 from i2v.client.types import GenerationRequest

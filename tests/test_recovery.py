@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from ports import free_ports, health_get
 
+from i2v.arguments import EXIT_SERVER_KILLED
 from i2v.client import GenerationRequest, I2VClient, ServerUnavailableError, UnauthorizedError
 from i2v.params import MODEL_NAME
 from i2v.serving.drain import DrainGate, begin_drain, queued_requests, requests_in_flight
@@ -457,7 +458,7 @@ def test_the_sidecar_supervisor_kills_a_broken_server_and_the_next_one_goes_on_c
             assert sidecar.metric("i2v_part_restarts_total", "unet") == 0
             stub = next(p for p in _processes() if p["ppid"] == server.pid and "/unet/1/model.py" in p["cmdline"])
             os.kill(stub["pid"], signal.SIGKILL)
-            assert sidecar.process.wait(timeout=60) == 75
+            assert sidecar.process.wait(timeout=60) == EXIT_SERVER_KILLED
             deadline = time.monotonic() + 10
             while server.is_running() and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -500,7 +501,7 @@ def test_the_sidecar_kills_a_broken_server_though_it_cannot_keep_its_state_or_th
         # no process (the later --pid wins)
         sidecar = Sidecar(server, tmp_path / "supervisor.json", "--pid", str(exited.pid))
         try:
-            assert sidecar.process.wait(timeout=60) == 75, sidecar.process.stdout.read()
+            assert sidecar.process.wait(timeout=60) == EXIT_SERVER_KILLED, sidecar.process.stdout.read()
             assert f"tritonserver (pid {exited.pid}) had already exited" in sidecar.process.stdout.read()
         finally:
             sidecar.stop()
@@ -510,7 +511,7 @@ def test_the_sidecar_kills_a_broken_server_though_it_cannot_keep_its_state_or_th
             sidecar.wait_for("/ready", 200)
             stub = next(p for p in _processes() if p["ppid"] == server.pid and "/unet/1/model.py" in p["cmdline"])
             os.kill(stub["pid"], signal.SIGKILL)
-            assert sidecar.process.wait(timeout=60) == 75, sidecar.process.stdout.read()
+            assert sidecar.process.wait(timeout=60) == EXIT_SERVER_KILLED, sidecar.process.stdout.read()
             deadline = time.monotonic() + 10
             while server.is_running() and time.monotonic() < deadline:
                 time.sleep(0.1)
