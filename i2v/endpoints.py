@@ -14,6 +14,8 @@ METRICS_URL = f"http://localhost:{METRICS_PORT}/metrics"
 # How long requests in flight may finish when the server is asked to stop (Triton's --exit-timeout-secs, the
 # supervisor's wait before a restart, `i2v drain`): one video at the largest preset fits well within it
 GRACE_PERIOD_S = 300
+# How long a server that has answered may then go silent before the supervisor's /live says 503 (a hung server)
+UNANSWERED_LIMIT_S = 60.0
 
 
 def client_host(host: str) -> str:

@@ -7,7 +7,16 @@ import sys
 from pathlib import Path
 
 from i2v.arguments import EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_SERVER_KILLED, add_api_key_argument
-from i2v.endpoints import GRACE_PERIOD_S, GRPC_PORT, GRPC_URL, HEALTH_PORT, HTTP_PORT, METRICS_PORT, METRICS_URL
+from i2v.endpoints import (
+    GRACE_PERIOD_S,
+    GRPC_PORT,
+    GRPC_URL,
+    HEALTH_PORT,
+    HTTP_PORT,
+    METRICS_PORT,
+    METRICS_URL,
+    UNANSWERED_LIMIT_S,
+)
 from i2v.model.info import DEFAULT_REPOSITORY
 from i2v.model.repository_layout import is_exported
 
@@ -80,7 +89,7 @@ def add_serve_command(commands, formatter_class: type[argparse.HelpFormatter]) -
     supervise.add_argument(
         "--unanswered-limit",
         type=float,
-        default=60,
+        default=UNANSWERED_LIMIT_S,
         help="seconds Triton may go without answering, once it has, before /live says 503 (a hung server)",
     )
     add_api_key_argument(supervise, "the server's key for model control")

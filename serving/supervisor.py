@@ -52,7 +52,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from i2v.endpoints import GRACE_PERIOD_S, unusable_port
+from i2v.endpoints import GRACE_PERIOD_S, UNANSWERED_LIMIT_S, unusable_port
 from i2v.params import API_KEY_HEADER, MODEL_NAME
 from i2v.serving.drain import requests_in_flight
 from i2v.serving.processes import is_alive, only_tritonserver_pid, python_stubs
@@ -143,7 +143,7 @@ class Supervisor:
         restart_grace_s: float = 3.0,
         drain_timeout_s: float = GRACE_PERIOD_S,
         state_file: Path | None = None,
-        unanswered_limit_s: float = 60.0,
+        unanswered_limit_s: float = UNANSWERED_LIMIT_S,
     ) -> None:
         import tritonclient.grpc as grpcclient
 
