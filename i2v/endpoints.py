@@ -1,4 +1,5 @@
-"""Where the server listens by default, and the addresses the client, the supervisor and the gateway use for it.
+"""Where the server listens by default, the addresses the client, the supervisor and the gateway use for it, and
+how long a stop and the supervisor wait for it.
 
 Triton's own default ports, and the supervisor's health port beside them (compose, Kubernetes and the
 Prometheus config publish the same numbers; tests/test_deploy_configs.py holds them to these).
