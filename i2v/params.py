@@ -1,7 +1,7 @@
 """The request's parameters: one table, and everything else generated from it.
 
 `PARAMETERS` declares each parameter once: its type, Triton data type, range or choices, default, CLI flag,
-help and UI control. The BLS `config.pbtxt` inputs (`i2v.export.repository`), the server's reading and
+help and UI control. The BLS `config.pbtxt` inputs (`i2v.export.triton_configs`), the server's reading and
 validation (`i2v.serving.request`), the client's request tensors (`i2v.client`), the `i2v generate` flags
 (`i2v.client.command`) and the Gradio controls (`i2v.ui`) are all made from it, so a new parameter is one
 entry here. Consumers read the table when they run (`parameters()`), never copy it at import. Beside it, the
