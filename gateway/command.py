@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from i2v.arguments import EXIT_INVALID, EXIT_OK, add_api_key_argument
-from i2v.endpoints import GRPC_PORT, HTTP_PORT
+from i2v.endpoints import GRPC_PORT, HTTP_PORT, LOOPBACK
 from i2v.gateway.nginx_config import GatewaySettings
 from i2v.gateway.tenants import Tenant
 
@@ -55,8 +55,8 @@ def add_gateway_command(commands, formatter_class: type[argparse.HelpFormatter])
     )
     render.add_argument("--tenants", type=Path, required=True, help="tenants file")
     render.add_argument("--output", type=Path, required=True, help="folder for nginx.conf and tenant_key.js")
-    render.add_argument("--triton-grpc", default=f"127.0.0.1:{GRPC_PORT}", help="Triton's gRPC address")
-    render.add_argument("--triton-http", default=f"127.0.0.1:{HTTP_PORT}", help="Triton's HTTP address")
+    render.add_argument("--triton-grpc", default=f"{LOOPBACK}:{GRPC_PORT}", help="Triton's gRPC address")
+    render.add_argument("--triton-http", default=f"{LOOPBACK}:{HTTP_PORT}", help="Triton's HTTP address")
     add_api_key_argument(render, "Triton's own key, sent upstream by the gateway (never to tenants)")
     render.add_argument("--grpc-listen", default=GatewaySettings.grpc_listen, help="the gateway's gRPC port")
     render.add_argument("--http-listen", default=GatewaySettings.http_listen, help="the gateway's HTTP port")

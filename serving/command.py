@@ -13,6 +13,7 @@ from i2v.endpoints import (
     GRPC_URL,
     HEALTH_PORT,
     HTTP_PORT,
+    LOOPBACK,
     METRICS_PORT,
     METRICS_URL,
     UNANSWERED_LIMIT_S,
@@ -27,7 +28,7 @@ def add_serve_command(commands, formatter_class: type[argparse.HelpFormatter]) -
         "serve", help="run the embedded Triton server on a model repository", formatter_class=formatter_class
     )
     serve.add_argument("--model-repository", type=Path, default=DEFAULT_REPOSITORY, help="written by `i2v export`")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for all)")
+    serve.add_argument("--host", default=LOOPBACK, help="IPv4 address to listen on (0.0.0.0 for all)")
     serve.add_argument("--grpc-port", type=int, default=GRPC_PORT, help="gRPC port (the client's)")
     serve.add_argument("--http-port", type=int, default=HTTP_PORT, help="HTTP port (health, metadata)")
     serve.add_argument("--metrics-port", type=int, default=METRICS_PORT, help="Prometheus metrics port")
@@ -56,7 +57,7 @@ def add_serve_command(commands, formatter_class: type[argparse.HelpFormatter]) -
         formatter_class=formatter_class,
     )
     supervise.add_argument("--url", default=GRPC_URL, help="the server's gRPC address (model control)")
-    supervise.add_argument("--host", default="127.0.0.1", help="address of the health port (0.0.0.0 for all)")
+    supervise.add_argument("--host", default=LOOPBACK, help="address of the health port (0.0.0.0 for all)")
     supervise.add_argument("--health-port", type=int, default=HEALTH_PORT, help="/ready, /live and /metrics")
     supervise.add_argument(
         "--pid", type=int, default=None, help="the tritonserver process (default: the only one in this PID namespace)"
@@ -114,21 +115,25 @@ def add_serve_command(commands, formatter_class: type[argparse.HelpFormatter]) -
 
 def run_serve(args: argparse.Namespace) -> int:
     from i2v.serving.serve import serve_forever
-    from i2v.serving.triton_server import EmbeddedTritonServer
+    from i2v.serving.triton_server import EmbeddedTritonServer, TritonServerError
 
     if not is_exported(args.model_repository):
         print(f"error: no model repository at {args.model_repository}: run `i2v export` first", file=sys.stderr)
         return EXIT_INVALID
-    server = EmbeddedTritonServer(
-        args.model_repository,
-        host=args.host,
-        grpc_port=args.grpc_port,
-        http_port=args.http_port,
-        metrics_port=args.metrics_port,
-        log_file=args.log_file,
-        api_key=args.api_key,
-        exit_timeout_s=args.grace_period,
-    )
+    try:
+        server = EmbeddedTritonServer(
+            args.model_repository,
+            host=args.host,
+            grpc_port=args.grpc_port,
+            http_port=args.http_port,
+            metrics_port=args.metrics_port,
+            log_file=args.log_file,
+            api_key=args.api_key,
+            exit_timeout_s=args.grace_period,
+        )
+    except TritonServerError as exc:  # an address it cannot listen on
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     _log_supervisor_events()
     return serve_forever(server, health_port=args.health_port, health_host=args.host)
 

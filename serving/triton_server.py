@@ -117,19 +117,19 @@ class EmbeddedTritonServer:
         self.env = dict(env or {})  # added to this process's environment for the server and its models
         stub_site = self.env.get(STUB_SITE_ENV) or os.environ.get(STUB_SITE_ENV)
         self.stub_site = Path(stub_site).resolve() if stub_site else None
-        self.host = host
+        self.host = _listen_host(host)
         self.extra_args = tuple(extra_args)
         self.startup_timeout_s = startup_timeout_s
         self.log_verbose = log_verbose
         self.exit_timeout_s = exit_timeout_s
-        ports = _pick_ports(host, (grpc_port, http_port, metrics_port))
+        ports = _pick_ports(self.host, (grpc_port, http_port, metrics_port))
         self.grpc_port, self.http_port, self.metrics_port = ports
         if log_file is None:
             fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
             os.close(fd)
             log_file = Path(name)
         self.log_path = Path(log_file)
-        local = client_host(host)
+        local = client_host(self.host)
         self.endpoints = TritonEndpoints(
             grpc_url=f"{local}:{self.grpc_port}",
             http_url=f"{local}:{self.http_port}",
@@ -416,15 +416,31 @@ def _error_lines(log_text: str) -> list[str]:
     return reasons
 
 
+def _listen_host(host: str) -> str:
+    """`host` as tritonserver can listen on it: an IPv4 address. Its HTTP and metrics services take addresses
+    only (given "localhost", 2.51 listens on 255.255.255.255, and is never ready), so a name is resolved here;
+    its gRPC service takes HOST:PORT, which an IPv6 address makes ambiguous (it then fails to start, saying the
+    port is in use)."""
+    if ":" in host:
+        raise TritonServerError(
+            f"cannot listen on {host}: the embedded tritonserver takes IPv4 addresses only; use 0.0.0.0 for every "
+            "interface, or an IPv4 address"
+        )
+    try:
+        (*_, (address, _port)), *_ = socket.getaddrinfo(host or "0.0.0.0", None, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise TritonServerError(f"cannot listen on {host}: {exc.strerror or exc}") from None
+    return address
+
+
 def _pick_ports(host: str, wanted: Sequence[int | None]) -> list[int]:
     """Free ports for the None entries, all distinct: each probe socket stays bound until all are picked."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     ports = list(wanted)
     held: list[socket.socket] = []
     try:
         for index in range(len(ports)):
             while ports[index] is None:
-                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 held.append(sock)
                 sock.bind((host or "0.0.0.0", 0))
                 candidate = sock.getsockname()[1]
@@ -440,9 +456,8 @@ def _check_ports_free(host: str, ports: dict[str, int]) -> None:
     """Refuse to start on a port something else listens on: Triton would only log that one service failed, and
     whatever answers there (another Triton, any HTTP server) would be taken for this server. SO_REUSEADDR, as
     Triton's own sockets: a closed connection's TIME_WAIT (after a restart) is no listener."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for name, port in ports.items():
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((host or "0.0.0.0", port))

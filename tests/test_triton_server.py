@@ -410,6 +410,29 @@ class AnswersEverything(BaseHTTPRequestHandler):
         pass
 
 
+def test_a_host_name_is_listened_on_at_its_address(double_repository):
+    """tritonserver's HTTP service takes addresses only (given "localhost" it listened on 255.255.255.255 and was
+    never ready): the name is resolved first, and the server answers on it."""
+    with EmbeddedTritonServer(double_repository, host="localhost", startup_timeout_s=60) as server:
+        assert server.host == "127.0.0.1"
+        assert server.endpoints.grpc_url == f"127.0.0.1:{server.grpc_port}"
+        values = np.array([1.5], dtype=np.float32)
+        np.testing.assert_array_equal(double_with_grpc(server.endpoints.grpc_url, values), 2 * values)
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"), [("::", "takes IPv4 addresses only"), ("no-such-host.invalid", "cannot listen on")]
+)
+def test_an_address_tritonserver_cannot_listen_on_is_refused_before_launch(tmp_path, host, reason):
+    """An IPv6 address (its gRPC service then fails, calling the port in use) or a name that does not resolve:
+    refused in words, with no process started."""
+    repository = tmp_path / "repository"
+    write_python_model(repository, "double", DOUBLE_MODEL)
+    with pytest.raises(TritonServerError, match=reason):
+        EmbeddedTritonServer(repository, host=host)
+    assert processes_mentioning(str(repository)) == []
+
+
 @pytest.mark.parametrize("service", ["grpc", "http", "metrics"])
 def test_a_port_another_server_listens_on_fails_start_naming_it(tmp_path, service):
     """Not "ready" on the other server's answers (Triton only logs that its service failed): refused before
