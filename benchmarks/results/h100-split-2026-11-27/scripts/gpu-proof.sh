@@ -15,6 +15,7 @@ SP=$(/tmp/gpuenv/bin/python3 -c "import sysconfig;print(sysconfig.get_paths()['p
 echo "import site; site.addsitedir('$IMAGE_SP')" > "$SP/zz_image_site.pth"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+/tmp/gpuenv/bin/python3 -m pip --version || echo "note: no pip for the venv (the image's site has none): make gpu-proof needs one"
 GRID="${GRID:-512x512x16}"
 if command -v make >/dev/null; then
   PROOF=(make gpu-proof WHEELHOUSE=/tmp/wh GPU_PYTHON=/tmp/gpuenv/bin/python3 GPU_GRID="$GRID")
