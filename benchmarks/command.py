@@ -293,7 +293,7 @@ def run_lora_suite(args: argparse.Namespace) -> int:
     from i2v.benchmarks import lora_swap, measure
     from i2v.export.sources import load_pipeline
 
-    output = args.output or LOCAL_RESULTS / (f"{Path(str(args.model)).name}-lora-{time.strftime('%Y%m%d')}")
+    output = args.output or LOCAL_RESULTS / f"{Path(str(args.model)).name}-lora-{time.strftime('%Y%m%d')}"
     results = lora_swap.measure_lora_swaps(load_pipeline(args.model))
     settings = {"suite": "lora", "model": str(args.model), "device": "cpu", "switches": lora_swap.SWITCHES}
     result = {"machine": measure.machine_info(), "settings": settings, "runtimes": results}

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from i2v.model.info import TINY_MODEL, SupportedShapes
-from i2v.model.parts import SIZE_FREE_SPECS, SPATIAL_DIMS, PartSpec, TensorSpec, named_dims
+from i2v.model.parts import SIZE_FREE_SPECS, SPATIAL_DIMS, PartSpec, TensorSpec, spatial_dims
 from i2v.params import RESOLUTION_PRESETS, parameter
 
 # The production table: the resolution presets (512p, 768p, 1024p; square and 16:9 where they fit the
@@ -76,8 +76,8 @@ def dim_ranges(
         batch = (1, min(parameter("decode_chunk_size").default, chunk), chunk)
     else:
         batch = SIZE_FREE_SPECS[part].batch
-    fixed = named_dims(0, 0, height, width, vae_scale_factor)
-    return {"batch": batch, "frames": frames, **{name: (fixed[name],) * 3 for name in SPATIAL_DIMS}}
+    fixed = spatial_dims(height, width, vae_scale_factor).items()
+    return {"batch": batch, "frames": frames, **{name: (size,) * 3 for name, size in fixed}}
 
 
 def _shape_range(tensor: TensorSpec, dims: dict[str, tuple[int, int, int]]) -> ShapeRange:

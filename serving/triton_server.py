@@ -442,7 +442,7 @@ def _pick_ports(host: str, wanted: Sequence[int | None]) -> list[int]:
             while ports[index] is None:
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 held.append(sock)
-                sock.bind((host or "0.0.0.0", 0))
+                sock.bind((host, 0))
                 candidate = sock.getsockname()[1]
                 if candidate not in ports:
                     ports[index] = candidate
@@ -460,7 +460,7 @@ def _check_ports_free(host: str, ports: dict[str, int]) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                sock.bind((host or "0.0.0.0", port))
+                sock.bind((host, port))
             except OSError as exc:
                 raise TritonServerError(
                     f"{unusable_port(port, host, exc, name)}: another server listens there; stop it or choose "

@@ -26,17 +26,16 @@ DEFAULT_TORCH_DTYPE = "float16"  # the torch runtime on a GPU (a CPU instance ru
 SPATIAL_DIMS = ("height", "width", "latent_height", "latent_width")  # the named axes a resolution fixes
 
 
+def spatial_dims(height: int, width: int, vae_scale_factor: int) -> dict[str, int]:
+    """The `SPATIAL_DIMS` of one resolution: pixels, and their latents (1/vae_scale_factor of them)."""
+    latent_height, latent_width = height // vae_scale_factor, width // vae_scale_factor
+    return dict(zip(SPATIAL_DIMS, (height, width, latent_height, latent_width), strict=True))
+
+
 def named_dims(batch: int, frames: int, height: int, width: int, vae_scale_factor: int) -> dict[str, int]:
-    """The size of every named axis of the part specs in one call: pixels, and their latents (1/vae_scale_factor
-    of them). The VAE decoder's `batch` is the frames it decodes in the call (a video's frames as one batch)."""
-    return {
-        "batch": batch,
-        "frames": frames,
-        "height": height,
-        "width": width,
-        "latent_height": height // vae_scale_factor,
-        "latent_width": width // vae_scale_factor,
-    }
+    """The size of every named axis of the part specs in one call. The VAE decoder's `batch` is the frames it
+    decodes in the call (a video's frames as one batch)."""
+    return {"batch": batch, "frames": frames, **spatial_dims(height, width, vae_scale_factor)}
 
 
 @dataclass(frozen=True)

@@ -45,9 +45,9 @@ def version_dir(repository: str | Path, model: str) -> Path:
     return Path(repository) / model / MODEL_VERSION
 
 
-def pipeline_dir(repository: str | Path, version: str | int = MODEL_VERSION) -> Path:
-    """`<repository>/i2vgen_xl/<version>/pipeline`: the tokenizer, image processor, scheduler and model_info.json."""
-    return Path(repository) / MODEL_NAME / str(version) / PIPELINE_FOLDER
+def pipeline_dir(repository: str | Path) -> Path:
+    """`<repository>/i2vgen_xl/1/pipeline`: the tokenizer, image processor, scheduler and model_info.json."""
+    return version_dir(repository, MODEL_NAME) / PIPELINE_FOLDER
 
 
 def served_version_dir(repository: str | Path, model: str) -> Path | None:
