@@ -330,6 +330,9 @@ class EmbeddedTritonServer:
             stdout=self._log_handle,
             stderr=subprocess.STDOUT,
             env={**server_env(install, stub_bin), **self.env},
+            # The stubs put their working folder on sys.path: a checkout's `i2v/` there would shadow the installed
+            # package (`i2v.serving` is not in it). The repository and backend paths given to it are absolute.
+            cwd=self._backend_dir,
             start_new_session=True,  # Ctrl-C goes to us, not straight to the server and its stubs
         )
         _LIVE_SERVERS.add(self)

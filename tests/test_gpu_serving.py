@@ -74,7 +74,7 @@ def test_a_gpu_instance_given_a_foreign_cudnn_fails_at_load_naming_it():
         "instance_device({'model_instance_kind': 'GPU', 'model_instance_device_id': '0', 'model_name': 'unet'})"
     )
     env = {**os.environ, "LD_LIBRARY_PATH": found[0]}
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run([sys.executable, "-P", "-c", code], env=env, capture_output=True, text=True, timeout=120)
     if run.returncode == 0:
         pytest.skip(f"the cuDNN in {found[0]} is the version torch was built with: no mismatch to show")
     assert "unet: PyTorch" in run.stderr and "loaded a cuDNN it cannot use" in run.stderr, run.stderr[-2000:]

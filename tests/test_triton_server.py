@@ -257,6 +257,30 @@ def test_models_import_numpy_from_the_stub_site_first(tmp_path):
     assert where["hidden"] == ["scipy", "sklearn"]
 
 
+def test_a_folder_named_i2v_where_the_server_starts_does_not_shadow_the_installed_package(tmp_path, monkeypatch):
+    """The models' processes start in a folder of their own: started in a checkout with a non-editable install
+    (the GPU image's wheels), the checkout's partial `i2v/` folder (`i2v.serving` lives in `serving/`) shadowed
+    the installed package and every model failed to load with "No module named 'i2v.serving'"."""
+    import json
+
+    import tritonclient.grpc as grpcclient
+
+    checkout = tmp_path / "checkout"
+    (checkout / "i2v").mkdir(parents=True)
+    (checkout / "i2v" / "__init__.py").write_text("raise ImportError('the folder the server was started in')\n")
+    repository = tmp_path / "repository"
+    write_python_model(repository, "where", WHERE_MODEL, WHERE_CONFIG)
+    monkeypatch.chdir(checkout)
+    with (
+        EmbeddedTritonServer(repository, log_file=tmp_path / "server.log", startup_timeout_s=60) as server,
+        grpcclient.InferenceServerClient(server.endpoints.grpc_url) as client,
+    ):
+        tensor = grpcclient.InferInput("X", [1], "FP32")
+        tensor.set_data_from_numpy(np.array([1], dtype=np.float32))
+        where = json.loads(client.infer("where", [tensor]).as_numpy("WHERE")[0])
+    assert where["i2v"] == str(Path(__file__).resolve().parents[1] / "i2v" / "params.py")
+
+
 def test_server_starts_on_free_loopback_ports(double_server):
     endpoints = double_server.endpoints
     assert double_server.is_running()
