@@ -9,7 +9,7 @@ from pathlib import Path
 from i2v.arguments import EXIT_OK, add_api_key_argument, at_least
 from i2v.endpoints import GRPC_PORT, GRPC_URL
 from i2v.model.info import FULL_SIZE_RANDOM_MODEL, NO_COMPILE, TINY_MODEL
-from i2v.model.repository_layout import GRAPH_FILE, MODEL_VERSION, is_exported, pipeline_dir
+from i2v.model.repository_layout import is_exported, part_graphs, pipeline_dir
 from i2v.params import InvalidParameterError, parameter
 
 # The in-process torch runners and how each runs the UNet (`i2v.model.info.TORCH_COMPILE_MODES`); a served
@@ -424,7 +424,7 @@ def in_process_repository(runner: str, pipe, model: str, output: Path, served: l
     from i2v.export.repository import write_bls_pipeline
 
     for repository in served:
-        if runner != "onnxruntime" or any(repository.glob(f"*/{MODEL_VERSION}/{GRAPH_FILE}")):
+        if runner != "onnxruntime" or part_graphs(repository):
             return repository
     if runner != "onnxruntime":
         repository = output / "pipeline-torch"

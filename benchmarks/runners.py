@@ -33,7 +33,7 @@ from i2v.client import GenerationRequest, I2VError
 from i2v.examples import LIGHTHOUSE_PROMPT
 from i2v.model.info import NO_COMPILE
 from i2v.model.modules import run_part_module
-from i2v.model.repository_layout import GRAPH_FILE, MODEL_VERSION, pipeline_dir
+from i2v.model.repository_layout import part_graphs, pipeline_dir
 from i2v.params import MP4_ENCODE_STAGE, GenerationParams
 from i2v.serving.generator import VideoGenerator
 
@@ -272,10 +272,7 @@ class OnnxRuntimeParts:
     def __init__(self, model_repository: Path):
         from i2v.serving.onnxruntime_session import open_session
 
-        self.sessions = {
-            path.parent.parent.name: open_session(path)
-            for path in sorted(Path(model_repository).glob(f"*/{MODEL_VERSION}/{GRAPH_FILE}"))
-        }
+        self.sessions = {name: open_session(graph) for name, graph in part_graphs(model_repository).items()}
 
     def __call__(self, name: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         session = self.sessions[name]

@@ -21,7 +21,7 @@ from onnx import numpy_helper
 from safetensors.numpy import save_file
 
 from i2v.model.lora import lora_targets
-from i2v.model.lora_registry import write_targets
+from i2v.model.lora_layer_map import write_targets
 from i2v.model.repository_layout import LORA_BASE_FILE
 
 

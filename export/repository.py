@@ -25,7 +25,7 @@ from i2v.export.triton_configs import (
 )
 from i2v.model.info import DEFAULT_RUNTIME, NO_COMPILE, RUNTIMES, ModelInfo, SupportedShapes
 from i2v.model.lora import lora_targets
-from i2v.model.lora_registry import write_targets
+from i2v.model.lora_layer_map import write_targets
 from i2v.model.modules import save_part_weights
 from i2v.model.parts import (
     DEFAULT_TORCH_DTYPE,

@@ -19,17 +19,10 @@ import torch
 import triton_python_backend_utils as pb_utils
 
 from i2v.model.info import ModelInfo
-from i2v.model.lora_registry import (
-    LORA_TARGETS_FILE,
-    NO_LORA,
-    LoraRegistryError,
-    file_version,
-    lora_dir,
-    resolve,
-    takes_lora,
-)
+from i2v.model.lora_layer_map import NO_LORA, takes_lora
+from i2v.model.lora_registry import LoraRegistryError, file_version, lora_dir, resolve
 from i2v.model.parts import BATCH_CHUNK_PARAMETER, OUTPUT_NAMES
-from i2v.model.repository_layout import PIPELINE_FOLDER
+from i2v.model.repository_layout import LORA_TARGETS_FILE, PIPELINE_FOLDER
 from i2v.params import (
     FRAMES_OUTPUT,
     IMAGE_FORMATS_TEXT,

@@ -41,6 +41,7 @@ def add_lora_command(commands, formatter_class: type[argparse.HelpFormatter]):
 def run_lora(args: argparse.Namespace) -> int:
     from i2v.model import lora_registry
     from i2v.model.lora import LoraFileError
+    from i2v.model.lora_layer_map import LoraLayerMapError
 
     repository = args.model_repository
     try:
@@ -53,7 +54,7 @@ def run_lora(args: argparse.Namespace) -> int:
         else:
             lora_registry.remove(repository, args.name)
             print(f"removed {args.name}")
-    except (LoraFileError, lora_registry.LoraRegistryError, FileNotFoundError) as exc:
+    except (LoraFileError, lora_registry.LoraRegistryError, LoraLayerMapError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except OSError as exc:  # the registry folder not a folder, unreadable

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from i2v.model.lora_registry import LORA_SUFFIX, file_version, read_targets
+from i2v.model.lora_layer_map import read_targets
+from i2v.model.lora_registry import LORA_SUFFIX, file_version
 from i2v.model.repository_layout import GRAPH_FILE, LORA_BASE_FILE
 
 if TYPE_CHECKING:  # torch and diffusers come with the reader: imported when an adapter is first read, so a part

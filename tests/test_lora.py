@@ -20,8 +20,9 @@ from i2v.cli import main
 from i2v.client.errors import InvalidInputError
 from i2v.client.grpc_client import I2VClient
 from i2v.client.types import GenerationRequest
-from i2v.model import lora_registry
+from i2v.model import lora_layer_map, lora_registry
 from i2v.model.lora import LoraFileError, read_lora
+from i2v.model.repository_layout import LORA_TARGETS_FILE
 from i2v.params import InvalidParameterError
 
 peft = pytest.importorskip("peft")
@@ -253,7 +254,7 @@ def test_lora_remove_without_the_repository_says_so_as_add_does(loras, tmp_path,
 
 
 def test_graph_weights_are_mapped_to_unet_layers_transposed_for_matmul(model_repository):
-    targets = lora_registry.read_targets(model_repository / "unet" / "1")
+    targets = lora_layer_map.read_targets(model_repository / "unet" / "1")
     to_q = targets["down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"]
     assert len(to_q["initializers"]) == 1 and to_q["initializers"][0][1] is True  # folded W.T of a MatMul
     assert targets["conv_in"]["initializers"] == [["unet.conv_in.weight", False]]
@@ -346,7 +347,7 @@ def test_a_unet_that_takes_no_lora_refuses_lora_requests_naming_the_export_optio
     """A UNet whose export wrote no lora_targets.json (Triton's TensorRT backend serving it) would ignore an
     adapter: the BLS refuses the request instead, and `i2v lora add` refuses to register one."""
     lora_registry.add(registry, "a", loras["a"].path)
-    targets = registry / "unet" / "1" / lora_registry.LORA_TARGETS_FILE
+    targets = registry / "unet" / "1" / LORA_TARGETS_FILE
     hidden = targets.with_name("hidden-targets.json")
     targets.rename(hidden)
     try:

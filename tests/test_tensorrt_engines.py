@@ -82,7 +82,7 @@ def test_a_lora_ready_tensorrt_unet_is_served_by_the_part_runner_beside_its_grap
     LoRA map beside it; the other engines stay with Triton's backend. Exported again without it, the UNet goes
     back to Triton's backend and takes no LoRA (the BLS refuses one)."""
     from i2v.export.repository import write_model_repository
-    from i2v.model.lora_registry import takes_lora
+    from i2v.model.lora_layer_map import takes_lora
     from i2v.model.repository_layout import LORA_BASE_FILE, LORA_TARGETS_FILE
 
     for name in PART_NAMES:

@@ -50,6 +50,12 @@ def pipeline_dir(repository: str | Path) -> Path:
     return version_dir(repository, MODEL_NAME) / PIPELINE_FOLDER
 
 
+def part_graphs(repository: str | Path) -> dict[str, Path]:
+    """Each part's ONNX graph in an exported repository, by model name (none for the torch runtime)."""
+    found = sorted(Path(repository).glob(f"*/{MODEL_VERSION}/{GRAPH_FILE}"))
+    return {path.parent.parent.name: path for path in found}
+
+
 def served_version_dir(repository: str | Path, model: str) -> Path | None:
     """The version folder of `model` that Triton serves: the highest numbered one (its default version policy);
     None where the model has none."""
