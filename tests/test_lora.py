@@ -223,6 +223,19 @@ def test_a_lora_for_another_architecture_is_refused_naming_the_first_keys(regist
     assert read_lora(lora_registry.resolve(lora_registry.lora_dir(registry), "kept")).layers
 
 
+def test_a_damaged_layer_map_refuses_registration_saying_export_again(tmp_path, capsys, loras):
+    """The export's `lora_targets.json` is what `i2v lora add` checks a file against: damaged, the command says
+    so and registers nothing."""
+    repository = tmp_path / "repository"
+    layer_map = repository / "unet" / "1" / LORA_TARGETS_FILE
+    layer_map.parent.mkdir(parents=True)
+    for damage in ("{not json", '{"down_blocks.0.proj": [4, 4]}'):
+        layer_map.write_text(damage)
+        assert main(["lora", "add", "a", str(loras["a"].path), "--model-repository", str(repository)]) == 2
+        assert f"{layer_map} is damaged (not the export's layer map): export the model again" in capsys.readouterr().err
+        assert not lora_registry.registered(lora_registry.lora_dir(repository))
+
+
 def test_a_lora_on_a_layer_the_graph_runtime_cannot_adapt_is_refused_naming_the_torch_runtime(
     registry, tiny_pipeline, tmp_path, capsys
 ):
