@@ -89,7 +89,8 @@ class EmbeddedTritonServer:
     Ports left as None are picked free when the object is made, so `endpoints` is known before `start()`.
     `cuda_memory_pool_bytes` sizes Triton's CUDA memory pool on every GPU the server will see (None: the
     repository's planned value; 0, or a repository without one: Triton's default, 64 MiB); on a machine
-    without a GPU it is left out.
+    without a GPU it is left out. The server runs in its backend directory, not the caller's working folder:
+    paths in `extra_args` must be absolute.
     """
 
     def __init__(
