@@ -61,6 +61,7 @@ from i2v.serving.tensors import instance_device, to_torch, to_triton
 from i2v.video import encode_mp4
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+MODEL_NOT_READY = "Model '{part}' is not ready."  # Triton's answer to a call of a part unloaded under the BLS
 
 
 class ServerDraining(RuntimeError):
@@ -76,6 +77,7 @@ class PartError(RuntimeError):
         # Triton's words when the part's Python-backend process has died: the supervisor restarts the server, so
         # the request may be retried
         self.process_died = PROCESS_DIED in message
+        self.not_loaded = MODEL_NOT_READY.format(part=part) in message  # unloaded by an operator (`i2v models`)
         self.out_of_memory = OUT_OF_MEMORY in message  # the part runner's words (`i2v.serving.part_runner`)
         # the request's LoRA file could not be used there (copied in by hand and damaged, or for another UNet):
         # the part runner names the error's type before its message
@@ -257,6 +259,12 @@ def failure(exc: Exception, request_id: str) -> tuple[object | None, str, str]:
         message = (
             f"{UNAVAILABLE}: the {exc.part} part's process stopped during this request (request {request_id}); "
             "the server restarts it by itself: retry in a few seconds"
+        )
+        return _error(message, "UNAVAILABLE"), "unavailable", str(exc)
+    if isinstance(exc, PartError) and exc.not_loaded:
+        message = (
+            f"{UNAVAILABLE}: the {exc.part} part is not loaded (request {request_id}): retry once it is "
+            f"(i2v models load {exc.part})"
         )
         return _error(message, "UNAVAILABLE"), "unavailable", str(exc)
     where = f" in the {exc.part} part" if isinstance(exc, PartError) else ""

@@ -120,6 +120,24 @@ def test_models_can_be_listed_unloaded_and_loaded_at_run_time_with_the_key(ops_t
             i2v("models", "load", "vae_decoder", "--url", url, "--api-key", KEY)
 
 
+def test_a_part_unloaded_under_the_pipeline_makes_requests_unavailable_naming_it(ops_triton, photo_png):
+    """The BLS stays loaded while an operator unloads one of its parts: a request is then refused as unavailable
+    (retryable, exit 3), naming the part and how to load it, not an internal error; loaded again, it serves."""
+    url = ops_triton.endpoints.grpc_url
+    assert i2v("models", "unload", "vae_decoder", "--url", url, "--api-key", KEY).returncode == 0
+    try:
+        with I2VClient(url, api_key=KEY) as client:
+            with pytest.raises(ServerUnavailableError) as refused:
+                client.generate(small(photo_png))
+            assert "the vae_decoder part is not loaded" in str(refused.value)
+            assert "i2v models load vae_decoder" in str(refused.value)
+            assert refused.value.retryable
+    finally:
+        assert i2v("models", "load", "vae_decoder", "--url", url, "--api-key", KEY).returncode == 0
+    with I2VClient(url, api_key=KEY) as client:
+        assert client.generate(small(photo_png)).video
+
+
 def test_listing_named_models_only_lists_them_and_changes_nothing(ops_triton, photo_png):
     url = ops_triton.endpoints.grpc_url
     listing = i2v("models", "list", "i2vgen_xl", "unet", "--url", url, "--api-key", KEY)
