@@ -170,7 +170,14 @@ def error_from_server(message: str, status: str | None = None, url: str | None =
 
 
 # gRPC's words when no connection could be made (refused, no such host, TLS handshake failed).
-CONNECT_FAILURES = ("failed to connect", "connection refused", "dns resolution failed", "name resolution")
+# gRPC's words when nothing answers at the address, or the host name does not resolve
+CONNECT_FAILURES = (
+    "failed to connect",
+    "connection refused",
+    "dns resolution failed",
+    "name resolution",
+    "errors resolving",
+)
 
 
 def _kind_from_message(text: str) -> type[I2VError]:

@@ -33,6 +33,18 @@ class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class CommandParser(argparse.ArgumentParser):
+    """An argument no subcommand knows is refused by the subcommand that got it, with that subcommand's usage:
+    argparse leaves it to the top-level parser, whose usage (`i2v [-h] COMMAND ...`) shows none of the options.
+    The subcommands' parsers are of this class too (`add_subparsers` makes them of their parent's)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
 def add_api_key_argument(parser: argparse.ArgumentParser, help: str) -> None:
     """`--api-key`, defaulting to the environment's I2V_API_KEY (so a key need not appear in `ps`)."""
     parser.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), help=f"{help} (env {API_KEY_ENV})")

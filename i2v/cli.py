@@ -22,7 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from i2v.arguments import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, DefaultsFormatter
+from i2v.arguments import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, CommandParser, DefaultsFormatter
 from i2v.benchmarks.command import add_bench_command
 from i2v.client.command import (
     OutputError,
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="i2v", description="I2VGen-XL image-to-video on Triton.")
+    parser = CommandParser(prog="i2v", description="I2VGen-XL image-to-video on Triton.")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     add_export_command(commands, DefaultsFormatter)
     add_serve_command(commands, DefaultsFormatter)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from i2v.arguments import EXIT_CANCELLED, EXIT_FAILED, EXIT_INVALID, EXIT_TIMEOUT, EXIT_UNAVAILABLE
+from i2v.cli import main
 from i2v.video import decode_mp4
 
 
@@ -95,6 +96,29 @@ def test_generate_against_no_server_says_it_cannot_connect(tmp_path, photo_png):
         run = i2v(*command, "--url", "127.0.0.1:1")
         assert run.returncode == EXIT_UNAVAILABLE, command
         assert run.stderr.startswith("error: cannot connect to the server at 127.0.0.1:1: is it running"), command
+
+
+def test_a_host_name_that_does_not_resolve_is_a_server_that_cannot_be_reached():
+    """`.invalid` never resolves (RFC 2606): the same words and exit code as a port nobody listens on."""
+    run = i2v("models", "list", "--url", "no-such-host.invalid:8001")
+    assert run.returncode == EXIT_UNAVAILABLE, run.stderr
+    assert run.stderr.startswith("error: cannot connect to the server at no-such-host.invalid:8001: is it running"), (
+        run.stderr
+    )
+
+
+def test_an_unknown_option_is_refused_with_the_subcommand_usage(capsys):
+    """Not the top-level usage (`i2v [-h] COMMAND ...`), which shows none of the subcommand's options."""
+    for argv, command in (
+        (["generate", "--image", "x.png", "--prompt", "x", "--bogus"], "i2v generate"),
+        (["lora", "add", "name", "file.safetensors", "--bogus"], "i2v lora add"),
+        (["serve", "--bogus"], "i2v serve"),
+    ):
+        with pytest.raises(SystemExit) as refused:
+            main(argv)
+        error = capsys.readouterr().err
+        assert refused.value.code == 2
+        assert f"usage: {command} " in error and f"{command}: error: unrecognized arguments: --bogus" in error
 
 
 def test_a_mistake_in_the_request_or_the_output_is_invalid_even_when_the_server_is_down(tmp_path, photo_png):
