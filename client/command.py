@@ -199,13 +199,19 @@ def generate_with_progress(request, args: argparse.Namespace, url: str):
     with I2VClient(url, timeout_s=getattr(args, "timeout", None), **connection_settings(args)) as client:
         client.wait_until_ready()
         request.validate(client.size_step())  # the served model's size step: refused here, before any work
-        with tqdm(total=None, desc="denoising", unit="step") as bar:
+        bars: list[tqdm] = []  # drawn at the first step: a request refused before any (a bad image) draws none
 
-            def on_progress(step: int, total: int) -> None:
-                bar.total = total
-                bar.update(step - bar.n)
+        def on_progress(step: int, total: int) -> None:
+            if not bars:
+                bars.append(tqdm(total=total, desc="denoising", unit="step"))
+            bars[0].total = total
+            bars[0].update(step - bars[0].n)
 
+        try:
             result = client.generate(request, on_progress=on_progress)
+        finally:
+            for bar in bars:
+                bar.close()
     save_video(result, args.output)
     return result
 
@@ -221,13 +227,19 @@ def check_writable(path: Path, option: str) -> None:
 
     if path.is_dir():
         raise InvalidInputError(f"{option} {path} is a folder: name the file to write")
+    blocking = next((folder for folder in path.parents if folder.exists() and not folder.is_dir()), None)
+    if blocking is not None:
+        raise InvalidInputError(f"{option} {path} cannot be written: {blocking} is a file, not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path.parent):
+    except OSError as exc:
+        reason = f"cannot make {exc.filename or path.parent}: {exc.strerror or exc}"
+        raise InvalidInputError(f"{option} {path} cannot be written: {reason}") from None
+    try:
+        with tempfile.TemporaryFile(dir=path.parent):  # its own name in an error would mean nothing to the user
             pass
     except OSError as exc:
-        where = exc.filename or path.parent
-        raise InvalidInputError(f"{option} {path} cannot be written: {where}: {exc.strerror or exc}") from None
+        raise InvalidInputError(f"{option} {path} cannot be written: {path.parent}: {exc.strerror or exc}") from None
 
 
 def save_video(result, path: Path) -> None:

@@ -72,6 +72,15 @@ def test_generate_reports_invalid_input_with_its_exit_code(triton, tmp_path, pho
     assert "num_frames must be between 8 and 32, got 99" in run.stderr
 
 
+def test_an_image_the_server_refuses_draws_no_progress_bar_before_the_error(triton, tmp_path):
+    """The image is checked on the server, before the first step: the error comes alone, no empty bar first."""
+    image = tmp_path / "broken.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 8)
+    run = i2v("generate", "--url", triton.endpoints.grpc_url, "--image", str(image), "--prompt", "waves")
+    assert run.returncode == EXIT_INVALID, run.stderr
+    assert run.stderr.startswith("error: invalid input: ") and "denoising" not in run.stderr, run.stderr
+
+
 def test_the_server_s_invalid_input_is_said_once_with_the_served_model_s_size_step(triton, tmp_path, photo_png):
     image = tmp_path / "in.png"
     image.write_bytes(photo_png)
@@ -131,7 +140,14 @@ def test_a_mistake_in_the_request_or_the_output_is_invalid_even_when_the_server_
     assert "error: invalid input: num_frames must be between 8 and 32, got 40" in run.stderr
     run = i2v(*generate, "-o", "/proc/nope/x.mp4")
     assert run.returncode == EXIT_INVALID and "Traceback" not in run.stderr
-    assert "error: invalid input: -o /proc/nope/x.mp4 cannot be written: /proc/nope: No such file" in run.stderr
+    assert "error: invalid input: -o /proc/nope/x.mp4 cannot be written: cannot make /proc/nope: No such file" in (
+        run.stderr
+    )
+    run = i2v(*generate, "-o", "/proc/x.mp4")  # the folder is there, a file cannot be made in it
+    assert run.returncode == EXIT_INVALID and "-o /proc/x.mp4 cannot be written: /proc: " in run.stderr
+    run = i2v(*generate, "-o", f"{image}/x.mp4")
+    assert run.returncode == EXIT_INVALID
+    assert f"-o {image}/x.mp4 cannot be written: {image} is a file, not a folder" in run.stderr
     for timeout in ("0", "-1", "nan"):
         run = i2v(*generate, "--timeout", timeout, "-o", str(tmp_path / "x.mp4"))
         assert run.returncode == EXIT_INVALID and "argument --timeout: must be more than 0 seconds" in run.stderr
