@@ -104,7 +104,9 @@ def export_model_repository(
         paths = export_all(pipe, Path(work), progress=progress)
         reports = [check_graph(path, name) for name, path in paths.items()]
         if progress:
-            print(f"TensorRT {TENSORRT_VERSION} operator check:\n{format_reports(reports)}")
+            purpose = "" if runtime == "tensorrt" else " (a report: would a --runtime tensorrt export build?)"
+            matrix = f"onnx-tensorrt's support matrix of TensorRT {TENSORRT_VERSION}"
+            print(f"TensorRT operator check, by {matrix}{purpose}:\n{format_reports(reports)}")
         if runtime == "tensorrt" and not all(r.ok for r in reports):
             raise UnsupportedOperatorError(reports)
         if check:

@@ -56,3 +56,18 @@ def test_tensorrt_options_are_refused_for_another_runtime(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "--engine-check and --context-allocation are options of the tensorrt runtime, not of onnxruntime" in error
     assert not (tmp_path / "r").exists()
+
+
+def test_the_export_side_imports_without_transformers_torchvision_notice():
+    """Without torchvision transformers uses its PIL image processor (as tested here) and warns at every start;
+    `i2v` drops that one warning (i2v/__init__.py), whatever is imported first."""
+    import subprocess
+    import sys
+    from importlib.util import find_spec
+
+    if find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed: transformers has no fallback to announce")
+    for module in ("i2v.export.sources", "i2v.serving.generator"):
+        run = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        assert "torchvision" not in run.stderr, run.stderr
