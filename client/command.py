@@ -260,7 +260,7 @@ def run_models(args: argparse.Namespace) -> int:
     """`list` shows states (of the named models, or all) and changes nothing; `load`/`unload` act on names, each
     of which must be in the server's model repository."""
     from i2v.client.errors import I2VError
-    from i2v.client.model_control import ModelControl
+    from i2v.client.model_control import UNLOAD_WAIT_S, ModelControl
 
     try:
         with ModelControl(args.url, **connection_settings(args)) as control:
@@ -275,8 +275,13 @@ def run_models(args: argparse.Namespace) -> int:
                         print(f"{model.name:<16} {model.version or '-':>3}  {model.state}{reason}")
                 return EXIT_OK
             for name in args.names:
-                (control.load if args.action == "load" else control.unload)(name)
-                print(f"{args.action}ed {name}")
+                if args.action == "load":
+                    control.load(name)
+                    print(f"loaded {name}")
+                elif control.unload(name):
+                    print(f"unloaded {name}")
+                else:
+                    print(f"{name} still unloading after {UNLOAD_WAIT_S:g} s: `i2v models list {name}` tells when done")
     except I2VError as exc:
         return fail_request(exc, args)
     return EXIT_OK

@@ -124,7 +124,10 @@ def test_a_part_unloaded_under_the_pipeline_makes_requests_unavailable_naming_it
     """The BLS stays loaded while an operator unloads one of its parts: a request is then refused as unavailable
     (retryable, exit 3), naming the part and how to load it, not an internal error; loaded again, it serves."""
     url = ops_triton.endpoints.grpc_url
-    assert i2v("models", "unload", "vae_decoder", "--url", url, "--api-key", KEY).returncode == 0
+    unload = i2v("models", "unload", "vae_decoder", "--url", url, "--api-key", KEY)
+    assert unload.returncode == 0 and unload.stdout == "unloaded vae_decoder\n", unload.stderr
+    listing = i2v("models", "list", "vae_decoder", "--url", url, "--api-key", KEY).stdout
+    assert listing.split()[2] == "UNAVAILABLE", listing  # done unloading when the command said so
     try:
         with I2VClient(url, api_key=KEY) as client:
             with pytest.raises(ServerUnavailableError) as refused:
