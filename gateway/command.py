@@ -44,7 +44,7 @@ def add_gateway_command(commands, formatter_class: type[argparse.HelpFormatter])
     add.set_defaults(run=run_add_tenant)
 
     remove = actions.add_parser("remove-tenant", formatter_class=formatter_class, help="revoke a tenant's key")
-    remove.add_argument("name")
+    remove.add_argument("name", help="the tenant to remove (its key works until the gateway is rendered and reloaded)")
     remove.add_argument("--tenants", type=Path, required=True, help="tenants file")
     remove.set_defaults(run=run_remove_tenant)
 

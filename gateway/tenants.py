@@ -132,7 +132,8 @@ def add_tenant(path: Path, tenant_name: str, **limits) -> str:
 def remove_tenant(path: Path, tenant_name: str) -> None:
     tenants = load_tenants(path)
     if tenant_name not in {t.name for t in tenants}:
-        raise TenantsFileError(f"no tenant {tenant_name!r} in {path}; tenants: {', '.join(t.name for t in tenants)}")
+        names = ", ".join(t.name for t in tenants) or "none (add one: i2v gateway add-tenant NAME)"
+        raise TenantsFileError(f"no tenant {tenant_name!r} in {path}; tenants: {names}")
     save_tenants(path, [t for t in tenants if t.name != tenant_name])
 
 

@@ -29,7 +29,7 @@ def add_lora_command(commands, formatter_class: type[argparse.HelpFormatter]):
     add.add_argument("name", help="the name requests use (letters, digits, _ - .)")
     add.add_argument("file", type=Path, help="diffusers LoRA safetensors for the UNet")
     remove = actions.add_parser("remove", formatter_class=formatter_class, help="unregister an adapter")
-    remove.add_argument("name")
+    remove.add_argument("name", help="the registered adapter to remove (i2v lora list names them)")
     for parser in (add, remove):
         parser.add_argument(
             "--model-repository", type=Path, default=DEFAULT_REPOSITORY, help="the served model repository"

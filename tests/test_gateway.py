@@ -292,6 +292,9 @@ def test_cli_adds_a_tenant_and_renders_a_private_config(tmp_path, capsys):
     assert bodies.is_dir() and f"{bodies}/client_body" in (output / "nginx.conf").read_text()
     assert main(["gateway", "remove-tenant", "--tenants", str(tenants_file), "erin"]) == 2
     assert "no tenant 'erin'" in capsys.readouterr().err
+    assert main(["gateway", "remove-tenant", "--tenants", str(tenants_file), "dave"]) == 0
+    assert main(["gateway", "remove-tenant", "--tenants", str(tenants_file), "dave"]) == 2
+    assert "tenants: none (add one: i2v gateway add-tenant NAME)" in capsys.readouterr().err
 
 
 @needs_nginx
