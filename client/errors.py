@@ -170,7 +170,6 @@ def error_from_server(message: str, status: str | None = None, url: str | None =
 
 
 # gRPC's words when no connection could be made (refused, no such host, TLS handshake failed).
-# gRPC's words when nothing answers at the address, or the host name does not resolve
 CONNECT_FAILURES = (
     "failed to connect",
     "connection refused",
